@@ -1,0 +1,65 @@
+# trl-igrpo developer commands. `make test` and `make demo` set themselves up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+# Where the CPU torch wheel comes from when no CUDA is present: a local wheel via pip's find-links if the machine has one,
+# otherwise PyTorch's CPU index. A machine with CUDA keeps whatever torch pip resolves (the normal CUDA build).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install test test-fast demo lint format bench clean help
+
+help:
+	@echo "make install   create $(VENV) (CPU torch first when there is no CUDA) and install trl-igrpo[dev] editable"
+	@echo "make test      set up if needed, then run the whole test suite (slow and multiprocess tests included)"
+	@echo "make test-fast set up if needed, then run the tests not marked slow/multiprocess"
+	@echo "make demo      set up if needed, then train iGRPO offline on the built-in default"
+	@echo "make lint      ruff check + format check"
+	@echo "make bench     run the benchmark scripts and refresh docs/benchmarks.md"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "CUDA device found: installing the default torch build"; \
+	elif $(PY) -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('$(TORCH_VERSION)') else 1)" 2>/dev/null; then \
+		echo "torch $(TORCH_VERSION) already present"; \
+	elif ls /opt/wheels/torch-$(TORCH_VERSION)+cpu-*.whl >/dev/null 2>&1; then \
+		echo "no CUDA: installing the local CPU torch wheel"; $(PIP) install --quiet torch==$(TORCH_VERSION); \
+	else \
+		echo "no CUDA: installing CPU torch from $(TORCH_CPU_INDEX)"; \
+		$(PIP) install --quiet torch==$(TORCH_VERSION) --index-url $(TORCH_CPU_INDEX); \
+	fi
+	$(PIP) install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow and not multiprocess and not vllm" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no examples/train_igrpo.py $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check trl_igrpo tests examples benchmarks
+	$(VENV)/bin/ruff format --check trl_igrpo tests examples benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix trl_igrpo tests examples benchmarks
+	$(VENV)/bin/ruff format trl_igrpo tests examples benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/rewards.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache outputs

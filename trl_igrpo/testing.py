@@ -1,0 +1,191 @@
+"""Offline tiny models for tests, examples and the demo.
+
+The Hugging Face Hub is often unreachable (CI, air-gapped clusters), and TRL reloads reference models from
+``config._name_or_path``, so every test model must live on disk. :func:`build_tiny_model` builds a random-weight causal LM
+and a byte-level BPE tokenizer trained offline, saves both with ``save_pretrained`` (safetensors) and returns the
+directory, which ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` reload unchanged.
+
+Design constraints:
+
+- **Deterministic for a seed**: the tokenizer corpus is fixed text and the weights come from ``torch.manual_seed(seed)``.
+- **Tokenizes identically after reload**: for ``qwen2`` the reloaded ``Qwen2Tokenizer`` re-applies Qwen's NFC normaliser
+  and regex pre-tokenizer, so we train with exactly those.
+- **vLLM CPU compatible**: head_dim 32 (vLLM's CPU attention accepts 32, 64, 80, ...; it derives Qwen2's head_dim from
+  hidden / heads, so hidden 128 with 4 heads).
+- ``<think>``, ``</think>``, ``<answer>``, ``</answer>`` are single, non-special added tokens, so they survive
+  ``skip_special_tokens=True`` decoding exactly as the format rewards expect.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["TINY_ARCHITECTURES", "CHATML_TEMPLATE", "REASONING_TAGS", "build_tiny_model"]
+
+TINY_ARCHITECTURES = ("qwen2", "llama", "nemotron_h")
+REASONING_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+# ChatML, as used by Qwen2 and Nemotron 3. Supports a system turn and the generation prompt.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _tokenizer_corpus() -> list[str]:
+    """Fixed, varied text: arithmetic, LaTeX answers, reasoning tags and chat markup."""
+    words = (
+        "the answer is what compute solve find value of sum difference product think step first then so we get "
+        "draft refine improve prior check final result number equation problem let total each"
+    ).split()
+    texts = []
+    for i in range(400):
+        a, b = (i * 37) % 97, (i * 53) % 89
+        w = " ".join(words[(i + k) % len(words)] for k in range(6))
+        texts.append(
+            f"What is {a} + {b}? <think> {w} {a} plus {b} is {a + b} </think> <answer> \\boxed{{{a + b}}} </answer>"
+        )
+        texts.append(f"Solve {a}x = {a * b}. Then x = \\frac{{{a * b}}}{{{a}}} = {b}. $\\sqrt{{{b}}}$ (1, 2] {{1, 2}}")
+        texts.append(f"<|im_start|>user\n{w}?<|im_end|>\n<|im_start|>assistant\n{a - b} * {b} = {(a - b) * b}")
+    return texts
+
+
+def _build_tokenizer(architecture: str, vocab_size: int):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    # The same split regex Qwen2Tokenizer applies on reload (also a sensible choice for the other architectures).
+    pretokenize_regex = (
+        r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    )
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pretokenize_regex), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_tokenizer_corpus(), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        chat_template=CHATML_TEMPLATE,
+        model_max_length=2048,
+    )
+    fast.add_tokens(list(REASONING_TAGS))
+    return fast
+
+
+def _build_config(architecture: str, vocab_size: int, tokenizer, hidden_size: int, num_layers: int):
+    from transformers import LlamaConfig, NemotronHConfig, Qwen2Config
+
+    heads = hidden_size // 32  # head_dim 32 for vLLM's CPU attention
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_attention_heads=heads,
+        max_position_embeddings=2048,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    if architecture == "qwen2":
+        return Qwen2Config(
+            intermediate_size=2 * hidden_size, num_hidden_layers=num_layers, num_key_value_heads=heads // 2, **common
+        )
+    if architecture == "llama":
+        return LlamaConfig(
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=num_layers,
+            num_key_value_heads=heads // 2,
+            head_dim=32,
+            **common,
+        )
+    if architecture == "nemotron_h":
+        # Hybrid Mamba2 / attention / MoE, like Nemotron-H and Nemotron 3. Without mamba_ssm/causal_conv1d installed,
+        # transformers picks its pure-PyTorch path, which runs on CPU. At least one layer of each kind.
+        block_types = ["mamba", "attention", "moe"]
+        while len(block_types) < num_layers:
+            block_types.append(("mamba", "moe", "attention")[len(block_types) % 3])
+        return NemotronHConfig(
+            layers_block_type=block_types[: max(num_layers, 3)],
+            num_key_value_heads=heads // 2,
+            head_dim=32,
+            intermediate_size=2 * hidden_size,
+            ssm_state_size=16,
+            mamba_num_heads=hidden_size // 16,
+            mamba_head_dim=32,
+            n_groups=1,
+            expand=2,
+            chunk_size=16,
+            n_routed_experts=4,
+            n_shared_experts=1,
+            num_experts_per_tok=2,
+            moe_intermediate_size=hidden_size,
+            moe_shared_expert_intermediate_size=hidden_size,
+            **common,
+        )
+    raise ValueError(f"Unknown architecture {architecture!r}; choose one of {TINY_ARCHITECTURES}.")
+
+
+def build_tiny_model(
+    output_dir: str | os.PathLike,
+    architecture: str = "qwen2",
+    seed: int = 0,
+    vocab_size: int = 1024,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    overwrite: bool = False,
+) -> str:
+    """Build and save a tiny random causal LM plus an offline-trained fast tokenizer.
+
+    Args:
+        output_dir: Directory to write ``config.json``, ``model.safetensors``, ``generation_config.json`` and the
+            tokenizer files to. If it already holds a model and ``overwrite`` is False, it is reused as is.
+        architecture: ``"qwen2"``, ``"llama"`` or ``"nemotron_h"`` (hybrid Mamba-attention-MoE; at least 3 layers).
+        seed: Seeds the weights; the tokenizer is deterministic regardless.
+        vocab_size: BPE vocabulary size before the four reasoning tags are added.
+        hidden_size: Multiple of 32 (head_dim is 32 for vLLM's CPU backend).
+        num_layers: Decoder layers.
+        overwrite: Rebuild even if ``output_dir`` already holds a model.
+
+    Returns:
+        ``str(output_dir)``, ready for ``from_pretrained`` or as the ``model`` argument of TRL trainers.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    if architecture not in TINY_ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {architecture!r}; choose one of {TINY_ARCHITECTURES}.")
+    if hidden_size % 64:
+        raise ValueError(f"hidden_size must be a multiple of 64 (head_dim 32, even GQA split), got {hidden_size}.")
+    output_dir = Path(output_dir)
+    if (output_dir / "config.json").exists() and (output_dir / "model.safetensors").exists() and not overwrite:
+        return str(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = _build_tokenizer(architecture, vocab_size)
+    config = _build_config(architecture, len(tokenizer), tokenizer, hidden_size, num_layers)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None
+    )
+    tokenizer.save_pretrained(output_dir)
+    model.save_pretrained(output_dir, safe_serialization=True)
+    return str(output_dir)
