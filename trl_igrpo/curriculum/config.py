@@ -1,0 +1,115 @@
+"""Configuration of the pass-rate curriculum (progressive batching) and of dynamic sampling.
+
+``CurriculumConfigMixin`` is a dataclass mixin: every field has a default and everything is off by default, so it can be
+mixed into any GRPO-style config::
+
+    @dataclass
+    class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
+        def __post_init__(self):
+            super().__post_init__()
+            self._validate_curriculum()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from .schedule import SCHEDULES
+
+SHORTFALL_POLICIES = ("mask", "raise")
+
+
+@dataclass
+class CurriculumConfigMixin:
+    """Fields for the Llama-Nemotron pass-rate curriculum (arXiv 2505.00949 §5) and DAPO-style dynamic sampling.
+
+    Progressive batching (paper: "a Gaussian centred on a difficulty that moves from high pass rates (easy) in early
+    batches to low pass rates (hard) in later batches"). The paper gives no sigma, schedule or end points; the defaults
+    below are ``trl-igrpo`` choices: sigma 0.15 (about one 1/8 pass-rate bin either side keeps most of the mass, so
+    neighbouring bins mix without the batch collapsing onto one bin), a linear schedule from the highest observed pass
+    rate to the lowest over one pass of the data (the curriculum restarts each epoch), and pool balancing (see
+    :func:`~trl_igrpo.curriculum.schedule.balanced_batch_targets`) so sampling without replacement does not leave the
+    easiest prompts for the end.
+
+    Dynamic sampling (DAPO, arXiv 2503.14476 Eq. 11, "0 < |{o_i | is_equivalent(a, o_i)}| < G"): groups whose G rewards are
+    all equal have zero advantage and give no learning signal; they are dropped and the batch is refilled.
+    """
+
+    progressive_batching: bool = field(
+        default=False,
+        metadata={"help": "Order training prompts by the pass-rate curriculum (Llama-Nemotron progressive batching)."},
+    )
+    pass_rate_column: str = field(
+        default="pass_rate",
+        metadata={"help": "Dataset column with each prompt's pre-computed pass rate in [0, 1]."},
+    )
+    curriculum_start: float | None = field(
+        default=None,
+        metadata={"help": "Centre of the pass-rate Gaussian for the first batch. None: the highest pass rate present."},
+    )
+    curriculum_end: float | None = field(
+        default=None,
+        metadata={"help": "Centre of the pass-rate Gaussian for the last batch. None: the lowest pass rate present."},
+    )
+    curriculum_sigma: float = field(
+        default=0.15,
+        metadata={"help": "Standard deviation of the pass-rate Gaussian (not given by the paper; 0.1-0.2 is sensible)."},
+    )
+    curriculum_schedule: str = field(
+        default="linear",
+        metadata={"help": "How the Gaussian centre moves from start to end over an epoch: 'linear' or 'cosine'."},
+    )
+    curriculum_balance_pool: bool = field(
+        default=True,
+        metadata={
+            "help": "Rescale the Gaussian targets (Sinkhorn) so each pass-rate bin is used up evenly over the epoch; "
+            "without it the easiest leftover prompts pile up in the last batches."
+        },
+    )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={"help": "Drop prompt groups whose rewards are all equal and refill the batch (DAPO dynamic sampling)."},
+    )
+    dynamic_sampling_max_extra_rounds: int = field(
+        default=3,
+        metadata={"help": "At most this many extra generation rounds per batch to refill dropped groups."},
+    )
+    dynamic_sampling_shortfall: str = field(
+        default="mask",
+        metadata={
+            "help": "When the extra rounds cannot fill the batch: 'mask' fills the gap with dropped rows whose completion "
+            "mask and advantage are zeroed (they add nothing to the loss), 'raise' stops training with an error."
+        },
+    )
+
+    def _validate_curriculum(self) -> None:
+        """Check the curriculum and dynamic-sampling fields; call from ``__post_init__``."""
+        for name in ("curriculum_start", "curriculum_end"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"`{name}` is a pass rate and must lie in [0, 1], got {value}")
+        if not self.curriculum_sigma > 0.0:
+            raise ValueError(f"`curriculum_sigma` must be > 0, got {self.curriculum_sigma}")
+        if self.curriculum_schedule not in SCHEDULES:
+            raise ValueError(f"`curriculum_schedule` must be one of {SCHEDULES}, got {self.curriculum_schedule!r}")
+        if not isinstance(self.pass_rate_column, str) or not self.pass_rate_column:
+            raise ValueError(f"`pass_rate_column` must be a non-empty column name, got {self.pass_rate_column!r}")
+        if not isinstance(self.dynamic_sampling_max_extra_rounds, int) or self.dynamic_sampling_max_extra_rounds < 0:
+            raise ValueError(
+                f"`dynamic_sampling_max_extra_rounds` must be an integer >= 0, got {self.dynamic_sampling_max_extra_rounds!r}"
+            )
+        if self.dynamic_sampling_shortfall not in SHORTFALL_POLICIES:
+            raise ValueError(
+                f"`dynamic_sampling_shortfall` must be one of {SHORTFALL_POLICIES}, got {self.dynamic_sampling_shortfall!r}"
+            )
+
+
+@dataclass
+class CurriculumGRPOConfig(CurriculumConfigMixin, GRPOConfig):
+    """``GRPOConfig`` plus the curriculum / dynamic-sampling fields of :class:`CurriculumConfigMixin`."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._validate_curriculum()

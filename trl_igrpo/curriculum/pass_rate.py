@@ -1,0 +1,357 @@
+"""Offline pass-rate estimation and threshold filtering (Llama-Nemotron curriculum, arXiv 2505.00949 §5).
+
+The paper generates 8 responses per prompt with LN-Super, computes each prompt's pass rate and discards prompts with a
+pass rate of 0.75 or higher. :func:`compute_pass_rates` does the same with any causal LM (transformers ``generate``, or
+vLLM when installed) and any TRL reward functions, and :func:`filter_by_pass_rate` keeps a pass-rate range.
+
+Resumability: finished rows are appended to a JSON-lines shard (one ``{"index", "pass_rate", "num_passed",
+"num_samples"}`` object per prompt, flushed and fsync'ed after every batch). A rerun with the same shard skips those rows,
+and a line cut off by a crash is ignored and recomputed.
+
+CLI::
+
+    python -m trl_igrpo.curriculum.pass_rate --model PATH --dataset data.jsonl --output out_dir \
+        [--num-samples 8] [--reward-funcs trl_igrpo.rewards.math_accuracy_reward] [--max-pass-rate 0.75] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REWARD = "trl_igrpo.rewards.math_accuracy_reward"
+PAPER_NUM_SAMPLES = 8
+PAPER_MAX_PASS_RATE = 0.75
+
+
+def load_callable(dotted_path: str) -> Callable:
+    """Import ``package.module.function`` (the last dot separates the attribute)."""
+    module_name, _, attribute = dotted_path.rpartition(".")
+    if not module_name:
+        raise ValueError(f"reward function {dotted_path!r} must be a dotted path such as {DEFAULT_REWARD!r}")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot import reward function {dotted_path!r}: {error}") from error
+
+
+def pass_rate_from_rewards(rewards: Sequence[float | None], success_threshold: float) -> tuple[int, float]:
+    """(number passed, pass rate) of one prompt's samples; ``None``/NaN rewards count as failures."""
+    passed = sum(1 for r in rewards if r is not None and not math.isnan(r) and r >= success_threshold)
+    return passed, passed / len(rewards)
+
+
+def read_shard(path: str | os.PathLike) -> dict[int, dict]:
+    """Finished rows of a shard, keyed by dataset index. A truncated or corrupt line (crash mid-write) is skipped."""
+    finished = {}
+    path = Path(path)
+    if not path.exists():
+        return finished
+    with path.open() as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+                finished[int(record["index"])] = record
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                logger.warning("ignoring an incomplete line in %s", path)
+    return finished
+
+
+def _combined_rewards(reward_funcs, reward_weights, kwargs) -> list[float | None]:
+    """Weighted NaN-aware sum over reward functions, as GRPO combines them (None when every function returns None)."""
+    per_func = [func(**kwargs) for func in reward_funcs]
+    combined = []
+    for row in zip(*per_func):
+        values = [(w, r) for w, r in zip(reward_weights, row) if r is not None and not math.isnan(r)]
+        combined.append(sum(w * r for w, r in values) if values else None)
+    return combined
+
+
+def _is_conversational(prompt) -> bool:
+    return isinstance(prompt, list) and bool(prompt) and isinstance(prompt[0], dict) and "role" in prompt[0]
+
+
+class _TransformersSampler:
+    def __init__(self, model, tokenizer, max_new_tokens, temperature, top_p, chat_template_kwargs):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if isinstance(model, (str, os.PathLike)):
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(model, padding_side="left")
+            model = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=False, use_safetensors=True)
+        if tokenizer is None:
+            raise ValueError("pass a `tokenizer` together with an in-memory model")
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model, self.tokenizer, self.torch = model.eval(), tokenizer, torch
+        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+        self.chat_template_kwargs = chat_template_kwargs or {}
+
+    def __call__(self, prompts: list, num_samples: int) -> list[list[str]]:
+        if _is_conversational(prompts[0]):
+            texts = [
+                self.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False, **self.chat_template_kwargs)
+                for p in prompts
+            ]
+            encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        else:
+            encoded = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        encoded = encoded.to(self.model.device)
+        with self.torch.no_grad():
+            generated = self.model.generate(
+                **encoded,
+                do_sample=True,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                max_new_tokens=self.max_new_tokens,
+                num_return_sequences=num_samples,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        texts = self.tokenizer.batch_decode(generated[:, encoded["input_ids"].size(1) :], skip_special_tokens=True)
+        return [texts[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]
+
+
+class _VLLMSampler:
+    def __init__(self, model, max_new_tokens, temperature, top_p, chat_template_kwargs, seed):
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise ImportError("backend='vllm' needs vLLM (pip install 'trl-igrpo[vllm]')") from error
+        if not isinstance(model, (str, os.PathLike)):
+            raise ValueError("backend='vllm' needs a model path")
+        self.llm = LLM(model=str(model), seed=seed, trust_remote_code=False)
+        self.params = SamplingParams
+        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+        self.chat_template_kwargs = chat_template_kwargs or {}
+
+    def __call__(self, prompts: list, num_samples: int) -> list[list[str]]:  # pragma: no cover - needs vLLM
+        params = self.params(n=num_samples, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_new_tokens)
+        if _is_conversational(prompts[0]):
+            results = self.llm.chat(prompts, params, chat_template_kwargs=self.chat_template_kwargs, use_tqdm=False)
+        else:
+            results = self.llm.generate(prompts, params, use_tqdm=False)
+        return [[o.text for o in r.outputs] for r in results]
+
+
+def compute_pass_rates(
+    dataset,
+    model,
+    tokenizer=None,
+    reward_funcs: Sequence[Callable | str] | Callable | str = DEFAULT_REWARD,
+    reward_weights: Sequence[float] | None = None,
+    num_samples: int = PAPER_NUM_SAMPLES,
+    success_threshold: float = 1.0,
+    max_new_tokens: int = 1024,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    batch_size: int = 8,
+    shard_path: str | os.PathLike | None = None,
+    prompt_column: str = "prompt",
+    output_column: str = "pass_rate",
+    backend: str = "transformers",
+    chat_template_kwargs: dict | None = None,
+    seed: int = 0,
+    generate_fn: Callable[[list, int], list[list[str]]] | None = None,
+):
+    """Sample ``num_samples`` completions per prompt, score them, and return ``dataset`` with an ``output_column``.
+
+    A completion passes when the weighted sum of its rewards is ``>= success_threshold`` (a reward of None counts as a
+    failure); the pass rate is the passed fraction, so with 8 samples it is a multiple of 1/8, as in the paper. Reward
+    functions get TRL's call signature: ``prompts``, ``completions`` (conversational completions for conversational
+    prompts), ``completion_ids=None``, every other dataset column repeated per sample, plus no-op ``log_extra`` /
+    ``log_metric`` and ``trainer_state=None``. With ``shard_path``, finished rows are appended there and skipped on a rerun.
+    ``generate_fn(prompts, k) -> k completions per prompt`` replaces the model (for custom backends).
+    """
+    if prompt_column not in dataset.column_names:
+        raise ValueError(f"dataset has no {prompt_column!r} column (columns: {dataset.column_names})")
+    if output_column in dataset.column_names:
+        raise ValueError(f"dataset already has a {output_column!r} column; remove it or choose another `output_column`")
+    if num_samples < 1:
+        raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    if backend not in ("transformers", "vllm"):
+        raise ValueError(f"`backend` must be 'transformers' or 'vllm', got {backend!r}")
+    if callable(reward_funcs) or isinstance(reward_funcs, str):
+        reward_funcs = [reward_funcs]
+    reward_funcs = [load_callable(f) if isinstance(f, str) else f for f in reward_funcs]
+    reward_weights = list(reward_weights) if reward_weights is not None else [1.0] * len(reward_funcs)
+    if len(reward_weights) != len(reward_funcs):
+        raise ValueError(f"`reward_weights` has {len(reward_weights)} values for {len(reward_funcs)} reward functions")
+
+    finished = read_shard(shard_path) if shard_path is not None else {}
+    for record in finished.values():
+        if record.get("num_samples") != num_samples:
+            raise ValueError(
+                f"shard {shard_path} was written with num_samples={record.get('num_samples')}, not {num_samples}; "
+                "use a new `shard_path`"
+            )
+    todo = [i for i in range(len(dataset)) if i not in finished]
+    logger.info("pass rates: %d rows finished, %d to compute", len(finished), len(todo))
+    if todo and generate_fn is None:
+        import torch
+
+        torch.manual_seed(seed)
+        if backend == "vllm":
+            generate_fn = _VLLMSampler(model, max_new_tokens, temperature, top_p, chat_template_kwargs, seed)
+        else:
+            generate_fn = _TransformersSampler(model, tokenizer, max_new_tokens, temperature, top_p, chat_template_kwargs)
+
+    shard = open(shard_path, "a") if shard_path is not None and todo else None  # noqa: SIM115
+    try:
+        for start in range(0, len(todo), batch_size):
+            indices = todo[start : start + batch_size]
+            rows = [dataset[i] for i in indices]
+            prompts = [row[prompt_column] for row in rows]
+            samples = generate_fn(prompts, num_samples)
+            conversational = _is_conversational(prompts[0])
+            kwargs = {
+                "prompts": [p for p in prompts for _ in range(num_samples)],
+                "completions": [
+                    [{"role": "assistant", "content": text}] if conversational else text
+                    for texts in samples
+                    for text in texts
+                ],
+                "completion_ids": None,
+                "trainer_state": None,
+                "log_extra": lambda *a, **k: None,
+                "log_metric": lambda *a, **k: None,
+            }
+            for column in dataset.column_names:
+                if column != prompt_column:
+                    kwargs[column] = [row[column] for row in rows for _ in range(num_samples)]
+            rewards = _combined_rewards(reward_funcs, reward_weights, kwargs)
+            for position, index in enumerate(indices):
+                passed, rate = pass_rate_from_rewards(
+                    rewards[position * num_samples : (position + 1) * num_samples], success_threshold
+                )
+                record = {"index": index, output_column: rate, "num_passed": passed, "num_samples": num_samples}
+                finished[index] = record
+                if shard is not None:
+                    shard.write(json.dumps(record) + "\n")
+            if shard is not None:
+                shard.flush()
+                os.fsync(shard.fileno())
+    finally:
+        if shard is not None:
+            shard.close()
+    return dataset.add_column(output_column, [float(finished[i][output_column]) for i in range(len(dataset))])
+
+
+def filter_by_pass_rate(
+    dataset,
+    min_pass_rate: float = 0.0,
+    max_pass_rate: float = PAPER_MAX_PASS_RATE,
+    column: str = "pass_rate",
+    max_inclusive: bool = False,
+):
+    """Keep rows with ``min_pass_rate <= pass rate < max_pass_rate`` (``<=`` with ``max_inclusive``).
+
+    The defaults are the paper's filter: drop prompts with a pass rate of 0.75 or higher, keep zero-pass-rate prompts
+    (the paper does not say it removes them; pass ``min_pass_rate=1/8`` or a small positive value to drop them).
+    """
+    if column not in dataset.column_names:
+        raise ValueError(f"dataset has no {column!r} column to filter on (columns: {dataset.column_names})")
+    if not 0.0 <= min_pass_rate <= max_pass_rate <= 1.0:
+        raise ValueError(f"need 0 <= min_pass_rate <= max_pass_rate <= 1, got {min_pass_rate} and {max_pass_rate}")
+
+    def keep(rate):
+        return rate >= min_pass_rate and (rate <= max_pass_rate if max_inclusive else rate < max_pass_rate)
+
+    return dataset.filter(lambda rates: [keep(r) for r in rates], input_columns=column, batched=True)
+
+
+def _load_dataset(spec: str, split: str):
+    import datasets
+
+    path = Path(spec)
+    if path.is_dir() and any((path / name).exists() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
+        loaded = datasets.load_from_disk(str(path))
+        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+    if path.is_file():
+        builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
+        if builder is None:
+            raise ValueError(f"unsupported dataset file type {path.suffix!r} (use .jsonl, .json, .parquet or .csv)")
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    return datasets.load_dataset(spec, split=split)
+
+
+def _save_dataset(dataset, destination: str) -> None:
+    suffix = Path(destination).suffix
+    if suffix in (".jsonl", ".json"):
+        dataset.to_json(destination)
+    elif suffix == ".parquet":
+        dataset.to_parquet(destination)
+    else:
+        dataset.save_to_disk(destination)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trl_igrpo.curriculum.pass_rate",
+        description="Estimate each prompt's pass rate from k sampled completions and add a pass-rate column.",
+    )
+    parser.add_argument("--model", required=True, help="model directory or Hub id (safetensors, no remote code)")
+    parser.add_argument("--dataset", required=True, help="save_to_disk directory, .jsonl/.json/.parquet/.csv, or Hub id")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--output", required=True, help="where to write the dataset with the pass-rate column")
+    parser.add_argument("--filtered-output", help="also write the rows kept by the pass-rate range here")
+    parser.add_argument("--shard", help="resume shard (default: <output>.pass_rate.jsonl)")
+    parser.add_argument("--reward-funcs", nargs="+", default=[DEFAULT_REWARD], help="dotted paths of reward functions")
+    parser.add_argument("--reward-weights", nargs="+", type=float)
+    parser.add_argument("--num-samples", type=int, default=PAPER_NUM_SAMPLES)
+    parser.add_argument("--success-threshold", type=float, default=1.0, help="a sample passes if its reward >= this")
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call")
+    parser.add_argument("--prompt-column", default="prompt")
+    parser.add_argument("--column", default="pass_rate", help="name of the pass-rate column to write")
+    parser.add_argument("--min-pass-rate", type=float, default=0.0, help="keep rows with pass rate >= this")
+    parser.add_argument("--max-pass-rate", type=float, default=PAPER_MAX_PASS_RATE, help="keep rows with pass rate < this")
+    parser.add_argument("--max-inclusive", action="store_true", help="keep rows with pass rate == --max-pass-rate too")
+    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    dataset = _load_dataset(args.dataset, args.split)
+    shard = args.shard or f"{args.output.rstrip('/')}.pass_rate.jsonl"
+    scored = compute_pass_rates(
+        dataset,
+        args.model,
+        reward_funcs=args.reward_funcs,
+        reward_weights=args.reward_weights,
+        num_samples=args.num_samples,
+        success_threshold=args.success_threshold,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        batch_size=args.batch_size,
+        shard_path=shard,
+        prompt_column=args.prompt_column,
+        output_column=args.column,
+        backend=args.backend,
+        seed=args.seed,
+    )
+    _save_dataset(scored, args.output)
+    if args.filtered_output:
+        kept = filter_by_pass_rate(scored, args.min_pass_rate, args.max_pass_rate, args.column, args.max_inclusive)
+        _save_dataset(kept, args.filtered_output)
+        logger.info("kept %d of %d rows with %s in the range", len(kept), len(scored), args.column)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Shared helpers for reward functions: TRL passes completions either as strings or as lists of chat messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def completion_text(completion: Any) -> str:
+    """Return the text of one completion, plain (``str``) or conversational (``[{"role": ..., "content": ...}, ...]``).
+
+    For conversational completions the assistant messages are concatenated (TRL produces exactly one); message
+    content given as a list of parts (``[{"type": "text", "text": ...}]``) is flattened to its text parts.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        completion = [completion]
+    if isinstance(completion, (list, tuple)):
+        texts = []
+        for message in completion:
+            if not isinstance(message, dict):
+                raise TypeError(f"Conversational completions must be lists of message dicts, got {type(message)!r}.")
+            if message.get("role", "assistant") != "assistant":
+                continue
+            content = message.get("content", "")
+            if isinstance(content, list):
+                content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            texts.append(content or "")
+        return "".join(texts)
+    raise TypeError(f"A completion must be a string or a list of messages, got {type(completion)!r}.")

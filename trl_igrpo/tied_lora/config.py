@@ -1,0 +1,218 @@
+"""Configuration of the Tied-LoRA tuner (Renduchintala, Konuk, Kuchaiev, arXiv 2311.09578, NAACL 2024)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from peft.config import PeftConfig
+
+#: The PEFT type string of Tied-LoRA. PEFT 0.21's ``PeftType`` is a closed enum, so the tuner is registered under this
+#: plain string key (see ``trl_igrpo/tied_lora/__init__.py``); PEFT only ever uses it as a dict key.
+TIED_LORA_PEFT_TYPE = "TIEDLORA"
+
+#: Target modules used when ``target_modules`` is ``None``: the paper adapts the attention input projections only.
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj")
+
+#: The paper's fused QKV projection expressed over separate q/k/v modules (the default ``fused_module_groups``).
+FUSED_QKV = ("q_proj", "k_proj", "v_proj")
+
+#: Named configurations of the paper, as (train_A, train_B, train_u, train_v). Only the names we could establish are
+#: listed: TL6 (everything trainable; reproduces the paper's "12.5 % of LoRA's parameters" at r=8 on LLaMA-2-7B) and
+#: TL5 (tied A and B trained, u = v = 1 frozen; consistent with the paper's "~131K" tied parameters). The mapping of
+#: TL1-TL4 and TL7 to (A, B, u, v) was not retrievable; every combination is still reachable through the four flags.
+TIED_LORA_CONFIGURATIONS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "TL5": (True, True, False, False),
+    "TL6": (True, True, True, True),
+}
+UNKNOWN_TIED_LORA_CONFIGURATIONS = ("TL1", "TL2", "TL3", "TL4", "TL7")
+
+
+@dataclass
+class TiedLoraConfig(PeftConfig):
+    r"""Configuration of a Tied-LoRA adapter: ``delta W_l = scaling * diag(v_l) B diag(u_l) A`` (paper, Sec. 2).
+
+    A (``r x in``) and B (``out x r``) are *tied*: one tensor shared by every layer of a tie group; ``u_l`` (``r``) and
+    ``v_l`` (``out``) are per-layer scaling vectors. Each of A, B, u, v is trained or frozen (``train_A`` ... ``train_v``);
+    a frozen ``u`` or ``v`` is the identity (fixed at 1, not stored). Paper defaults are the defaults here: TL6 (all
+    four trained), rank 8, ``alpha = r`` (scaling 1, "we simply set alpha = r"), q/k/v targets grouped as one fused QKV
+    projection.
+
+    Tie groups: target modules of one (out, in) shape share one (A, B) pair across layers. Modules listed together in a
+    ``fused_module_groups`` entry read the same input, as the paper's fused QKV projection does: inside one layer they
+    share the per-layer ``u``, across layers they share one tied A (``r x d``), and each member keeps its own tied B and
+    its own per-layer ``v``. With ``[["q_proj", "k_proj", "v_proj"]]`` (the default) the trainable parameter count of TL6
+    is ``4dr + L(r + 3d)`` on a multi-head-attention model, the paper's figure.
+
+    Initialisation makes the adapter an exact no-op: the first trainable factor among (B, v, u, A) starts at zero and
+    every other factor is non-zero (A and a frozen B random Kaiming-uniform, u = v = 1). With B trainable this is LoRA's
+    convention (B = 0); with B frozen (VeRA-like settings) v (or u, or A) starts at zero instead.
+
+    Args:
+        r: Rank of the tied A and B.
+        target_modules: Module names (suffix match) or a regex to adapt. ``None`` means ``("q_proj", "k_proj",
+            "v_proj")``, the paper's scope.
+        exclude_modules: Module names (or a regex) never adapted.
+        fused_module_groups: Groups of sibling module names that read the same input and are treated as one fused
+            projection (shared tied A and per-layer u; own tied B and own per-layer v). ``None`` or ``[]`` ties purely
+            by shape. Default ``[["q_proj", "k_proj", "v_proj"]]`` (the paper's fused QKV).
+        train_A, train_B, train_u, train_v: Which factors train. Default all (TL6); see ``from_configuration``.
+        alpha: LoRA-style scaling numerator, ``scaling = alpha / r``. ``None`` means ``alpha = r`` (scaling 1, paper).
+        dropout: Dropout probability applied to the adapter input, as LoRA's ``lora_dropout``.
+        fan_in_fan_out: ``True`` for layers storing weights as (in, out), e.g. GPT-2's ``Conv1D`` (set automatically).
+        init_weights: ``True`` (default) for the exact no-op initialisation; ``False`` makes every factor random and
+            non-zero (for tests of the merge arithmetic only).
+        modules_to_save: Extra modules trained in full and saved with the adapter (e.g. a classification head).
+        layers_to_transform, layers_pattern: Restrict adaptation to some layer indices, as in ``LoraConfig``.
+    """
+
+    r: int = field(default=8, metadata={"help": "Rank of the tied A (r x in) and B (out x r) matrices."})
+    target_modules: Optional[Union[list[str], str]] = field(
+        default=None,
+        metadata={"help": "Module names or regex to adapt; None means q_proj, k_proj, v_proj (the paper's scope)."},
+    )
+    exclude_modules: Optional[Union[list[str], str]] = field(
+        default=None, metadata={"help": "Module names or regex to exclude from adaptation."}
+    )
+    fused_module_groups: Optional[list[list[str]]] = field(
+        default_factory=lambda: [list(FUSED_QKV)],
+        metadata={
+            "help": "Sibling modules that read the same input and act as one fused projection (shared tied A and "
+            "per-layer u, own tied B and per-layer v). Default: the paper's fused QKV. None/[]: tie by shape only."
+        },
+    )
+    train_A: bool = field(default=True, metadata={"help": "Train the tied down-projection A."})
+    train_B: bool = field(default=True, metadata={"help": "Train the tied up-projection B."})
+    train_u: bool = field(default=True, metadata={"help": "Train the per-layer rank-sized scaling u (else u = 1)."})
+    train_v: bool = field(default=True, metadata={"help": "Train the per-layer output-sized scaling v (else v = 1)."})
+    alpha: Optional[float] = field(
+        default=None, metadata={"help": "Scaling is alpha / r; None means alpha = r (scaling 1, as in the paper)."}
+    )
+    dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter input (like lora_dropout)."})
+    fan_in_fan_out: bool = field(
+        default=False, metadata={"help": "True if the target layer stores its weight as (in, out), like Conv1D."}
+    )
+    init_weights: bool = field(
+        default=True, metadata={"help": "Exact no-op init (True) or all-random factors (False, tests only)."}
+    )
+    modules_to_save: Optional[list[str]] = field(
+        default=None, metadata={"help": "Modules besides the adapter layers to train in full and save."}
+    )
+    layers_to_transform: Optional[Union[list[int], int]] = field(
+        default=None, metadata={"help": "Only adapt these layer indices."}
+    )
+    layers_pattern: Optional[Union[list[str], str]] = field(
+        default=None, metadata={"help": "Name of the nn.ModuleList holding the layers, used with layers_to_transform."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.peft_type = TIED_LORA_PEFT_TYPE
+        if isinstance(self.target_modules, (list, tuple)):
+            self.target_modules = set(self.target_modules)
+        if isinstance(self.exclude_modules, (list, tuple)):
+            self.exclude_modules = set(self.exclude_modules)
+        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
+            raise ValueError(f"`r` must be a positive integer, got {self.r!r}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1), got {self.dropout!r}.")
+        if self.alpha is not None and self.alpha <= 0:
+            raise ValueError(f"`alpha` must be positive (or None for alpha = r), got {self.alpha!r}.")
+        if not any((self.train_A, self.train_B, self.train_u, self.train_v)):
+            raise ValueError(
+                "At least one of `train_A`, `train_B`, `train_u`, `train_v` must be True; with all four frozen the "
+                "adapter has nothing to train."
+            )
+        if self.layers_pattern and self.layers_to_transform is None:
+            raise ValueError("When `layers_pattern` is specified, `layers_to_transform` must also be specified.")
+        self.fused_module_groups = self._validated_fused_module_groups(self.fused_module_groups)
+
+    @staticmethod
+    def _validated_fused_module_groups(groups) -> list[list[str]]:
+        if groups is None:
+            return []
+        if isinstance(groups, str) or not all(isinstance(g, (list, tuple)) for g in groups):
+            raise ValueError(
+                f"`fused_module_groups` must be a list of lists of module names, e.g. [['q_proj', 'k_proj', "
+                f"'v_proj']], got {groups!r}."
+            )
+        seen: set[str] = set()
+        validated = []
+        for group in groups:
+            group = [str(name) for name in group]
+            if len(group) < 2 or len(set(group)) != len(group):
+                raise ValueError(f"`fused_module_groups` entry {group} must name at least two distinct modules.")
+            if any("." in name for name in group):
+                raise ValueError(f"`fused_module_groups` entry {group} must hold bare module names (no dots).")
+            overlap = seen.intersection(group)
+            if overlap:
+                raise ValueError(f"`fused_module_groups`: module(s) {sorted(overlap)} appear in more than one group.")
+            seen.update(group)
+            validated.append(group)
+        return validated
+
+    @property
+    def scaling(self) -> float:
+        """LoRA-style ``alpha / r``; 1.0 with the paper's ``alpha = r``."""
+        return 1.0 if self.alpha is None else float(self.alpha) / self.r
+
+    @property
+    def configuration_name(self) -> Optional[str]:
+        """The paper's name of this (train_A, train_B, train_u, train_v) combination, or None if not established."""
+        flags = (self.train_A, self.train_B, self.train_u, self.train_v)
+        return next((name for name, value in TIED_LORA_CONFIGURATIONS.items() if value == flags), None)
+
+    @classmethod
+    def from_configuration(cls, name: str, **kwargs) -> TiedLoraConfig:
+        """Build the paper's named configuration (``"TL5"``, ``"TL6"``); other fields are passed through."""
+        key = name.upper()
+        if key in UNKNOWN_TIED_LORA_CONFIGURATIONS:
+            raise ValueError(
+                f"The (A, B, u, v) trainability of {key} could not be established from the paper; set `train_A`, "
+                f"`train_B`, `train_u`, `train_v` explicitly. Known names: {sorted(TIED_LORA_CONFIGURATIONS)}."
+            )
+        if key not in TIED_LORA_CONFIGURATIONS:
+            raise ValueError(f"Unknown Tied-LoRA configuration {name!r}; known: {sorted(TIED_LORA_CONFIGURATIONS)}.")
+        conflicting = {"train_A", "train_B", "train_u", "train_v"}.intersection(kwargs)
+        if conflicting:
+            raise ValueError(f"{sorted(conflicting)} are fixed by configuration {key}; do not pass them too.")
+        train_A, train_B, train_u, train_v = TIED_LORA_CONFIGURATIONS[key]
+        return cls(train_A=train_A, train_B=train_B, train_u=train_u, train_v=train_v, **kwargs)
+
+    def zero_initialised_factor(self) -> str:
+        """Which factor starts at zero so that delta W = 0 at init while a gradient still flows.
+
+        The first *trainable* factor among B, v, u, A: LoRA's B = 0 when B trains; otherwise VeRA's convention of a
+        zero output scaling; A = 0 only when it is the sole trainable factor (then B is random and frozen).
+        """
+        for factor, trainable in (("B", self.train_B), ("v", self.train_v), ("u", self.train_u), ("A", self.train_A)):
+            if trainable:
+                return factor
+        raise AssertionError("unreachable: __post_init__ rejects configs with nothing to train")
+
+
+def fused_qkv_trainable_parameters(
+    hidden_size: int,
+    num_layers: int,
+    r: int,
+    train_A: bool = True,
+    train_B: bool = True,
+    train_u: bool = True,
+    train_v: bool = True,
+    qkv_out_features: Optional[int] = None,
+) -> int:
+    """Closed-form trainable parameter count of Tied-LoRA on the paper's fused QKV projection (Sec. 2 / Table 1).
+
+    ``[A] d r + [B] D r + L ([u] r + [v] D)`` with ``D = qkv_out_features`` (``3d`` for multi-head attention, the
+    paper's case). TL6 gives ``4dr + L(r + 3d)``; TL5 gives ``4dr``.
+    """
+    d = hidden_size
+    out = 3 * d if qkv_out_features is None else qkv_out_features
+    return int(train_A) * d * r + int(train_B) * out * r + num_layers * (int(train_u) * r + int(train_v) * out)
+
+
+def lora_trainable_parameters(hidden_size: int, num_layers: int, r: int, fused_qkv: bool = True) -> int:
+    """LoRA's count on q/k/v of a multi-head-attention model: ``4Ldr`` on a fused QKV projection (one A, one 3d x r B
+    per layer, the paper's baseline), ``6Ldr`` on separate q/k/v modules (PEFT's LoRA with q_proj/k_proj/v_proj)."""
+    d, L = hidden_size, num_layers
+    return (4 if fused_qkv else 6) * L * d * r

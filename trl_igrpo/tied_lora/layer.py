@@ -1,0 +1,233 @@
+"""Tied-LoRA tuner layer: ``y = W x + scaling * v_l * (B (u_l * (A dropout(x))))`` (arXiv 2311.09578, Sec. 2).
+
+The tied A and B do not live on the layer: they are one tensor per tie group, owned by the ``TiedLoraModel`` in its
+``tiedlora_A`` / ``tiedlora_B`` containers, and each layer keeps an *unregistered* reference to those containers plus
+the key of its group. That keeps a single copy in ``state_dict``/``named_parameters`` (saved once, seen once by the
+optimiser) while autograd sums the gradient contributions of every layer that uses them. The per-layer u and v are
+ordinary adapter weights of the layer; inside a fused group (the paper's QKV) only the first member owns u and the
+siblings reference it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
+from peft.utils.other import transpose
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from .config import TiedLoraConfig
+
+
+class TiedLoraVector(nn.Module):
+    """A per-layer scaling vector (u or v) held as ``.weight`` so that state-dict keys read ``...tiedlora_u.<adapter>
+    .weight`` like LoRA's modules (TRL copies adapters by replacing ``.default.`` in parameter names)."""
+
+    def __init__(self, size: int, value: float, device=None, dtype=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((size,), float(value), device=device, dtype=dtype))
+
+
+def init_tied_matrix(shape: tuple[int, int], zero: bool, device=None, dtype=None) -> torch.Tensor:
+    """A tied A or B: zeros when it is the zero-initialised factor, else LoRA's Kaiming-uniform (a = sqrt(5))."""
+    tensor = torch.empty(shape, device=device, dtype=dtype)
+    if zero:
+        return nn.init.zeros_(tensor)
+    if tensor.device.type == "meta":
+        return tensor
+    return nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
+
+
+class TiedLoraLayer(BaseTunerLayer):
+    # per-adapter containers; `tiedlora_dropout` is listed so that every layer reports its adapters even when neither u
+    # nor v is trained (TL5), where the layer owns no parameter at all
+    adapter_layer_names = ("tiedlora_u", "tiedlora_v", "tiedlora_dropout")
+    other_param_names = ("r", "scaling", "tiedlora_A_key", "tiedlora_B_key", "tiedlora_u_source")
+
+    def __init__(self, base_layer: nn.Module, **kwargs) -> None:
+        self.base_layer = base_layer
+        self.r: dict[str, int] = {}
+        self.scaling: dict[str, float] = {}
+        self.tiedlora_A_key: dict[str, str] = {}
+        self.tiedlora_B_key: dict[str, str] = {}
+        # adapter -> sibling layer owning the shared per-layer u (fused groups); a plain dict, so not registered
+        self.tiedlora_u_source: dict[str, TiedLoraLayer] = {}
+        self.tiedlora_u = nn.ModuleDict({})
+        self.tiedlora_v = nn.ModuleDict({})
+        self.tiedlora_dropout = nn.ModuleDict({})
+        self._disable_adapters = False
+        self.merged_adapters = []
+        # plain dict: a reference to the tuner's containers, deliberately not registered as submodules
+        self.tiedlora_shared: dict[str, nn.ModuleDict] = {}
+
+        base = self.get_base_layer()
+        if isinstance(base, nn.Linear):
+            in_features, out_features = base.in_features, base.out_features
+        elif isinstance(base, Conv1D):
+            in_features, out_features = base.weight.ds_shape if hasattr(base.weight, "ds_shape") else base.weight.shape
+        else:
+            raise TypeError(f"Tied-LoRA supports nn.Linear and Conv1D target modules, got {type(base).__name__}.")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.kwargs = kwargs
+
+    def update_layer(
+        self,
+        adapter_name: str,
+        config: TiedLoraConfig,
+        shared: dict[str, nn.ModuleDict],
+        a_key: str,
+        b_key: str,
+        u_source: Optional[TiedLoraLayer] = None,
+        inference_mode: bool = False,
+    ) -> None:
+        """Attach adapter ``adapter_name``: record the tie-group keys and create the per-layer u and v it trains."""
+        if a_key not in shared["A"][adapter_name] or b_key not in shared["B"][adapter_name]:
+            raise KeyError(f"tied matrices {a_key!r}/{b_key!r} of adapter {adapter_name!r} were not created")
+        self.tiedlora_shared = shared
+        self.r[adapter_name] = config.r
+        self.scaling[adapter_name] = config.scaling
+        self.tiedlora_A_key[adapter_name] = a_key
+        self.tiedlora_B_key[adapter_name] = b_key
+        dropout = nn.Dropout(p=config.dropout) if config.dropout > 0.0 else nn.Identity()
+        self.tiedlora_dropout[adapter_name] = dropout
+
+        zero_factor = config.zero_initialised_factor() if config.init_weights else None
+        if config.train_u:
+            if u_source is not None:
+                self.tiedlora_u_source[adapter_name] = u_source
+            else:
+                self.tiedlora_u[adapter_name] = TiedLoraVector(config.r, 0.0 if zero_factor == "u" else 1.0)
+        if config.train_v:
+            self.tiedlora_v[adapter_name] = TiedLoraVector(self.out_features, 0.0 if zero_factor == "v" else 1.0)
+        if not config.init_weights:
+            with torch.no_grad():
+                for container in (self.tiedlora_u, self.tiedlora_v):
+                    if adapter_name in container and container[adapter_name].weight.device.type != "meta":
+                        container[adapter_name].weight.normal_(1.0, 0.5)
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+        self.set_adapter(self.active_adapters, inference_mode=inference_mode)
+
+    # ----------------------------------------------------------------------------------------------------- factors
+    def tied_factors(
+        self, adapter: str
+    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """(A, B, u, v) of ``adapter``; u or v is None when frozen (the identity)."""
+        A = self.tiedlora_shared["A"][adapter][self.tiedlora_A_key[adapter]]
+        B = self.tiedlora_shared["B"][adapter][self.tiedlora_B_key[adapter]]
+        if adapter in self.tiedlora_u:
+            u = self.tiedlora_u[adapter].weight
+        elif adapter in self.tiedlora_u_source:
+            u = self.tiedlora_u_source[adapter].tiedlora_u[adapter].weight
+        else:
+            u = None
+        v = self.tiedlora_v[adapter].weight if adapter in self.tiedlora_v else None
+        return A, B, u, v
+
+    def get_delta_weight(self, adapter: str) -> torch.Tensor:
+        """``scaling * diag(v) B diag(u) A`` in the layout of the base weight (transposed for ``fan_in_fan_out``)."""
+        A, B, u, v = self.tied_factors(adapter)
+        weight = self.get_base_layer().weight
+        # half-precision matmuls on CPU are slow or unsupported: compute in fp32 and cast back, as PEFT's LoRA does
+        compute_dtype = torch.float32 if weight.device.type == "cpu" and A.dtype in (torch.float16, torch.bfloat16) else A.dtype
+        A, B = A.to(compute_dtype), B.to(compute_dtype)
+        if u is not None:
+            A = A * u.to(compute_dtype)[:, None]
+        if v is not None:
+            B = B * v.to(compute_dtype)[:, None]
+        delta = (B @ A) * self.scaling[adapter]
+        return transpose(delta, self.fan_in_fan_out).to(weight.dtype)
+
+    # ------------------------------------------------------------------------------------------------ merge/unmerge
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
+        adapter_names = check_adapters_to_merge(self, adapter_names)
+        if not adapter_names:
+            return
+        base = self.get_base_layer()
+        for adapter in adapter_names:
+            if adapter not in self.r:
+                continue
+            delta = self.get_delta_weight(adapter)
+            if safe_merge:
+                merged = base.weight.data + delta
+                if not torch.isfinite(merged).all():
+                    raise ValueError(f"NaNs detected in the merged weights. The adapter {adapter} seems to be broken")
+                base.weight.data = merged
+            else:
+                base.weight.data += delta
+            self.merged_adapters.append(adapter)
+
+    def unmerge(self) -> None:
+        if not self.merged:
+            warnings.warn("Already unmerged. Nothing to do.")
+            return
+        base = self.get_base_layer()
+        while self.merged_adapters:
+            adapter = self.merged_adapters.pop()
+            if adapter in self.r:
+                base.weight.data -= self.get_delta_weight(adapter)
+
+    # ------------------------------------------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return self.base_layer(x, *args, **kwargs)
+        if self.merged:
+            return self.base_layer(x, *args, **kwargs)
+        result = self.base_layer(x, *args, **kwargs)
+        previous_dtype = result.dtype
+        for adapter in self.active_adapters:
+            if adapter not in self.r:
+                continue
+            A, B, u, v = self.tied_factors(adapter)
+            hidden = F.linear(self.tiedlora_dropout[adapter](self._cast_input_dtype(x, A.dtype)), A)
+            if u is not None:
+                hidden = hidden * u
+            out = F.linear(hidden, B)
+            scaling = self.scaling[adapter]
+            if v is not None:
+                # fold the scalar into the (out,) vector rather than the (..., out) activation
+                out = out * (v if scaling == 1.0 else v * scaling)
+            elif scaling != 1.0:
+                out = out * scaling
+            result = result + out.to(previous_dtype)
+        return result
+
+    def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "tiedlora." + nn.Module.__repr__(self)
+
+
+class Linear(nn.Module, TiedLoraLayer):
+    """Tied-LoRA wrapper of an ``nn.Linear`` (or GPT-2 style ``Conv1D``)."""
+
+    # nn.Module precedes the mixin in the MRO (PEFT's layout), so route the two methods nn.Module also defines
+    forward = TiedLoraLayer.forward
+    __repr__ = TiedLoraLayer.__repr__
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        config: TiedLoraConfig,
+        shared: dict[str, nn.ModuleDict],
+        a_key: str,
+        b_key: str,
+        u_source: Optional[TiedLoraLayer] = None,
+        is_target_conv_1d_layer: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__()
+        TiedLoraLayer.__init__(self, base_layer, **kwargs)
+        self.fan_in_fan_out = config.fan_in_fan_out
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, config, shared, a_key, b_key, u_source=u_source)
+        self.is_target_conv_1d_layer = is_target_conv_1d_layer

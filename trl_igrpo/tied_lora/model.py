@@ -1,0 +1,215 @@
+"""Tied-LoRA tuner model (arXiv 2311.09578): owns the tied A/B matrices and wraps the target layers.
+
+The tied matrices are model-level shared state, as in PEFT's VB-LoRA vector bank: ``tiedlora_A[adapter][group]`` and
+``tiedlora_B[adapter][group]`` are ``nn.ParameterDict`` entries of this module, so they appear exactly once in
+``named_parameters()`` (the optimiser steps them once, autograd sums every layer's gradient into them) and once in the
+saved adapter (``base_model.tiedlora_A.<group>``). Layers look them up through an unregistered reference at forward time.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import torch
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from .config import DEFAULT_TARGET_MODULES, TiedLoraConfig
+from .layer import Linear, TiedLoraLayer, init_tied_matrix
+
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def tie_group_keys(target_name: str, in_features: int, out_features: int, fused_module_groups) -> tuple[str, str]:
+    """Keys of the tied A and B a target module uses (pure function of its name and shape).
+
+    Outside fused groups one (A, B) pair is tied per (out, in) shape. A member of a fused group (e.g. the paper's QKV)
+    shares the group's A (one per input size) and gets its own tied B (one per member name and shape).
+    """
+    for group in fused_module_groups or ():
+        if target_name in group:
+            return f"fused_{'_'.join(group)}_in{in_features}", f"fused_{target_name}_{out_features}x{in_features}"
+    key = f"linear_{out_features}x{in_features}"
+    return key, key
+
+
+class TiedLoraModel(BaseTuner):
+    """Creates a Tied-LoRA model from a transformers model; use through ``peft.get_peft_model``.
+
+    Example:
+        ```py
+        >>> import trl_igrpo.tied_lora  # registers the tuner with PEFT
+        >>> from peft import get_peft_model
+        >>> from trl_igrpo.tied_lora import TiedLoraConfig
+        >>> model = get_peft_model(base_model, TiedLoraConfig(r=8))  # TL6 on fused q/k/v
+        ```
+    """
+
+    prefix: str = "tiedlora_"
+    tuner_layer_cls = TiedLoraLayer
+    target_module_mapping: dict[str, list[str]] = {}
+    uses_shared_state: bool = True
+
+    # ------------------------------------------------------------------------------------------------ shared state
+    def _pre_injection_hook(self, model: nn.Module, config: TiedLoraConfig, adapter_name: str) -> None:
+        self._ensure_shared_containers()
+
+    def _ensure_shared_containers(self) -> dict[str, nn.ModuleDict]:
+        # BaseTuner.__getattr__ forwards unknown names to the wrapped model, so look in _modules, not hasattr
+        if "tiedlora_A" not in self._modules:
+            self.tiedlora_A = nn.ModuleDict({})
+            self.tiedlora_B = nn.ModuleDict({})
+        return {"A": self._modules["tiedlora_A"], "B": self._modules["tiedlora_B"]}
+
+    def _get_or_create_tied(
+        self, config: TiedLoraConfig, adapter_name: str, factor: str, key: str, shape: tuple[int, int], base_layer
+    ) -> None:
+        containers = self._ensure_shared_containers()
+        if adapter_name not in containers[factor]:
+            containers[factor][adapter_name] = nn.ParameterDict({})
+        bank = containers[factor][adapter_name]
+        if key in bank:
+            if tuple(bank[key].shape) != shape:
+                raise ValueError(f"tied {factor} {key!r} has shape {tuple(bank[key].shape)}, expected {shape}")
+            return
+        weight = base_layer.weight
+        dtype = weight.dtype if weight.dtype.is_floating_point else torch.float32
+        zero = config.init_weights and config.zero_initialised_factor() == factor
+        trainable = config.train_A if factor == "A" else config.train_B
+        bank[key] = nn.Parameter(init_tied_matrix(shape, zero, device=weight.device, dtype=dtype), requires_grad=trainable)
+
+    def tied_parameters(self, adapter_name: Optional[str] = None) -> dict[str, nn.Parameter]:
+        """The tied matrices as ``{"A/<group>": param, "B/<group>": param}`` for one adapter (default: active)."""
+        adapter_name = adapter_name or self.active_adapters[0]
+        containers = self._ensure_shared_containers()
+        out = {}
+        for factor, container in containers.items():
+            if adapter_name in container:
+                out.update({f"{factor}/{key}": p for key, p in container[adapter_name].items()})
+        return out
+
+    def _set_tied_requires_grad(self, adapter_name: str, requires_grad: bool) -> None:
+        config = self.peft_config.get(adapter_name)
+        if config is None:
+            return
+        containers = self._ensure_shared_containers()
+        for factor, flag in (("A", config.train_A), ("B", config.train_B)):
+            if adapter_name in containers[factor]:
+                for param in containers[factor][adapter_name].values():
+                    param.requires_grad_(requires_grad and flag)
+
+    # --------------------------------------------------------------------------------------------------- injection
+    def _prepare_adapter_config(self, peft_config: TiedLoraConfig, model_config: dict) -> TiedLoraConfig:
+        if peft_config.target_modules is None:
+            peft_config.target_modules = set(DEFAULT_TARGET_MODULES)
+        return peft_config
+
+    def _create_and_replace(
+        self,
+        tiedlora_config: TiedLoraConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **optional_kwargs,
+    ) -> None:
+        if current_key is None:
+            raise ValueError("Current Key shouldn't be `None`")
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        is_conv1d = isinstance(base, Conv1D)
+        if isinstance(base, nn.Linear):
+            in_features, out_features = base.in_features, base.out_features
+            if tiedlora_config.fan_in_fan_out:
+                warnings.warn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`; setting it to False.")
+                tiedlora_config.fan_in_fan_out = False
+        elif is_conv1d:
+            in_features, out_features = base.weight.ds_shape if hasattr(base.weight, "ds_shape") else base.weight.shape
+            if not tiedlora_config.fan_in_fan_out:
+                warnings.warn("fan_in_fan_out is set to False but the target module is `Conv1D`; setting it to True.")
+                tiedlora_config.fan_in_fan_out = True
+        else:
+            raise TypeError(
+                f"Target module {current_key!r} is a {type(base).__name__}; Tied-LoRA supports `torch.nn.Linear` and "
+                "`transformers.pytorch_utils.Conv1D` only. Check `target_modules`."
+            )
+
+        a_key, b_key = tie_group_keys(target_name, in_features, out_features, tiedlora_config.fused_module_groups)
+        r = tiedlora_config.r
+        self._get_or_create_tied(tiedlora_config, adapter_name, "A", a_key, (r, in_features), base)
+        self._get_or_create_tied(tiedlora_config, adapter_name, "B", b_key, (out_features, r), base)
+        shared = self._ensure_shared_containers()
+
+        # inside a fused group (same parent, same input) the per-layer u is owned by the first member wrapped
+        u_source = None
+        group = next((g for g in tiedlora_config.fused_module_groups if target_name in g), None)
+        if group is not None and tiedlora_config.train_u:
+            for sibling_name in group:
+                sibling = parent._modules.get(sibling_name)
+                if sibling_name != target_name and isinstance(sibling, TiedLoraLayer) and adapter_name in sibling.tiedlora_u:
+                    u_source = sibling
+                    break
+
+        if isinstance(target, TiedLoraLayer):
+            target.update_layer(adapter_name, tiedlora_config, shared, a_key, b_key, u_source=u_source)
+        else:
+            new_module = Linear(
+                target, adapter_name, tiedlora_config, shared, a_key, b_key, u_source=u_source,
+                is_target_conv_1d_layer=is_conv1d,
+            )  # fmt: skip
+            if adapter_name not in self.active_adapters:
+                # adding an additional adapter: it is not automatically trainable
+                new_module.requires_grad_(False)
+            self._replace_module(parent, target_name, new_module, target)
+
+    def inject_adapter(self, model: nn.Module, adapter_name: str, *args, **kwargs) -> None:
+        # BaseTuner.inject_adapter restores the requires_grad of pre-existing parameters of the *wrapped* model only;
+        # do the same for the tied matrices of the other adapters, which live on this module
+        saved = {
+            name: [(p, p.requires_grad) for p in self.tied_parameters(name).values()]
+            for name in self.peft_config
+            if name != adapter_name
+        }
+        super().inject_adapter(model, adapter_name, *args, **kwargs)
+        for flags in saved.values():
+            for param, requires_grad in flags:
+                param.requires_grad_(requires_grad)
+
+    # ------------------------------------------------------------------------------------ trainability & adapters
+    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
+        super()._mark_only_adapters_as_trainable(model)
+        for name, config in self.peft_config.items():
+            self._set_tied_requires_grad(name, name in self.active_adapters and not config.inference_mode)
+
+    def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
+        super().set_adapter(adapter_name, inference_mode=inference_mode)
+        active = [adapter_name] if isinstance(adapter_name, str) else list(adapter_name)
+        for name in self.peft_config:
+            self._set_tied_requires_grad(name, name in active and not inference_mode)
+
+    def set_requires_grad(self, adapter_names, requires_grad: bool = True) -> None:
+        super().set_requires_grad(adapter_names, requires_grad=requires_grad)
+        for name in [adapter_names] if isinstance(adapter_names, str) else adapter_names:
+            self._set_tied_requires_grad(name, requires_grad)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        super().delete_adapter(adapter_name)
+        for container in self._ensure_shared_containers().values():
+            if adapter_name in container:
+                del container[adapter_name]
+
+    def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
+        """Upcast fp16/bf16 adapter weights to fp32 like PEFT does for LoRA, including the model-level tied ones."""
+        super()._cast_adapter_dtype(adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+        if not autocast_adapter_dtype:
+            return
+        for container in self._ensure_shared_containers().values():
+            if adapter_name not in container:
+                continue
+            bank = container[adapter_name]
+            for key in list(bank.keys()):
+                param = bank[key]
+                if param.dtype in _HALF_DTYPES:
+                    bank[key] = nn.Parameter(param.detach().to(torch.float32), requires_grad=param.requires_grad)

