@@ -268,7 +268,14 @@ def test_non_openai_response_bodies_are_malformed(server):
 
 @pytest.mark.parametrize(
     ("reply", "expected"),
-    [("1", 1.0), ("0", 0.0), ("0.25", 0.25), (" Score: 0.5. ", 0.5), ("<think>hmm, 0 or 1?</think>\n1", 1.0), (".75", 0.75)],
+    [
+        ("1", 1.0),
+        ("0", 0.0),
+        ("0.25", 0.25),
+        (" Score: 0.5. ", 0.5),
+        ("<think>hmm, 0 or 1?</think>\n1", 1.0),
+        (".75", 0.75),
+    ],
 )
 def test_numeric_verdict_parser_accepts_exact_verdicts(reply, expected):
     assert parse_numeric_verdict(reply) == expected
@@ -454,3 +461,100 @@ def test_local_transformers_judge_generates_greedily_and_parses_strictly(tiny_mo
     strict = GenerativeJudgeReward(backend)
     assert strict.score(["5"], prompts=["2+3?"], solution=["5"]) == [None]
     backend.close()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Training with the judge reward
+# --------------------------------------------------------------------------------------------------------------------
+def spread_judge(body: dict) -> str:
+    """A deterministic judge with spread-out scores, so groups of completions get distinct rewards."""
+    candidate, _ = _fenced_candidate(body)
+    return f"{sum(map(ord, candidate)) % 101 / 100:.2f}"
+
+
+def _math_rows(n: int = 4):
+    return [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}], "solution": str(2 * i)} for i in range(n)]
+
+
+_TRAIN_ARGS = dict(
+    max_steps=2,
+    per_device_train_batch_size=4,
+    num_generations=4,
+    max_completion_length=8,
+    learning_rate=1e-2,
+    use_cpu=True,
+    bf16=False,
+    report_to="none",
+    save_strategy="no",
+    gradient_checkpointing=False,
+    logging_steps=1,
+    dataloader_num_workers=0,
+)
+
+
+@pytest.mark.slow
+def test_grpo_trains_with_the_judge_reward(server, tiny_model_dir, tmp_path):
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    server.respond = spread_judge
+    judge = judge_for(server.url, strip_completion_reasoning=False, name="judge")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=judge,
+        args=GRPOConfig(output_dir=str(tmp_path), **_TRAIN_ARGS),
+        train_dataset=Dataset.from_list(_math_rows()),
+    )
+    trainer.train()
+    assert len(server.requests) > 0
+    logged = [log["rewards/judge/mean"] for log in trainer.state.log_history if "rewards/judge/mean" in log]
+    assert len(logged) == 2 and all(0.0 <= value <= 1.0 for value in logged)
+    assert any(not torch.equal(before[n], p.detach().cpu()) for n, p in trainer.model.named_parameters())
+
+
+@pytest.mark.slow
+def test_igrpo_trains_with_the_judge_reward_and_the_judge_ranks_the_drafts(server, tiny_model_dir, tmp_path):
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+
+    igrpo_trainer = pytest.importorskip("trl_igrpo.igrpo_trainer")
+    igrpo_config = pytest.importorskip("trl_igrpo.igrpo_config")
+    from trl_igrpo.rewards._text import completion_text
+
+    server.respond = spread_judge
+    judge = judge_for(server.url, strip_completion_reasoning=False, name="judge")
+    drafts_by_question: dict[str, dict[str, float | None]] = {}
+    chosen: list[tuple[str, str]] = []
+
+    async def judge_spy(completions, prompts, **kwargs):
+        scores = await judge(completions, prompts=prompts, **kwargs)
+        if "draft" in kwargs:  # Stage 2: rows carry the chosen draft and the original prompt
+            for original, draft in zip(kwargs["original_prompt"], kwargs["draft"]):
+                question = original[-1]["content"]
+                chosen.append((dict(drafts_by_question[question]), completion_text(draft)))
+        else:  # Stage 1 of this step: the drafts themselves are scored
+            current: dict[str, dict[str, float | None]] = {}
+            for prompt, completion, score in zip(prompts, completions, scores):
+                current.setdefault(prompt[-1]["content"], {})[completion_text(completion)] = score
+            drafts_by_question.update(current)
+        return scores
+
+    judge_spy.__name__ = "judge"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    args = igrpo_config.IGRPOConfig(output_dir=str(tmp_path), num_drafts=3, **_TRAIN_ARGS)
+    trainer = igrpo_trainer.IGRPOTrainer(
+        model=model, reward_funcs=judge_spy, args=args, train_dataset=Dataset.from_list(_math_rows())
+    )
+    trainer.train()
+    assert chosen, "Stage-2 reward calls must carry the `draft` and `original_prompt` columns"
+    assert any(len({s for s in scores.values()}) > 1 for scores, _ in chosen)  # the ranking is not a tie
+    for scores, draft in chosen:
+        best = max(s for s in scores.values() if s is not None)
+        assert scores[draft] == best  # the selected draft is the judge's top-scored one
+    assert any(not torch.equal(before[n], p.detach().cpu()) for n, p in trainer.model.named_parameters())

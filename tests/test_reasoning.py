@@ -146,7 +146,9 @@ def test_reasoning_content_field_is_rendered_as_a_think_block(tokenizer):
 def test_bundled_template_supports_assistant_only_loss(tokenizer):
     out = tokenizer.apply_chat_template(
         [USER, {"role": "assistant", "content": "5"}],
-        tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
     )
     masked = [t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m]
     assert tokenizer.decode(masked) == "5<|im_end|>"
@@ -258,7 +260,9 @@ def test_paired_examples_system_prompt_style():
         {"role": "system", "content": "detailed thinking on"},
         {"role": "user", "content": "What is 0 + 0?"},
     ]
-    assert pairs[0]["completion"] == [{"role": "assistant", "content": "<think>\n0 plus 0\n</think>\nThe answer is 0."}]
+    assert pairs[0]["completion"] == [
+        {"role": "assistant", "content": "<think>\n0 plus 0\n</think>\nThe answer is 0."}
+    ]
     assert pairs[1]["prompt"][0] == {"role": "system", "content": "detailed thinking off"}
     assert pairs[1]["completion"] == [{"role": "assistant", "content": "The answer is 0."}]
     assert "chat_template_kwargs" not in pairs[0]
@@ -306,7 +310,9 @@ def test_mixing_hits_the_exact_ratio_deterministically(on_fraction):
     mixed = R.mix_reasoning_modes(TRACES, on_fraction, seed=3)
     modes = [row["reasoning_mode"] for row in mixed]
     assert modes.count("on") == round(on_fraction * len(TRACES))
-    assert modes == [row["reasoning_mode"] for row in R.mix_reasoning_modes(Dataset.from_list(TRACES), on_fraction, seed=3)]
+    assert modes == [
+        row["reasoning_mode"] for row in R.mix_reasoning_modes(Dataset.from_list(TRACES), on_fraction, seed=3)
+    ]
     for row in mixed:
         has_think = "<think>" in row["completion"][0]["content"]
         assert has_think == (row["reasoning_mode"] == "on")
@@ -379,9 +385,18 @@ def test_sft_trains_on_mode_carrying_paired_data(tiny_model_dir, tmp_path, style
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     args = SFTConfig(
-        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, learning_rate=1e-2, use_cpu=True,
-        bf16=False, report_to="none", save_strategy="no", gradient_checkpointing=False, logging_steps=1,
-        dataloader_num_workers=0, max_length=64,
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        gradient_checkpointing=False,
+        logging_steps=1,
+        dataloader_num_workers=0,
+        max_length=64,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 

@@ -122,3 +122,22 @@ def test_igrpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
     before = _adapter_snapshot(trainer.model)
     trainer.train()
     _assert_every_factor_trained(trainer.model, before)
+
+
+@pytest.mark.slow
+def test_rpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
+    rpo_trainer = pytest.importorskip("trl_igrpo.rpo_trainer")
+    rpo_config = pytest.importorskip("trl_igrpo.rpo_config")
+    rpo_data = pytest.importorskip("trl_igrpo.rpo_data")
+
+    args = rpo_config.RPOConfig(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, max_length=64, learning_rate=5e-2,
+        **CPU_ARGS,
+    )  # fmt: skip
+    trainer = rpo_trainer.RPOTrainer(
+        model=tiny_model_dir, args=args, train_dataset=rpo_data.build_synthetic_preference_dataset(12),
+        peft_config=TiedLoraConfig(r=4),
+    )  # fmt: skip
+    before = _adapter_snapshot(trainer.model)
+    trainer.train()
+    _assert_every_factor_trained(trainer.model, before)

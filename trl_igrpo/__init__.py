@@ -2,7 +2,43 @@
 
 __version__ = "0.1.0"
 
+from .curriculum import (
+    CurriculumConfigMixin,
+    CurriculumGRPOConfig,
+    CurriculumGRPOTrainer,
+    DynamicSamplingMixin,
+    ProgressiveBatchingMixin,
+    ProgressiveBatchSampler,
+    compute_pass_rates,
+    filter_by_pass_rate,
+)
 from .igrpo_config import IGRPOConfig
 from .igrpo_trainer import IGRPOTrainer
+from .online_rpo_config import OnlineRPOConfig
+from .online_rpo_trainer import OnlineRPOTrainer
+from .rpo_config import RPOConfig
+from .rpo_losses import rpo_bwd_kl, rpo_fwd_kl, rpo_listwise, rpo_sq
+from .rpo_trainer import DataCollatorForRPO, RPOTrainer
 
-__all__ = ["IGRPOConfig", "IGRPOTrainer", "__version__"]
+__all__ = [
+    "CurriculumConfigMixin",
+    "CurriculumGRPOConfig",
+    "CurriculumGRPOTrainer",
+    "DataCollatorForRPO",
+    "DynamicSamplingMixin",
+    "IGRPOConfig",
+    "IGRPOTrainer",
+    "OnlineRPOConfig",
+    "OnlineRPOTrainer",
+    "ProgressiveBatchSampler",
+    "ProgressiveBatchingMixin",
+    "RPOConfig",
+    "RPOTrainer",
+    "__version__",
+    "compute_pass_rates",
+    "filter_by_pass_rate",
+    "rpo_bwd_kl",
+    "rpo_fwd_kl",
+    "rpo_listwise",
+    "rpo_sq",
+]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from .curriculum.config import CurriculumConfigMixin
 from .igrpo_utils import DEFAULT_REFINEMENT_INSTRUCTION, DEFAULT_REFINEMENT_TEMPLATE, template_placeholders
 
 #: Loss types TRL 1.16's GRPOTrainer implements (TRL itself only checks this inside the first loss computation).
@@ -15,7 +16,7 @@ CONVERSATIONAL_DRAFT_STYLES = ("assistant_turn", "append_to_user")
 
 
 @dataclass
-class IGRPOConfig(GRPOConfig):
+class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
     r"""Configuration for iGRPO: two-stage GRPO with best-draft self-conditioning (Hatamizadeh et al., 2026).
 
     Every step, Stage 1 samples ``num_drafts`` (N) drafts per prompt from the current policy without gradient, scores
@@ -62,6 +63,10 @@ class IGRPOConfig(GRPOConfig):
             where no draft did. With accuracy + format rewards at weights 1/1, 1.0 means "correct answer".
         two_stage_eval (`bool`, defaults to `False`):
             Evaluate with draft -> refine instead of the paper's single-pass protocol.
+
+    The pass-rate curriculum and dynamic-sampling fields of
+    [`~trl_igrpo.curriculum.CurriculumConfigMixin`] (`progressive_batching`, `dynamic_sampling`, ...) are available too,
+    all off by default; with `dynamic_sampling=True` a refill re-runs both stages for the new prompts.
     """
 
     num_drafts: int = field(
@@ -107,6 +112,7 @@ class IGRPOConfig(GRPOConfig):
     def __post_init__(self):
         self._validate_igrpo_fields()
         super().__post_init__()
+        self._validate_curriculum()
         self._validate_igrpo_batch_layout()
 
     def _validate_igrpo_fields(self) -> None:

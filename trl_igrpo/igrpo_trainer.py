@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
+from .curriculum.dynamic_sampling import DynamicSamplingMixin
+from .curriculum.sampler import ProgressiveBatchingMixin
 from .igrpo_config import IGRPOConfig
 from .igrpo_utils import (
     build_refinement_prompt,
@@ -42,63 +44,8 @@ _CITATION = """\
 }"""
 
 
-class IGRPOTrainer(GRPOTrainer):
-    """GRPO with a draft stage: every step, condition the GRPO group on the best of N self-generated drafts.
-
-    Takes exactly the arguments of [`~trl.GRPOTrainer`] with an [`IGRPOConfig`]. Reward functions are used for both
-    stages; Stage-2 calls also receive the columns ``draft`` (the selected draft text) and ``original_prompt``.
-
-    Example:
-
-    ```python
-    from trl_igrpo import IGRPOConfig, IGRPOTrainer
-    from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
-
-    trainer = IGRPOTrainer(
-        model="Qwen/Qwen2.5-Math-1.5B",
-        reward_funcs=[math_accuracy_reward, think_answer_format_reward],
-        args=IGRPOConfig(output_dir="out", num_drafts=4, num_generations=4),
-        train_dataset=dataset,  # columns: prompt, solution
-    )
-    trainer.train()
-    ```
-    """
-
-    _tag_names = ["trl", "grpo", "igrpo", "trl-igrpo"]
-    _name = "iGRPO"
-    _paper = {"title": "iGRPO: Self-Feedback-Driven LLM Reasoning", "id": "2602.09000", "citation": _CITATION}
-
-    def __init__(self, model, reward_funcs=None, args: IGRPOConfig | None = None, train_dataset=None, **kwargs):
-        if args is None:
-            model_name = model if isinstance(model, str) else model.config._name_or_path
-            args = IGRPOConfig(f"{model_name.split('/')[-1]}-iGRPO")
-        if not isinstance(args, IGRPOConfig):
-            raise TypeError(f"IGRPOTrainer needs an IGRPOConfig, got {type(args).__name__}.")
-        for unsupported in ("tools", "rollout_func", "environment_factory"):
-            if kwargs.get(unsupported) is not None:
-                raise ValueError(
-                    f"IGRPOTrainer does not support `{unsupported}`: the two-stage rollout is single-turn text only."
-                )
-        if reward_funcs is None or (isinstance(reward_funcs, (list, tuple)) and len(reward_funcs) == 0):
-            raise ValueError("IGRPOTrainer needs reward_funcs: Stage 1 ranks the drafts with them.")
-        self._check_dataset(train_dataset, "train_dataset")
-        super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
-        self._draft_generator = torch.Generator().manual_seed(args.seed + 1_000_003 * self.accelerator.process_index)
-
-    @staticmethod
-    def _check_dataset(dataset, name: str) -> None:
-        if dataset is None or not hasattr(dataset, "column_names"):
-            return
-        columns = dataset.column_names
-        if isinstance(columns, dict):  # DatasetDict
-            return
-        if "prompt" not in columns:
-            raise ValueError(f"{name} needs a 'prompt' column (str or list of messages); found columns {columns}.")
-        reserved = {"draft", "original_prompt"} & set(columns)
-        if reserved:
-            raise ValueError(
-                f"{name} has column(s) {sorted(reserved)}, which IGRPOTrainer adds to Stage-2 rows; rename them."
-            )
+class IGRPORolloutMixin:
+    """The two-stage rollout of iGRPO as a mixin over ``GRPOTrainer``: overrides ``_generate_and_score_completions``."""
 
     # ------------------------------------------------------------------------------------------------------------------
     # The single TRL override.
@@ -218,3 +165,62 @@ class IGRPOTrainer(GRPOTrainer):
         metrics["igrpo/refinement_mean_length"].append(self.accelerator.gather(lengths).mean().item())
         prompt_lengths = output["prompt_mask"].sum(dim=1).float()
         metrics["igrpo/refinement_prompt_mean_length"].append(self.accelerator.gather(prompt_lengths).mean().item())
+
+
+class IGRPOTrainer(DynamicSamplingMixin, ProgressiveBatchingMixin, IGRPORolloutMixin, GRPOTrainer):
+    """GRPO with a draft stage: every step, condition the GRPO group on the best of N self-generated drafts.
+
+    Takes exactly the arguments of [`~trl.GRPOTrainer`] with an [`IGRPOConfig`]. Reward functions are used for both
+    stages; Stage-2 calls also receive the columns ``draft`` (the selected draft text) and ``original_prompt``.
+
+    Example:
+
+    ```python
+    from trl_igrpo import IGRPOConfig, IGRPOTrainer
+    from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
+
+    trainer = IGRPOTrainer(
+        model="Qwen/Qwen2.5-Math-1.5B",
+        reward_funcs=[math_accuracy_reward, think_answer_format_reward],
+        args=IGRPOConfig(output_dir="out", num_drafts=4, num_generations=4),
+        train_dataset=dataset,  # columns: prompt, solution
+    )
+    trainer.train()
+    ```
+    """
+
+    _tag_names = ["trl", "grpo", "igrpo", "trl-igrpo"]
+    _name = "iGRPO"
+    _paper = {"title": "iGRPO: Self-Feedback-Driven LLM Reasoning", "id": "2602.09000", "citation": _CITATION}
+
+    def __init__(self, model, reward_funcs=None, args: IGRPOConfig | None = None, train_dataset=None, **kwargs):
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            args = IGRPOConfig(f"{model_name.split('/')[-1]}-iGRPO")
+        if not isinstance(args, IGRPOConfig):
+            raise TypeError(f"IGRPOTrainer needs an IGRPOConfig, got {type(args).__name__}.")
+        for unsupported in ("tools", "rollout_func", "environment_factory"):
+            if kwargs.get(unsupported) is not None:
+                raise ValueError(
+                    f"IGRPOTrainer does not support `{unsupported}`: the two-stage rollout is single-turn text only."
+                )
+        if reward_funcs is None or (isinstance(reward_funcs, (list, tuple)) and len(reward_funcs) == 0):
+            raise ValueError("IGRPOTrainer needs reward_funcs: Stage 1 ranks the drafts with them.")
+        self._check_dataset(train_dataset, "train_dataset")
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
+        self._draft_generator = torch.Generator().manual_seed(args.seed + 1_000_003 * self.accelerator.process_index)
+
+    @staticmethod
+    def _check_dataset(dataset, name: str) -> None:
+        if dataset is None or not hasattr(dataset, "column_names"):
+            return
+        columns = dataset.column_names
+        if isinstance(columns, dict):  # DatasetDict
+            return
+        if "prompt" not in columns:
+            raise ValueError(f"{name} needs a 'prompt' column (str or list of messages); found columns {columns}.")
+        reserved = {"draft", "original_prompt"} & set(columns)
+        if reserved:
+            raise ValueError(
+                f"{name} has column(s) {sorted(reserved)}, which IGRPOTrainer adds to Stage-2 rows; rename them."
+            )

@@ -219,7 +219,11 @@ def reasoning_mode_from_messages(messages: Any) -> str | None:
     if not isinstance(messages, (list, tuple)):
         return None
     for message in messages:
-        if isinstance(message, Mapping) and message.get("role") == "system" and isinstance(message.get("content"), str):
+        if (
+            isinstance(message, Mapping)
+            and message.get("role") == "system"
+            and isinstance(message.get("content"), str)
+        ):
             match = _CONTROL_ANYWHERE.search(message["content"])
             if match:
                 return match.group(1).lower()
@@ -256,7 +260,9 @@ def render_with_reasoning_mode(
     """Render one conversation as text with the mode applied in the tokenizer's style (see :func:`apply_reasoning_mode`)."""
     style = resolve_reasoning_style(tokenizer, style)
     messages, kwargs = apply_reasoning_mode(messages, mode, style, chat_template_kwargs)
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -292,7 +298,11 @@ def format_reasoning_response(reasoning: str | None, answer: str) -> str:
     if reasoning is None:
         return answer.strip()
     reasoning = reasoning.strip()
-    return f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n{answer.strip()}" if reasoning else f"{THINK_OPEN}\n{THINK_CLOSE}\n{answer.strip()}"
+    return (
+        f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n{answer.strip()}"
+        if reasoning
+        else f"{THINK_OPEN}\n{THINK_CLOSE}\n{answer.strip()}"
+    )
 
 
 def strip_history_reasoning(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -367,7 +377,9 @@ def format_reasoning_example(
     response = {k: v for k, v in response.items() if k != "reasoning_content"}
     if mode == ON:
         if reasoning is None or not str(reasoning).strip():
-            raise ValueError("A reasoning-ON example needs a reasoning trace (a leading <think> block or `reasoning_column`).")
+            raise ValueError(
+                "A reasoning-ON example needs a reasoning trace (a leading <think> block or `reasoning_column`)."
+            )
         response["content"] = format_reasoning_response(str(reasoning), answer)
     else:
         if off_completion_column is not None:

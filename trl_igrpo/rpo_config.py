@@ -116,7 +116,9 @@ class RPOConfig(DPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        validate_rpo_loss_settings(self.loss_type, self.loss_weights, self.beta, self.eta, self.rpo_pairing, "loss_type")
+        validate_rpo_loss_settings(
+            self.loss_type, self.loss_weights, self.beta, self.eta, self.rpo_pairing, "loss_type"
+        )
         for name in ("chosen_reward_column", "rejected_reward_column", "responses_column", "rewards_column"):
             if not getattr(self, name):
                 raise ValueError(f"`{name}` must be a non-empty column name.")

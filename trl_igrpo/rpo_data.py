@@ -22,6 +22,7 @@ __all__ = [
     "build_synthetic_prompt_dataset",
     "score_completions",
     "synthetic_answer_reward",
+    "synthetic_digit_reward",
 ]
 
 _NUMBER = re.compile(r"-?\d+")
@@ -48,6 +49,18 @@ def synthetic_answer_reward(completions: list, solution: list, **kwargs) -> list
             rewards.append(-1.0)
             continue
         rewards.append(-min(abs(int(numbers[-1]) - int(gold)), 10) / 10.0)
+    return rewards
+
+
+def synthetic_digit_reward(completions: list, **kwargs) -> list[float]:
+    """Shaping reward: fraction of digit characters in the completion (0 for an empty one).
+
+    Varies even for a random untrained model, so online RPO on the tiny test model sees non-zero reward gaps.
+    """
+    rewards = []
+    for completion in completions:
+        text = _content(completion)
+        rewards.append(sum(char.isdigit() for char in text) / len(text) if text else 0.0)
     return rewards
 
 
@@ -170,7 +183,9 @@ def score_completions(
                 raise ValueError(f"Reward model {type(func).__name__} needs a matching `reward_processing_classes`.")
             values = _reward_model_scores(func, tokenizer, prompts, completions, batch_size)
         else:
-            values = func(prompts=list(prompts), completions=list(completions), **{k: list(v) for k, v in columns.items()})
+            values = func(
+                prompts=list(prompts), completions=list(completions), **{k: list(v) for k, v in columns.items()}
+            )
             name = getattr(func, "__name__", type(func).__name__)
             if len(values) != len(prompts):
                 raise ValueError(f"Reward function {name!r} returned {len(values)} rewards for {len(prompts)} rows.")

@@ -172,9 +172,7 @@ def sequence_logps(per_token_logps: torch.Tensor, mask: torch.Tensor, average: b
     return total
 
 
-def group_rows(
-    values: torch.Tensor, group_ids: torch.Tensor, *more: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
+def group_rows(values: torch.Tensor, group_ids: torch.Tensor, *more: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Scatter flat rows into a padded ``(num_groups, max_group_size)`` layout by ``group_ids``.
 
     Returns ``(grouped_values, *grouped_more, mask)``; groups are ordered by increasing id and rows keep their order

@@ -125,7 +125,9 @@ def _attach_rewards(dataset, args: RPOConfig, name: str, reward_funcs, reward_pr
         return None
     if isinstance(dataset, dict):
         return {
-            key: _attach_rewards(value, args, f"{name}[{key!r}]", reward_funcs, reward_processing_classes, reward_weights)
+            key: _attach_rewards(
+                value, args, f"{name}[{key!r}]", reward_funcs, reward_processing_classes, reward_weights
+            )
             for key, value in dataset.items()
         }
     columns = dataset.column_names
@@ -135,9 +137,7 @@ def _attach_rewards(dataset, args: RPOConfig, name: str, reward_funcs, reward_pr
             return dataset
         if _is_k_response(columns, args):
             return dataset.map(lambda ex: {REWARDS_KEY: ex[args.rewards_column]})
-        return dataset.map(
-            lambda ex: {REWARDS_KEY: [ex[args.chosen_reward_column], ex[args.rejected_reward_column]]}
-        )
+        return dataset.map(lambda ex: {REWARDS_KEY: [ex[args.chosen_reward_column], ex[args.rejected_reward_column]]})
     if REWARDS_KEY in columns:
         return dataset
     extra_columns = lambda ds, skip: {c: ds[c] for c in ds.column_names if c not in skip}  # noqa: E731
@@ -260,14 +260,20 @@ class DataCollatorForRPO(DataCollatorMixin):
                 sequences.append(prompt + response)
                 masks.append([0] * len(prompt) + [1] * len(response))
         if self.max_length is not None:
-            window = slice(None, self.max_length) if self.truncation_mode == "keep_start" else slice(-self.max_length, None)
+            window = (
+                slice(None, self.max_length) if self.truncation_mode == "keep_start" else slice(-self.max_length, None)
+            )
             sequences = [ids[window] for ids in sequences]
             masks = [mask[window] for mask in masks]
         padding = {"padding_side": "right", "pad_to_multiple_of": self.pad_to_multiple_of}
         return {
             "input_ids": pad([torch.tensor(ids) for ids in sequences], padding_value=self.pad_token_id, **padding),
-            "attention_mask": pad([torch.ones(len(ids), dtype=torch.long) for ids in sequences], padding_value=0, **padding),
-            "completion_mask": pad([torch.tensor(mask, dtype=torch.long) for mask in masks], padding_value=0, **padding),
+            "attention_mask": pad(
+                [torch.ones(len(ids), dtype=torch.long) for ids in sequences], padding_value=0, **padding
+            ),
+            "completion_mask": pad(
+                [torch.tensor(mask, dtype=torch.long) for mask in masks], padding_value=0, **padding
+            ),
             REWARDS_KEY: rewards,
         }
 
@@ -406,7 +412,9 @@ class RPOTrainer(DPOTrainer):
             kwargs = dict(example.get("chat_template_kwargs") or {})
             if is_conversational({"prompt": example["prompt"]}):
                 prompt_ids = _tokenize(processing_class, example["prompt"], add_generation_prompt=True, **kwargs)
-                full = [_tokenize(processing_class, example["prompt"] + r, **kwargs) for r in example[responses_column]]
+                full = [
+                    _tokenize(processing_class, example["prompt"] + r, **kwargs) for r in example[responses_column]
+                ]
             else:
                 prompt_ids = _tokenize(processing_class, example["prompt"])
                 eos = tokenizer.eos_token

@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "WEIGHT_SYNC_BACKENDS",
-    "CPUSyncVLLMGeneration",
     "VLLMCPUSyncMixin",
     "check_context_budget",
     "resolve_weight_sync_backend",
@@ -121,7 +120,10 @@ def _longest_prompt_tokens(trainer, limit: int = 2048) -> int:
     for prompt in prompts:
         if isinstance(prompt, list):  # conversational
             ids = tokenizer.apply_chat_template(
-                prompt, add_generation_prompt=True, tokenize=True, **getattr(trainer, "chat_template_kwargs", {})
+                prompt,
+                add_generation_prompt=True,
+                tokenize=True,
+                **(getattr(trainer.args, "chat_template_kwargs", None) or {}),
             )
             if isinstance(ids, dict) or hasattr(ids, "input_ids"):
                 ids = ids["input_ids"]
@@ -144,15 +146,38 @@ def _make_generation_class():
         it must be visible to the server, so set it to a shared path when the server runs on another node).
         """
 
-        def __init__(self, *args, weight_sync: str = "auto", weight_sync_dir: str | None = None, **kwargs):
+        def __init__(
+            self,
+            *args,
+            weight_sync: str = "auto",
+            weight_sync_dir: str | None = None,
+            context_budget: tuple[int, int] | None = None,
+            engine_kwargs: dict | None = None,
+            **kwargs,
+        ):
             self.requested_weight_sync = weight_sync
             self.weight_sync_dir = weight_sync_dir
+            # (longest prompt, draft length) checked against max_model_len before the first request
+            self.context_budget = context_budget
+            self.engine_kwargs = dict(engine_kwargs or {})
             self.weight_sync_backend = None  # resolved in _init_vllm, once the accelerator is known
             self.num_weight_syncs = 0
             self.max_model_len = None
             super().__init__(*args, **kwargs)
 
         # ---- construction -------------------------------------------------------------------------------------
+        def _check_budget(self, max_model_len: int | None) -> None:
+            if max_model_len is None or self.context_budget is None:
+                return
+            prompt_length, draft_length = self.context_budget
+            check_context_budget(
+                max_model_len,
+                prompt_length,
+                self.max_completion_length,
+                draft_length=draft_length,
+                where=f"vLLM ({self.mode})",
+            )
+
         def _init_vllm(self):
             self.weight_sync_backend = resolve_weight_sync_backend(
                 self.requested_weight_sync, self.mode, self.accelerator.device.type
@@ -179,9 +204,15 @@ def _make_generation_class():
                     info = self.vllm_client.get_server_info()
                     self.max_model_len = int(info["model_config"]["max_model_len"])
                 self.max_model_len = _broadcast_int(self.max_model_len)
+                self._check_budget(self.max_model_len)
             else:
-                super()._init_vllm()
+                # Fail before building the engine (tens of seconds) when the configured length cannot fit.
+                config = getattr(self.model, "config", None)
+                self._check_budget(self.max_model_length or getattr(config, "max_position_embeddings", None))
+                with _extra_llm_kwargs(self.engine_kwargs):
+                    super()._init_vllm()
                 self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+                self._check_budget(self.max_model_len)
 
         # ---- weight sync --------------------------------------------------------------------------------------
         def sync_weights(self):
@@ -220,7 +251,14 @@ def _make_generation_class():
 
         # ---- generation ---------------------------------------------------------------------------------------
         def generate(self, prompts, images, num_generations, profiler=None):
-            """TRL's generate, after checking that every prompt plus ``max_completion_length`` fits the engine."""
+            """TRL's generate, plus a context-length check and, in colocate mode, one ``n=k`` request per prompt.
+
+            TRL's colocate path sends every repeated prompt as its own ``n=1`` request. When the local prompts come in
+            runs of ``num_generations`` identical token lists (Stage-1 drafts: each unique prompt repeated N times;
+            Stage 2: G times) and there is no tensor parallelism or image, the engine is asked once per unique prompt
+            with ``n=num_generations`` instead, as the server path already does; the completions come back in the
+            same order, so nothing downstream changes.
+            """
             if self.max_model_len is not None and prompts:
                 check_context_budget(
                     self.max_model_len,
@@ -228,9 +266,66 @@ def _make_generation_class():
                     self.max_completion_length,
                     where=f"vLLM ({self.mode})",
                 )
-            return super().generate(prompts, images, num_generations, profiler=profiler)
+            groups = _uniform_runs(prompts, num_generations)
+            if self.mode != "colocate" or self.tensor_parallel_size != 1 or images is not None or groups is None:
+                return super().generate(prompts, images, num_generations, profiler=profiler)
+
+            engine_generate = self.llm.generate
+
+            def generate_unique(vllm_prompts, sampling_params=None, **kwargs):
+                unique = vllm_prompts[::num_generations]
+                params = sampling_params.clone()
+                params.n = num_generations
+                return engine_generate(unique, sampling_params=params, **kwargs)
+
+            self.llm.generate = generate_unique  # only for this call, on our own engine object
+            try:
+                prompt_ids, completion_ids, logprobs, logprob_token_ids = super().generate(
+                    prompts, images, num_generations, profiler=profiler
+                )
+            finally:
+                del self.llm.generate
+            prompt_ids = [ids for ids in prompt_ids for _ in range(num_generations)]
+            return prompt_ids, completion_ids, logprobs, logprob_token_ids
 
     return CPUSyncVLLMGeneration
+
+
+@contextlib.contextmanager
+def _extra_llm_kwargs(extra: dict):
+    """While TRL builds the colocated ``LLM(...)``, add/override its keyword arguments with ``extra``.
+
+    TRL passes a fixed set (no ``dtype``, ``quantization`` only for bitsandbytes); recipes need e.g.
+    ``quantization="fp8"`` rollouts, and exact-match tests need ``dtype="float32"`` (vLLM downcasts fp32 checkpoints
+    to bf16/fp16 by default).
+    """
+    if not extra:
+        yield
+        return
+    import trl.generation.vllm_generation as vllm_generation_module
+
+    original = vllm_generation_module.LLM
+
+    def build_llm(*args, **kwargs):
+        return original(*args, **{**kwargs, **extra})
+
+    vllm_generation_module.LLM = build_llm
+    try:
+        yield
+    finally:
+        vllm_generation_module.LLM = original
+
+
+def _uniform_runs(prompts: list[list[int]], k: int) -> int | None:
+    """Number of runs if ``prompts`` is consecutive runs of ``k`` identical token lists (k > 1), else None."""
+    if k <= 1 or not prompts or len(prompts) % k:
+        return None
+    runs = len(prompts) // k
+    for r in range(runs):
+        first = prompts[r * k]
+        if any(list(p) != list(first) for p in prompts[r * k + 1 : (r + 1) * k]):
+            return None
+    return runs
 
 
 def _broadcast_int(value):
@@ -255,10 +350,12 @@ def _save_safetensors_atomically(state: dict[str, torch.Tensor], path: Path) -> 
 
 @contextlib.contextmanager
 def _clear_connection_error(base_url: str, timeout: float):
-    """Re-raise TRL's server connection failure with what to do about it."""
+    """Re-raise TRL's server connection failure (a ``requests`` ConnectionError) as a builtin one saying what to do."""
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
     try:
         yield
-    except ConnectionError as exc:
+    except (ConnectionError, RequestsConnectionError) as exc:
         raise ConnectionError(
             f"No vLLM server answered at {base_url} within vllm_server_timeout={timeout} s. Start one first, e.g. "
             f"`{SERVE_HINT}`, or check vllm_server_base_url / vllm_server_host / vllm_server_port."
@@ -301,39 +398,35 @@ class VLLMCPUSyncMixin:
 
     - ``vllm_weight_sync`` (default ``"auto"``): see :func:`resolve_weight_sync_backend`.
     - ``vllm_weight_sync_dir`` (default None): directory for the ``filesystem`` backend.
+    - ``vllm_engine_kwargs`` (default None): extra ``vllm.LLM`` arguments for colocate mode, e.g.
+      ``{"quantization": "fp8"}`` or ``{"dtype": "float32"}`` (server mode: pass them to ``trl_igrpo.serve``).
 
-    and ``max_draft_length`` (iGRPO) for the context budget: at start it checks that the longest prompt among the first
-    2048 training rows + ``max_draft_length`` + ``max_completion_length`` fits the engine's ``max_model_len``; at every
-    generation call it checks the actual prompts.
+    and ``max_draft_length`` (iGRPO) for the context budget: at start (colocate: before the engine is built; server:
+    right after connecting) it checks that the longest prompt among the first 2048 training rows +
+    ``max_draft_length`` + ``max_completion_length`` fits the engine's ``max_model_len``; at every generation call it
+    checks the actual prompts (Stage-2 prompts include the draft).
     """
 
     def __init__(self, *args, **kwargs):
         trainer = self
 
         def factory(**generation_kwargs):
+            # Called inside GRPOTrainer.__init__, after Trainer.__init__ set args, train_dataset and the tokenizer.
             args_ = trainer.args
             return _generation_class()(
                 weight_sync=getattr(args_, "vllm_weight_sync", "auto") or "auto",
                 weight_sync_dir=getattr(args_, "vllm_weight_sync_dir", None),
+                context_budget=(_longest_prompt_tokens(trainer), trainer._vllm_draft_budget()),
+                engine_kwargs=getattr(args_, "vllm_engine_kwargs", None),
                 **generation_kwargs,
             )
 
         with _vllm_generation_factory(type(self), factory):
             super().__init__(*args, **kwargs)
-        if getattr(self, "use_vllm", False):
-            self._check_vllm_context_budget()
 
-    def _check_vllm_context_budget(self) -> None:
-        max_model_len = getattr(self.vllm_generation, "max_model_len", None)
-        if max_model_len is None:
-            return
-        draft_length = getattr(self.args, "max_draft_length", None) or 0
-        if getattr(self.args, "num_drafts", None) == 0:
-            draft_length = 0
-        check_context_budget(
-            max_model_len,
-            _longest_prompt_tokens(self),
-            self.max_completion_length,
-            draft_length=draft_length,
-            where=f"vLLM ({self.vllm_mode})",
-        )
+    def _vllm_draft_budget(self) -> int:
+        """Tokens a Stage-1 draft adds to the Stage-2 prompt: iGRPO's ``max_draft_length`` (None means
+        ``max_completion_length``, as in ``IGRPOConfig``); 0 for trainers without drafts (no ``num_drafts`` field)."""
+        if not getattr(self.args, "num_drafts", 0):
+            return 0
+        return int(getattr(self.args, "max_draft_length", None) or self.max_completion_length)

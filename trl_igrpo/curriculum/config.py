@@ -47,7 +47,9 @@ class CurriculumConfigMixin:
     )
     curriculum_start: float | None = field(
         default=None,
-        metadata={"help": "Centre of the pass-rate Gaussian for the first batch. None: the highest pass rate present."},
+        metadata={
+            "help": "Centre of the pass-rate Gaussian for the first batch. None: the highest pass rate present."
+        },
     )
     curriculum_end: float | None = field(
         default=None,
@@ -55,7 +57,9 @@ class CurriculumConfigMixin:
     )
     curriculum_sigma: float = field(
         default=0.15,
-        metadata={"help": "Standard deviation of the pass-rate Gaussian (not given by the paper; 0.1-0.2 is sensible)."},
+        metadata={
+            "help": "Standard deviation of the pass-rate Gaussian (not given by the paper; 0.1-0.2 is sensible)."
+        },
     )
     curriculum_schedule: str = field(
         default="linear",
@@ -70,7 +74,9 @@ class CurriculumConfigMixin:
     )
     dynamic_sampling: bool = field(
         default=False,
-        metadata={"help": "Drop prompt groups whose rewards are all equal and refill the batch (DAPO dynamic sampling)."},
+        metadata={
+            "help": "Drop prompt groups whose rewards are all equal and refill the batch (DAPO dynamic sampling)."
+        },
     )
     dynamic_sampling_max_extra_rounds: int = field(
         default=3,

@@ -67,7 +67,9 @@ def informative_group_mask(
     return (spread > atol).any(dim=1)
 
 
-def plan_row_selection(local_keep_masks: list[torch.Tensor], target: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def plan_row_selection(
+    local_keep_masks: list[torch.Tensor], target: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Pick ``target`` local rows across rounds: kept rows first (in round order), then dropped rows as fillers.
 
     Returns, per round, the selected local row indices and a boolean marking which of them are fillers (rows of dropped
@@ -83,7 +85,9 @@ def plan_row_selection(local_keep_masks: list[torch.Tensor], target: int) -> tup
     for i, keep in enumerate(local_keep_masks):
         extra = torch.nonzero(~keep, as_tuple=False).flatten()[:filler_needed]
         filler_needed -= len(extra)
-        fillers.append(torch.cat([torch.zeros(len(selections[i]), dtype=torch.bool), torch.ones(len(extra), dtype=torch.bool)]))
+        fillers.append(
+            torch.cat([torch.zeros(len(selections[i]), dtype=torch.bool), torch.ones(len(extra), dtype=torch.bool)])
+        )
         selections[i] = torch.cat([selections[i], extra])
     if filler_needed:
         raise ValueError(f"cannot select {target} rows from {sum(len(k) for k in local_keep_masks)} generated rows")
@@ -129,7 +133,8 @@ def merge_rollout_outputs(
             width = max(value.size(1) for value in values)
             values = [_pad_to(value, width, pad_value, "left") for value in values]
         elif key not in sequence_level_keys and all(
-            value.dim() >= 2 and value.size(1) == output["completion_ids"].size(1) for value, output in zip(values, outputs)
+            value.dim() >= 2 and value.size(1) == output["completion_ids"].size(1)
+            for value, output in zip(values, outputs)
         ):
             pad_value = COMPLETION_ALIGNED_PAD.get(key, 0)
             pad_value = pad_token_id if pad_value is None else pad_value
@@ -171,8 +176,10 @@ class DynamicSamplingMixin:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if getattr(self.args, "dynamic_sampling", False):
-            if self.train_dataset is None or not hasattr(self.train_dataset, "__getitem__") or not hasattr(
-                self.train_dataset, "__len__"
+            if (
+                self.train_dataset is None
+                or not hasattr(self.train_dataset, "__getitem__")
+                or not hasattr(self.train_dataset, "__len__")
             ):
                 raise ValueError("`dynamic_sampling=True` needs a map-style train dataset to refill batches from")
         self._dynamic_sampling_rewards = None
@@ -224,7 +231,10 @@ class DynamicSamplingMixin:
                     "called by `_generate_and_score_completions` for the final rollouts"
                 )
             informative = informative_group_mask(
-                rewards.detach().float().cpu(), self.reward_weights.float().cpu(), group_size, self.multi_objective_aggregation
+                rewards.detach().float().cpu(),
+                self.reward_weights.float().cpu(),
+                group_size,
+                self.multi_objective_aggregation,
             )
             groups_seen += informative.numel()
             groups_dropped += int((~informative).sum())
@@ -247,7 +257,9 @@ class DynamicSamplingMixin:
         output = merge_rollout_outputs(outputs, selections, self._tokenizer.pad_token_id, sequence_level_keys)
         filler = torch.cat(fillers).to(output["completion_mask"].device)
         if filler.any():
-            output["completion_mask"] = output["completion_mask"] * (~filler).unsqueeze(1).to(output["completion_mask"])
+            output["completion_mask"] = output["completion_mask"] * (~filler).unsqueeze(1).to(
+                output["completion_mask"]
+            )
             advantages = output["advantages"]
             zero = filler.view(-1, *([1] * (advantages.dim() - 1)))
             output["advantages"] = advantages.masked_fill(zero, 0.0)

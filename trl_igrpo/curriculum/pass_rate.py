@@ -99,7 +99,9 @@ class _TransformersSampler:
     def __call__(self, prompts: list, num_samples: int) -> list[list[str]]:
         if _is_conversational(prompts[0]):
             texts = [
-                self.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False, **self.chat_template_kwargs)
+                self.tokenizer.apply_chat_template(
+                    p, add_generation_prompt=True, tokenize=False, **self.chat_template_kwargs
+                )
                 for p in prompts
             ]
             encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -134,7 +136,9 @@ class _VLLMSampler:
         self.chat_template_kwargs = chat_template_kwargs or {}
 
     def __call__(self, prompts: list, num_samples: int) -> list[list[str]]:  # pragma: no cover - needs vLLM
-        params = self.params(n=num_samples, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_new_tokens)
+        params = self.params(
+            n=num_samples, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_new_tokens
+        )
         if _is_conversational(prompts[0]):
             results = self.llm.chat(prompts, params, chat_template_kwargs=self.chat_template_kwargs, use_tqdm=False)
         else:
@@ -174,7 +178,9 @@ def compute_pass_rates(
     if prompt_column not in dataset.column_names:
         raise ValueError(f"dataset has no {prompt_column!r} column (columns: {dataset.column_names})")
     if output_column in dataset.column_names:
-        raise ValueError(f"dataset already has a {output_column!r} column; remove it or choose another `output_column`")
+        raise ValueError(
+            f"dataset already has a {output_column!r} column; remove it or choose another `output_column`"
+        )
     if num_samples < 1:
         raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
     if batch_size < 1:
@@ -204,7 +210,9 @@ def compute_pass_rates(
         if backend == "vllm":
             generate_fn = _VLLMSampler(model, max_new_tokens, temperature, top_p, chat_template_kwargs, seed)
         else:
-            generate_fn = _TransformersSampler(model, tokenizer, max_new_tokens, temperature, top_p, chat_template_kwargs)
+            generate_fn = _TransformersSampler(
+                model, tokenizer, max_new_tokens, temperature, top_p, chat_template_kwargs
+            )
 
     shard = open(shard_path, "a") if shard_path is not None and todo else None  # noqa: SIM115
     try:
@@ -274,7 +282,9 @@ def _load_dataset(spec: str, split: str):
     import datasets
 
     path = Path(spec)
-    if path.is_dir() and any((path / name).exists() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
+    if path.is_dir() and any(
+        (path / name).exists() for name in ("dataset_info.json", "state.json", "dataset_dict.json")
+    ):
         loaded = datasets.load_from_disk(str(path))
         return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
     if path.is_file():
@@ -301,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Estimate each prompt's pass rate from k sampled completions and add a pass-rate column.",
     )
     parser.add_argument("--model", required=True, help="model directory or Hub id (safetensors, no remote code)")
-    parser.add_argument("--dataset", required=True, help="save_to_disk directory, .jsonl/.json/.parquet/.csv, or Hub id")
+    parser.add_argument(
+        "--dataset", required=True, help="save_to_disk directory, .jsonl/.json/.parquet/.csv, or Hub id"
+    )
     parser.add_argument("--split", default="train")
     parser.add_argument("--output", required=True, help="where to write the dataset with the pass-rate column")
     parser.add_argument("--filtered-output", help="also write the rows kept by the pass-rate range here")
@@ -317,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt-column", default="prompt")
     parser.add_argument("--column", default="pass_rate", help="name of the pass-rate column to write")
     parser.add_argument("--min-pass-rate", type=float, default=0.0, help="keep rows with pass rate >= this")
-    parser.add_argument("--max-pass-rate", type=float, default=PAPER_MAX_PASS_RATE, help="keep rows with pass rate < this")
+    parser.add_argument(
+        "--max-pass-rate", type=float, default=PAPER_MAX_PASS_RATE, help="keep rows with pass rate < this"
+    )
     parser.add_argument("--max-inclusive", action="store_true", help="keep rows with pass rate == --max-pass-rate too")
     parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
     parser.add_argument("--seed", type=int, default=0)

@@ -118,7 +118,9 @@ class ProgressiveBatchSampler(Sampler[int]):
         Used by dynamic sampling to refill a batch with prompts of the difficulty the curriculum currently targets:
         a bin is drawn with the Gaussian weights over all bins, then a prompt uniformly inside that bin.
         """
-        weights = gaussian_bin_weights(self.bin_values, self.target_mean(batch_index % max(self.num_batches, 1)), self.sigma)
+        weights = gaussian_bin_weights(
+            self.bin_values, self.target_mean(batch_index % max(self.num_batches, 1)), self.sigma
+        )
         bins = torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), num_prompts, True, generator=generator)
         members = [np.flatnonzero(self.bin_of_sample == k) for k in range(len(self.bin_values))]
         picks = []

@@ -49,7 +49,10 @@ def batch_progress(batch_index: int, num_batches: int) -> float:
 
 
 def gaussian_bin_weights(
-    bin_values: Sequence[float] | np.ndarray, mean: float, sigma: float, available: Sequence[bool] | np.ndarray | None = None
+    bin_values: Sequence[float] | np.ndarray,
+    mean: float,
+    sigma: float,
+    available: Sequence[bool] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Normalised target weights w_k ∝ exp(-(p_k - mean)^2 / (2 sigma^2)) over the available bins.
 

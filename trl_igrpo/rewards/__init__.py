@@ -1,6 +1,31 @@
 """TRL-compatible reward functions: ``(completions, **kwargs) -> list[float | None]``."""
 
 from .format import think_answer_format_reward
+from .judge import (
+    GenerativeJudgeReward,
+    JudgeError,
+    JudgeReplyError,
+    JudgeUnavailableError,
+    OpenAIChatJudge,
+    TransformersJudge,
+    make_judge_reward,
+)
 from .math import MathAccuracyReward, extract_answer_region, math_accuracy_reward
+from .reasoning_format import make_reasoning_format_reward, reasoning_format_reward, reasoning_format_score
 
-__all__ = ["MathAccuracyReward", "extract_answer_region", "math_accuracy_reward", "think_answer_format_reward"]
+__all__ = [
+    "GenerativeJudgeReward",
+    "JudgeError",
+    "JudgeReplyError",
+    "JudgeUnavailableError",
+    "MathAccuracyReward",
+    "OpenAIChatJudge",
+    "TransformersJudge",
+    "extract_answer_region",
+    "make_judge_reward",
+    "make_reasoning_format_reward",
+    "math_accuracy_reward",
+    "reasoning_format_reward",
+    "reasoning_format_score",
+    "think_answer_format_reward",
+]

@@ -189,7 +189,9 @@ class OpenAIChatJudge:
     ):
         parsed = urllib.parse.urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"`base_url` must be an http(s) URL such as 'http://127.0.0.1:8000/v1', got {base_url!r}.")
+            raise ValueError(
+                f"`base_url` must be an http(s) URL such as 'http://127.0.0.1:8000/v1', got {base_url!r}."
+            )
         if not model:
             raise ValueError("`model` must name the judge model served at `base_url`.")
         if timeout <= 0 or max_retries < 0 or max_concurrency < 1:
@@ -221,8 +223,14 @@ class OpenAIChatJudge:
         return headers
 
     def _auth_error(self, status: int) -> JudgeUnavailableError:
-        hint = f"set the API key in the environment variable {self.api_key_env}" if self.api_key_env else "set api_key_env"
-        return JudgeUnavailableError(f"The judge endpoint {self.base_url} rejected the request (HTTP {status}); {hint}.")
+        hint = (
+            f"set the API key in the environment variable {self.api_key_env}"
+            if self.api_key_env
+            else "set api_key_env"
+        )
+        return JudgeUnavailableError(
+            f"The judge endpoint {self.base_url} rejected the request (HTTP {status}); {hint}."
+        )
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._executor_lock:
@@ -335,7 +343,12 @@ class TransformersJudge:
     max_concurrency = 1
 
     def __init__(
-        self, model: Any, tokenizer: Any = None, *, max_new_tokens: int = 16, chat_template_kwargs: Mapping | None = None
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        max_new_tokens: int = 16,
+        chat_template_kwargs: Mapping | None = None,
     ):
         if isinstance(model, (str, os.PathLike)):
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -362,13 +375,24 @@ class TransformersJudge:
 
         with self._lock, torch.no_grad():
             inputs = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
+                messages,
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                return_tensors="pt",
                 **self.chat_template_kwargs,
             ).to(self.model.device)
-            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+            pad = (
+                self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+            )
             output = self.model.generate(
-                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad,
-                temperature=None, top_p=None, top_k=None,
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                temperature=None,
+                top_p=None,
+                top_k=None,
             )
         return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 

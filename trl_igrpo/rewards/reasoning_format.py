@@ -119,7 +119,11 @@ def make_reasoning_format_reward(
         modes = _row_modes(len(completions), mode, mode_column, prompts, kwargs)
         rewards: list[float | None] = []
         for i, (completion, row_mode) in enumerate(zip(completions, modes)):
-            if eos is not None and completion_ids is not None and (not completion_ids[i] or completion_ids[i][-1] not in eos):
+            if (
+                eos is not None
+                and completion_ids is not None
+                and (not completion_ids[i] or completion_ids[i][-1] not in eos)
+            ):
                 rewards.append(truncated_score)
                 continue
             rewards.append(

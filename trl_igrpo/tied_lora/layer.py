@@ -186,16 +186,16 @@ class TiedLoraLayer(BaseTunerLayer):
             if adapter not in self.r:
                 continue
             A, B, u, v = self.tied_factors(adapter)
-            hidden = F.linear(self.tiedlora_dropout[adapter](self._cast_input_dtype(x, A.dtype)), A)
+            # fold the scaling vectors (and the scalar) into the small r x in / out x r matrices instead of scaling the
+            # (batch, seq, r|out) activations: two matmuls per layer exactly like LoRA, plus O((in + out) r) work
             if u is not None:
-                hidden = hidden * u
-            out = F.linear(hidden, B)
-            scaling = self.scaling[adapter]
+                A = A * u[:, None]
             if v is not None:
-                # fold the scalar into the (out,) vector rather than the (..., out) activation
-                out = out * (v if scaling == 1.0 else v * scaling)
-            elif scaling != 1.0:
-                out = out * scaling
+                B = B * v[:, None]
+            scaling = self.scaling[adapter]
+            if scaling != 1.0:
+                B = B * scaling
+            out = F.linear(F.linear(self.tiedlora_dropout[adapter](self._cast_input_dtype(x, A.dtype)), A), B)
             result = result + out.to(previous_dtype)
         return result
 

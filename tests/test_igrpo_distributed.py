@@ -1,0 +1,77 @@
+"""Two real processes (gloo on CPU): iGRPO trains and both ranks end with identical weights.
+
+Launched with ``accelerate launch --multi_gpu --num_processes 2`` and ``use_cpu=True`` (``--cpu --num_processes 2``
+silently runs a single process, which would make this test meaningless).
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _worker(model_dir: str, out_dir: str) -> None:
+    import torch
+    from datasets import Dataset
+
+    from trl_igrpo import IGRPOConfig, IGRPOTrainer
+    from trl_igrpo.data import make_arithmetic_examples
+
+    def reward(completions, solution, **kwargs):
+        texts = [c[0]["content"] for c in completions]
+        return [float(len(t) % 5) + 0.1 * len(s) for t, s in zip(texts, solution)]
+
+    # per-device 2, G=2: each rank holds one whole group; with a global batch of 4, groups never straddle ranks.
+    args = IGRPOConfig(
+        output_dir=out_dir, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+        gradient_checkpointing=False, logging_steps=1, per_device_train_batch_size=2, num_drafts=3,
+        num_generations=2, max_completion_length=6, max_steps=2, learning_rate=1e-2, seed=0,
+    )  # fmt: skip
+    trainer = IGRPOTrainer(
+        model=model_dir, reward_funcs=[reward], args=args,
+        train_dataset=Dataset.from_list(make_arithmetic_examples(16, seed=2)),
+    )  # fmt: skip
+    assert trainer.accelerator.num_processes == int(os.environ.get("WORLD_SIZE", 1)) == 2
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    digest = hashlib.sha256()
+    for name, param in sorted(trainer.model.named_parameters()):
+        digest.update(name.encode())
+        digest.update(param.detach().to(torch.float64).numpy().tobytes())
+    changed = sum(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+    rank = trainer.accelerator.process_index
+    logs = [
+        {k: v for k, v in e.items() if k.startswith("igrpo/")}
+        for e in trainer.state.log_history
+        if "igrpo/best_draft_reward_mean" in e
+    ]
+    Path(out_dir, f"rank{rank}.json").write_text(
+        json.dumps({"digest": digest.hexdigest(), "changed": changed, "total": len(before), "logs": logs})
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+@pytest.mark.timeout(600)
+def test_two_processes_train_to_identical_weights(tiny_model_dir, tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+        __file__, tiny_model_dir, str(tmp_path),
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=540)
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    assert ranks[0]["changed"] == ranks[0]["total"]
+    # Stage-1 metrics are computed on gathered rewards, so both ranks log the same values.
+    assert ranks[0]["logs"] and ranks[0]["logs"] == ranks[1]["logs"]
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], sys.argv[2])

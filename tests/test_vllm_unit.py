@@ -1,0 +1,69 @@
+"""Pure pieces of the vLLM integration that need no vLLM: backend choice, context budget, serve command line."""
+
+import pytest
+
+from trl_igrpo.serve import ServeArguments, build_serve_command
+from trl_igrpo.vllm_sync import _uniform_runs, check_context_budget, resolve_weight_sync_backend
+
+
+@pytest.mark.parametrize(
+    ("mode", "device", "expected"),
+    [
+        ("colocate", "cuda", "nccl"),
+        ("server", "cuda", "nccl"),
+        ("colocate", "cpu", "reload"),
+        ("server", "cpu", "filesystem"),
+    ],
+)
+def test_auto_backend_keeps_nccl_on_cuda_and_reloads_elsewhere(mode, device, expected):
+    assert resolve_weight_sync_backend("auto", mode, device) == expected
+
+
+def test_backend_mode_mismatch_is_rejected():
+    with pytest.raises(ValueError, match="'reload' needs vllm_mode='colocate'"):
+        resolve_weight_sync_backend("reload", "server", "cpu")
+    with pytest.raises(ValueError, match="'filesystem' needs vllm_mode='server'"):
+        resolve_weight_sync_backend("filesystem", "colocate", "cpu")
+    with pytest.raises(ValueError, match="vllm_weight_sync must be one of"):
+        resolve_weight_sync_backend("gloo", "server", "cpu")
+
+
+def test_context_budget_counts_prompt_draft_and_completion():
+    check_context_budget(100, prompt_length=40, completion_length=30, draft_length=30)  # exactly fits
+    with pytest.raises(ValueError) as err:
+        check_context_budget(100, prompt_length=41, completion_length=30, draft_length=30, where="vLLM (server)")
+    message = str(err.value)
+    assert "max_model_len=100" in message and "= 101 tokens" in message
+    assert "max_draft_length" in message and "--max-model-len" in message and "vllm_max_model_length" in message
+
+
+def test_uniform_runs_detects_repeated_prompts_only():
+    assert _uniform_runs([[1, 2], [1, 2], [3], [3]], 2) == 2
+    assert _uniform_runs([[1, 2], [1, 3], [3], [3]], 2) is None
+    assert _uniform_runs([[1], [1], [1]], 2) is None  # not a multiple of k
+    assert _uniform_runs([[1], [1]], 1) is None  # n=1 needs no rewrite
+
+
+def test_serve_command_wraps_trl_and_adds_recipe_options():
+    args = ServeArguments(model="m", port=8123, max_model_len=4096, tensor_parallel_size=8, quantization="fp8")
+    command, env = build_serve_command(args, ["--seed", "1"], cuda_available=True, vllm_cli_works=True)
+    assert env == {"VLLM_SERVER_DEV_MODE": "1"}
+    assert command[1:5] == ["-m", "vllm.entrypoints.cli.main", "serve", "m"]
+    joined = " ".join(command)
+    for flag in (
+        "--max-model-len 4096",
+        "--tensor-parallel-size 8",
+        "--quantization fp8",
+        "--port 8123",
+        "--logprobs-mode processed_logprobs",
+        "--weight-transfer-config",
+    ):
+        assert flag in joined
+    assert command[-2:] == ["--seed", "1"]
+
+
+def test_serve_command_on_cpu_without_vllm_metadata_uses_api_server_and_no_nccl():
+    command, _ = build_serve_command(ServeArguments(model="m"), cuda_available=False, vllm_cli_works=False)
+    assert command[1:5] == ["-m", "vllm.entrypoints.openai.api_server", "--model", "m"]
+    assert "--weight-transfer-config" not in command and "serve" not in command
+    assert "--logprobs-mode" in command

@@ -1,0 +1,124 @@
+"""Online Reward-aware Preference Optimization (RPO) on top of TRL's GRPOTrainer.
+
+GRPO already samples k = ``num_generations`` completions per prompt from the current policy (transformers or vLLM),
+scores them with reward functions / reward models and computes the reference log-probs (when ``beta > 0``). Online RPO
+keeps all of that and replaces only the loss: the k samples of a prompt are compared under an RPO distance (pairwise
+best-vs-worst or all pairs, or listwise). Iterative rounds that re-anchor the reference on the previous round's policy
+(Nemotron-4 340B, Llama-Nemotron) reuse TRL's ``SyncRefModelCallback`` with mixup alpha 1.
+
+Overridden GRPOTrainer methods: ``_calculate_rewards`` (keeps the raw per-function rewards), ``_generate_and_score_
+completions`` (attaches raw rewards and prompt-group ids to the batch, which survive GRPO's shuffle) and ``_compute_loss``.
+"""
+
+from __future__ import annotations
+
+import torch
+from trl import GRPOTrainer
+
+from .online_rpo_config import OnlineRPOConfig
+from .rpo_losses import group_rows, sequence_logps
+from .rpo_trainer import RPO_PAPER, compute_rpo_objective, load_reward_funcs, log_rpo_gap_metrics
+
+__all__ = ["OnlineRPOTrainer"]
+
+_REWARDS_KEY = "rpo_rewards"
+_GROUP_KEY = "rpo_group_ids"
+
+
+class OnlineRPOTrainer(GRPOTrainer):
+    """Online RPO: sample k responses per prompt, score them, train the implicit reward gaps to match the explicit ones.
+
+    Same constructor as [`~trl.GRPOTrainer`] with an [`OnlineRPOConfig`]; ``reward_funcs`` may also be a local path to
+    a sequence-classification reward model (loaded with ``AutoModelForSequenceClassification``).
+    """
+
+    _tag_names = ["trl", "grpo", "rpo", "online-rpo", "trl-igrpo"]
+    _name = "Online RPO"
+    _paper = RPO_PAPER
+
+    def __init__(self, model, reward_funcs=None, args: OnlineRPOConfig | None = None, **kwargs):
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            args = OnlineRPOConfig(f"{str(model_name).rstrip('/').split('/')[-1]}-OnlineRPO")
+        elif not isinstance(args, OnlineRPOConfig):
+            raise TypeError(f"`args` must be an OnlineRPOConfig, got {type(args).__name__}.")
+        if not reward_funcs:
+            raise ValueError("Online RPO needs `reward_funcs` (reward functions or a reward model) to score samples.")
+        if isinstance(reward_funcs, str) or (
+            isinstance(reward_funcs, (list, tuple)) and any(isinstance(f, str) and "/" in f for f in reward_funcs)
+        ):
+            reward_funcs, processing = load_reward_funcs(reward_funcs, kwargs.pop("reward_processing_classes", None))
+            kwargs["reward_processing_classes"] = processing
+        self._rpo_rewards_per_func = None
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._rpo_rewards_per_func = rewards_per_func  # gathered over all processes, shape (global rows, funcs)
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        per_func = self._rpo_rewards_per_func
+        rewards = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
+        rewards[torch.isnan(per_func).all(dim=1)] = torch.nan  # unscorable: excluded from the loss
+        num_local = output["completion_ids"].size(0)
+        start = self.accelerator.process_index * num_local
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        device = output["completion_ids"].device
+        output[_REWARDS_KEY] = rewards[start : start + num_local].to(device)
+        # GRPO groups rows globally by index // num_generations; the ids let us regroup after the shuffle.
+        output[_GROUP_KEY] = torch.arange(start, start + num_local, device=device) // group_size
+        return output
+
+    def _compute_loss(self, model, inputs):
+        mode = "train" if self.model.training else "eval"
+        args = self.args
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], completion_mask], dim=1)
+        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
+        per_token_logps, _, aux_loss = self._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, completion_ids.size(1), compute_aux_loss=self.aux_loss_enabled
+        )
+        policy_logps = sequence_logps(per_token_logps, mask, args.average_log_probs)
+        ref_logps = sequence_logps(inputs["ref_per_token_logps"], mask, args.average_log_probs)
+        logratios = policy_logps - ref_logps
+
+        rewards = inputs[_REWARDS_KEY].to(logratios.dtype)
+        scored = torch.isfinite(rewards)
+        row_index = torch.arange(rewards.numel(), device=rewards.device, dtype=logratios.dtype)
+        grouped_logratios, grouped_rewards, grouped_rows, grouped_scored, present = group_rows(
+            logratios, inputs[_GROUP_KEY], torch.nan_to_num(rewards, nan=0.0), row_index, scored.to(logratios.dtype)
+        )
+        group_mask = present & grouped_scored.bool()
+
+        def sft_loss():
+            best_slot = grouped_rewards.masked_fill(~group_mask, -torch.inf).argmax(dim=1)
+            has_any = group_mask.any(dim=1)
+            best_rows = grouped_rows.gather(1, best_slot[:, None]).squeeze(1)[has_any].long()
+            token_mask = mask[best_rows].to(per_token_logps.dtype)
+            return -(per_token_logps[best_rows] * token_mask).sum() / token_mask.sum().clamp_min(1.0)
+
+        loss, stats = compute_rpo_objective(
+            args.rpo_loss_type,
+            args.rpo_loss_weights or [1.0] * len(args.rpo_loss_type),
+            grouped_logratios,
+            grouped_rewards,
+            args.beta,
+            args.eta,
+            args.rpo_pairing,
+            mask=group_mask,
+            sft_loss=sft_loss,
+        )
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * aux_loss
+        if mode == "train":  # GRPOTrainer.loss_is_scaled_for_ga: the trainer scales for accumulation itself
+            loss = loss / self.current_gradient_accumulation_steps
+
+        metrics = self._metrics[mode]
+        metrics["rpo/groups"].append(float(group_mask.any(dim=1).sum().item()))
+        metrics["rpo/pairs"].append(float(stats["implicit"].numel()))
+        log_rpo_gap_metrics(metrics, self.accelerator, stats["implicit"], stats["explicit"])
+        return loss
