@@ -108,12 +108,13 @@ def main() -> None:
         f"{args.completion_tokens} tokens in one request; iGRPO samples N={n} drafts of {args.draft_tokens} tokens, "
         f"then G={g} refinements of {args.completion_tokens} tokens from q + draft. EOS ignored, so token budgets are "
         f"equal. Median of {args.repeats} runs; engine start-up {engine_start:.1f} s (not included). Shared 2-core "
-        "machine: treat as orders of magnitude. Both sides generate the same number of tokens; iGRPO's extra cost is "
-        "the sequential dependency (Stage 2 cannot start before the drafts are scored, so it decodes "
-        "draft + completion tokens in sequence where GRPO decodes completion tokens once) and the longer Stage-2 "
-        "prefill. When decoding is latency-bound (small batches, as here) the ratio tends to "
-        "(draft + completion) / completion; when the engine is throughput-bound it tends towards 1.\n\n"
-        + markdown_table(headers, rows)
+        "machine, other jobs running: treat as orders of magnitude. Both sides generate the same number of tokens; "
+        "iGRPO's extra cost is the sequential dependency (Stage 2 starts only after the drafts are scored, so "
+        "draft + completion tokens are decoded one after the other where GRPO decodes completion tokens once) plus "
+        "the longer Stage-2 prefill. Expect the ratio between about 1 (throughput-bound engine: equal token counts) "
+        "and about "
+        "(draft + completion) / completion (latency-bound decoding); on this tiny model per-step overheads dominate "
+        "and the measured ratio is noisy.\n\n" + markdown_table(headers, rows)
     )
     print(markdown)
     if not args.no_write:

@@ -103,7 +103,14 @@ def main(argv: list[str] | None = None) -> str:
             f"{median / lora_median:.3f}x",
         ])  # fmt: skip
     table = markdown_table(
-        ["configuration", "trainable params", "vs LoRA", "adapter file (KiB)", "step time (ms, median)", "step / LoRA"],
+        [
+            "configuration",
+            "trainable params",
+            "vs LoRA",
+            "adapter file (KiB)",
+            "step time (ms, median)",
+            "step / LoRA",
+        ],
         rows,
     )
     d, L, r = args.hidden_size, args.num_layers, args.rank

@@ -60,7 +60,8 @@ class TiedLoraScriptArguments(ScriptArguments):
         default=None, metadata={"help": "Modules to adapt; default q_proj k_proj v_proj (the paper's scope)."}
     )
     fuse_qkv: bool = field(
-        default=True, metadata={"help": "Group q/k/v as the paper's fused QKV (shared A and u). --no_fuse_qkv: by shape."}
+        default=True,
+        metadata={"help": "Group q/k/v as the paper's fused QKV (shared A and u). --no_fuse_qkv: by shape."},
     )
     merge_adapter: bool = field(default=False, metadata={"help": "Also save the merged model to <output_dir>/merged."})
 

@@ -198,7 +198,9 @@ def test_save_load_round_trip_and_tied_matrices_stored_once(base_model, tiny_mod
     assert torch.equal(_logits(loaded, input_ids), adapted)
     assert not any(p.requires_grad for p in loaded.parameters())  # inference mode freezes the tied matrices too
 
-    trainable = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path, is_trainable=True)
+    trainable = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path, is_trainable=True
+    )
     assert all(p.requires_grad for p in trainable.base_model.tied_parameters().values())
 
 
@@ -235,7 +237,11 @@ def test_tied_matrices_are_one_tensor_and_gradients_accumulate_across_layers(bas
     for layer in layers:
         private = {
             factor: torch.nn.ModuleDict(
-                {"default": torch.nn.ParameterDict({k: torch.nn.Parameter(p.detach().clone()) for k, p in bank["default"].items()})}
+                {
+                    "default": torch.nn.ParameterDict(
+                        {k: torch.nn.Parameter(p.detach().clone()) for k, p in bank["default"].items()}
+                    )
+                }
             )
             for factor, bank in layer.tiedlora_shared.items()
         }
@@ -268,12 +274,13 @@ def test_adapter_parameter_names_carry_prefix_and_adapter_name(base_model):
 
 # -------------------------------------------------------------------------------------------------- parameter counts
 def _closed_form_count(flags, r, layers, groups):
-    """Sum over tie groups: [A] r*in + [B] out*r per tied matrix, plus per layer [u] r per u owner + [v] out per module."""
+    """Sum over tie groups (in, tied B outs, u owners per layer, v sizes per layer):
+    [A] r*in + [B] r*sum(B outs) once, plus per layer [u] r per u owner + [v] sum of v sizes."""
     train_A, train_B, train_u, train_v = flags
     total = 0
-    for in_features, b_outs, u_owners in groups:
+    for in_features, b_outs, u_owners, v_sizes in groups:
         total += train_A * r * in_features + train_B * r * sum(b_outs)
-        total += layers * (train_u * r * u_owners + train_v * sum(b_outs))
+        total += layers * (train_u * r * u_owners + train_v * sum(v_sizes))
     return total
 
 
@@ -283,14 +290,13 @@ def test_trainable_counts_match_closed_form(base_model, flags):
     r, L = 4, 2
     model = get_peft_model(base_model, _config(flags, r=r, target_modules=ALL_LINEAR))
     trainable, _ = model.get_nb_trainable_parameters()
-    fused_qkv = (128, [128, 64, 64], 1)  # one A, three Bs, one u per layer shared by q/k/v
-    expected = _closed_form_count(
-        flags, r, L, [fused_qkv, (128, [128], 1), (128, [256], 2), (256, [128], 1)]
-    )
-    # gate and up share the 256x128 A/B (by shape) but each has its own u and v
-    train_v = flags[3]
-    expected += L * train_v * 256
-    assert trainable == expected
+    groups = [
+        (128, [128, 64, 64], 1, [128, 64, 64]),  # fused q/k/v: one A, a B per member, one shared u, a v per member
+        (128, [128], 1, [128]),  # o_proj
+        (128, [256], 2, [256, 256]),  # gate_proj and up_proj tie one 256x128 pair by shape, own u and v each
+        (256, [128], 1, [128]),  # down_proj
+    ]
+    assert trainable == _closed_form_count(flags, r, L, groups)
     assert trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

@@ -60,7 +60,7 @@ def test_trl_vllm_weight_iterator_sees_merged_base_weights_only(tiny_model_dir):
     for name, tensor in synced.items():
         torch.testing.assert_close(tensor, expected.get(name, base_state[name]), rtol=1e-6, atol=1e-6)
     # unmerged again afterwards
-    for name, module in model.base_model.model.named_modules():
+    for module in model.base_model.model.modules():
         if hasattr(module, "get_delta_weight"):
             assert not module.merged
 
@@ -71,10 +71,20 @@ def test_sft_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     dataset = Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": f"{i} + {i}?"}], "completion": [{"role": "assistant", "content": f"{2 * i}"}]} for i in range(8)]
+        [
+            {
+                "prompt": [{"role": "user", "content": f"{i} + {i}?"}],
+                "completion": [{"role": "assistant", "content": f"{2 * i}"}],
+            }
+            for i in range(8)
+        ]
     )
     args = SFTConfig(
-        output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=4, learning_rate=5e-2, max_length=48,
+        output_dir=str(tmp_path),
+        max_steps=4,
+        per_device_train_batch_size=4,
+        learning_rate=5e-2,
+        max_length=48,
         **CPU_ARGS,
     )
     trainer = SFTTrainer(
@@ -141,3 +151,25 @@ def test_rpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
     before = _adapter_snapshot(trainer.model)
     trainer.train()
     _assert_every_factor_trained(trainer.model, before)
+
+
+@pytest.mark.slow
+def test_example_script_trains_and_saves_a_reloadable_adapter(tmp_path):
+    import importlib.util
+    import pathlib
+
+    from peft import PeftModel
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "train_tied_lora.py"
+    spec = importlib.util.spec_from_file_location("train_tied_lora", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    trainer = example.main(["--max_steps", "2", "--tied_lora_configuration", "TL5", "--merge_adapter"])
+    output_dir = trainer.args.output_dir
+    assert trainer.model.peft_config["default"].configuration_name == "TL5"
+    base = AutoModelForCausalLM.from_pretrained(trainer.model.peft_config["default"].base_model_name_or_path)
+    reloaded = PeftModel.from_pretrained(base, output_dir)
+    merged = AutoModelForCausalLM.from_pretrained(f"{output_dir}/merged")
+    input_ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids).logits, merged(input_ids).logits, rtol=1e-5, atol=1e-5)

@@ -247,8 +247,14 @@ def vllm_server(tiny_llama_dir, tmp_path_factory):
 
 
 def test_server_max_model_len_too_small_fails_at_start(tiny_llama_dir, tmp_path, vllm_server):
-    args = _args(tmp_path, "server", vllm_server_base_url=vllm_server, max_completion_length=SERVER_MAX_MODEL_LEN)
-    with pytest.raises(ValueError, match=rf"max_model_len={SERVER_MAX_MODEL_LEN} is too small.*--max-model-len"):
+    if IGRPOConfig is not None:  # prompt + completion fits; the draft is what overflows
+        overrides, pattern = {"max_draft_length": SERVER_MAX_MODEL_LEN - MAX_TOKENS}, r"draft \d+ \(max_draft_length\)"
+    else:
+        overrides, pattern = {"max_completion_length": SERVER_MAX_MODEL_LEN}, r"max_completion_length"
+    args = _args(tmp_path, "server", vllm_server_base_url=vllm_server, **overrides)
+    with pytest.raises(
+        ValueError, match=rf"max_model_len={SERVER_MAX_MODEL_LEN} is too small.*{pattern}.*--max-model-len"
+    ):
         _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
 
 
@@ -293,3 +299,34 @@ def test_server_trains_with_one_sync_per_step_and_matches_transformers_greedy(ti
     assert vllm_greedy(prompts) != expected
     generation.sync_weights()
     assert vllm_greedy(prompts) == expected
+
+
+def test_server_sync_of_a_peft_model_pushes_merged_weights(tiny_llama_dir, tmp_path, vllm_server):
+    from peft import LoraConfig
+
+    args = _args(tmp_path, "server", vllm_server_base_url=vllm_server, max_steps=1)
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0)
+    trainer = _trainer_class()(
+        model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=lora
+    )
+    trainer.train()
+    model = trainer.model
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    with torch.no_grad():  # make the adapter matter: LoRA B starts at zero
+        g = torch.Generator().manual_seed(7)
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    model.eval()
+    prompts = _greedy_prompts(tiny_llama_dir)
+    expected = _hf_greedy(model, prompts)  # the PEFT model applies the adapter on the fly
+    with model.disable_adapter():
+        assert _hf_greedy(model, prompts) != expected  # base-only weights would give other tokens
+
+    trainer.vllm_generation.sync_weights()
+    out = trainer.vllm_generation.vllm_client.generate(prompts=prompts, n=1, temperature=0.0, max_tokens=MAX_TOKENS)
+    assert [list(ids) for ids in out["completion_ids"]] == expected
+    # the trainer's base weights are unmerged again after the sync
+    for name, p in model.named_parameters():
+        if "lora_" not in name:
+            torch.testing.assert_close(p.detach(), base_before[name], atol=1e-5, rtol=0, msg=name)

@@ -135,6 +135,7 @@ def _longest_prompt_tokens(trainer, limit: int = 2048) -> int:
 
 def _make_generation_class():
     """Build :class:`CPUSyncVLLMGeneration` lazily (TRL's vLLM module is only importable where TRL is)."""
+    from accelerate.utils import is_peft_model
     from trl.generation.vllm_client import VLLMClient
     from trl.generation.vllm_generation import VLLMGeneration
 
@@ -225,10 +226,12 @@ def _make_generation_class():
                     self.llm.wake_up(tags=["weights"])
                     self._llm_weights_sleeping = False
                 runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
-                # reload_weights consumes the iterator fully, so TRL's PEFT merge/unmerge around it completes.
-                runner.reload_weights(
-                    weights_iterator=((n, p.detach()) for n, p in self._iter_named_params()), is_checkpoint_format=True
-                )
+                # reload_weights consumes the iterator fully, so TRL's PEFT merge/unmerge around it completes. vLLM may
+                # process a layer after reading further tensors, and unmerge_adapter() edits the base weights in place,
+                # so merged PEFT weights are copied.
+                copy = is_peft_model(self.model)
+                weights = ((n, p.detach().clone() if copy else p.detach()) for n, p in self._iter_named_params())
+                runner.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
                 self.llm.reset_prefix_cache()
                 return None
             # filesystem: every rank iterates (gathers are collective), the main process saves and asks for a reload

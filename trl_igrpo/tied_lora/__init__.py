@@ -57,7 +57,9 @@ def register_tied_lora() -> None:
     registered = PEFT_TYPE_TO_TUNER_MAPPING.get(TIED_LORA_PEFT_TYPE)
     if registered is not None and registered.__qualname__ != TiedLoraModel.__qualname__:
         raise KeyError(f"PEFT type {TIED_LORA_PEFT_TYPE!r} is already registered to {registered!r}.")
-    clash = [t for t, p in PEFT_TYPE_TO_PREFIX_MAPPING.items() if p == TiedLoraModel.prefix and t != TIED_LORA_PEFT_TYPE]
+    clash = [
+        t for t, p in PEFT_TYPE_TO_PREFIX_MAPPING.items() if p == TiedLoraModel.prefix and t != TIED_LORA_PEFT_TYPE
+    ]
     if clash:
         raise KeyError(f"Prefix {TiedLoraModel.prefix!r} is already used by PEFT type {clash[0]!r}.")
     PEFT_TYPE_TO_CONFIG_MAPPING[TIED_LORA_PEFT_TYPE] = TiedLoraConfig

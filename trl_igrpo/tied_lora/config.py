@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Union
 
 from peft.config import PeftConfig
 
@@ -67,14 +67,14 @@ class TiedLoraConfig(PeftConfig):
     """
 
     r: int = field(default=8, metadata={"help": "Rank of the tied A (r x in) and B (out x r) matrices."})
-    target_modules: Optional[Union[list[str], str]] = field(
+    target_modules: Union[list[str], str] | None = field(
         default=None,
         metadata={"help": "Module names or regex to adapt; None means q_proj, k_proj, v_proj (the paper's scope)."},
     )
-    exclude_modules: Optional[Union[list[str], str]] = field(
+    exclude_modules: Union[list[str], str] | None = field(
         default=None, metadata={"help": "Module names or regex to exclude from adaptation."}
     )
-    fused_module_groups: Optional[list[list[str]]] = field(
+    fused_module_groups: list[list[str]] | None = field(
         default_factory=lambda: [list(FUSED_QKV)],
         metadata={
             "help": "Sibling modules that read the same input and act as one fused projection (shared tied A and "
@@ -85,7 +85,7 @@ class TiedLoraConfig(PeftConfig):
     train_B: bool = field(default=True, metadata={"help": "Train the tied up-projection B."})
     train_u: bool = field(default=True, metadata={"help": "Train the per-layer rank-sized scaling u (else u = 1)."})
     train_v: bool = field(default=True, metadata={"help": "Train the per-layer output-sized scaling v (else v = 1)."})
-    alpha: Optional[float] = field(
+    alpha: float | None = field(
         default=None, metadata={"help": "Scaling is alpha / r; None means alpha = r (scaling 1, as in the paper)."}
     )
     dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter input (like lora_dropout)."})
@@ -95,13 +95,13 @@ class TiedLoraConfig(PeftConfig):
     init_weights: bool = field(
         default=True, metadata={"help": "Exact no-op init (True) or all-random factors (False, tests only)."}
     )
-    modules_to_save: Optional[list[str]] = field(
+    modules_to_save: list[str] | None = field(
         default=None, metadata={"help": "Modules besides the adapter layers to train in full and save."}
     )
-    layers_to_transform: Optional[Union[list[int], int]] = field(
+    layers_to_transform: Union[list[int], int] | None = field(
         default=None, metadata={"help": "Only adapt these layer indices."}
     )
-    layers_pattern: Optional[Union[list[str], str]] = field(
+    layers_pattern: Union[list[str], str] | None = field(
         default=None, metadata={"help": "Name of the nn.ModuleList holding the layers, used with layers_to_transform."}
     )
 
@@ -157,7 +157,7 @@ class TiedLoraConfig(PeftConfig):
         return 1.0 if self.alpha is None else float(self.alpha) / self.r
 
     @property
-    def configuration_name(self) -> Optional[str]:
+    def configuration_name(self) -> str | None:
         """The paper's name of this (train_A, train_B, train_u, train_v) combination, or None if not established."""
         flags = (self.train_A, self.train_B, self.train_u, self.train_v)
         return next((name for name, value in TIED_LORA_CONFIGURATIONS.items() if value == flags), None)
@@ -199,7 +199,7 @@ def fused_qkv_trainable_parameters(
     train_B: bool = True,
     train_u: bool = True,
     train_v: bool = True,
-    qkv_out_features: Optional[int] = None,
+    qkv_out_features: int | None = None,
 ) -> int:
     """Closed-form trainable parameter count of Tied-LoRA on the paper's fused QKV projection (Sec. 2 / Table 1).
 

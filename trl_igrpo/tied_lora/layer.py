@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +83,7 @@ class TiedLoraLayer(BaseTunerLayer):
         shared: dict[str, nn.ModuleDict],
         a_key: str,
         b_key: str,
-        u_source: Optional[TiedLoraLayer] = None,
+        u_source: TiedLoraLayer | None = None,
         inference_mode: bool = False,
     ) -> None:
         """Attach adapter ``adapter_name``: record the tie-group keys and create the per-layer u and v it trains."""
@@ -116,7 +116,7 @@ class TiedLoraLayer(BaseTunerLayer):
     # ----------------------------------------------------------------------------------------------------- factors
     def tied_factors(
         self, adapter: str
-    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(A, B, u, v) of ``adapter``; u or v is None when frozen (the identity)."""
         A = self.tiedlora_shared["A"][adapter][self.tiedlora_A_key[adapter]]
         B = self.tiedlora_shared["B"][adapter][self.tiedlora_B_key[adapter]]
@@ -134,7 +134,9 @@ class TiedLoraLayer(BaseTunerLayer):
         A, B, u, v = self.tied_factors(adapter)
         weight = self.get_base_layer().weight
         # half-precision matmuls on CPU are slow or unsupported: compute in fp32 and cast back, as PEFT's LoRA does
-        compute_dtype = torch.float32 if weight.device.type == "cpu" and A.dtype in (torch.float16, torch.bfloat16) else A.dtype
+        compute_dtype = (
+            torch.float32 if weight.device.type == "cpu" and A.dtype in (torch.float16, torch.bfloat16) else A.dtype
+        )
         A, B = A.to(compute_dtype), B.to(compute_dtype)
         if u is not None:
             A = A * u.to(compute_dtype)[:, None]
@@ -144,7 +146,7 @@ class TiedLoraLayer(BaseTunerLayer):
         return transpose(delta, self.fan_in_fan_out).to(weight.dtype)
 
     # ------------------------------------------------------------------------------------------------ merge/unmerge
-    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         adapter_names = check_adapters_to_merge(self, adapter_names)
         if not adapter_names:
             return
@@ -164,7 +166,7 @@ class TiedLoraLayer(BaseTunerLayer):
 
     def unmerge(self) -> None:
         if not self.merged:
-            warnings.warn("Already unmerged. Nothing to do.")
+            warnings.warn("Already unmerged. Nothing to do.", stacklevel=2)
             return
         base = self.get_base_layer()
         while self.merged_adapters:
@@ -221,7 +223,7 @@ class Linear(nn.Module, TiedLoraLayer):
         shared: dict[str, nn.ModuleDict],
         a_key: str,
         b_key: str,
-        u_source: Optional[TiedLoraLayer] = None,
+        u_source: TiedLoraLayer | None = None,
         is_target_conv_1d_layer: bool = False,
         **kwargs,
     ) -> None:

@@ -9,7 +9,6 @@ saved adapter (``base_model.tiedlora_A.<group>``). Layers look them up through a
 from __future__ import annotations
 
 import warnings
-from typing import Optional
 
 import torch
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
@@ -78,9 +77,11 @@ class TiedLoraModel(BaseTuner):
         dtype = weight.dtype if weight.dtype.is_floating_point else torch.float32
         zero = config.init_weights and config.zero_initialised_factor() == factor
         trainable = config.train_A if factor == "A" else config.train_B
-        bank[key] = nn.Parameter(init_tied_matrix(shape, zero, device=weight.device, dtype=dtype), requires_grad=trainable)
+        bank[key] = nn.Parameter(
+            init_tied_matrix(shape, zero, device=weight.device, dtype=dtype), requires_grad=trainable
+        )
 
-    def tied_parameters(self, adapter_name: Optional[str] = None) -> dict[str, nn.Parameter]:
+    def tied_parameters(self, adapter_name: str | None = None) -> dict[str, nn.Parameter]:
         """The tied matrices as ``{"A/<group>": param, "B/<group>": param}`` for one adapter (default: active)."""
         adapter_name = adapter_name or self.active_adapters[0]
         containers = self._ensure_shared_containers()
@@ -123,12 +124,18 @@ class TiedLoraModel(BaseTuner):
         if isinstance(base, nn.Linear):
             in_features, out_features = base.in_features, base.out_features
             if tiedlora_config.fan_in_fan_out:
-                warnings.warn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`; setting it to False.")
+                warnings.warn(
+                    "fan_in_fan_out is set to True but the target module is `torch.nn.Linear`; setting it to False.",
+                    stacklevel=2,
+                )
                 tiedlora_config.fan_in_fan_out = False
         elif is_conv1d:
             in_features, out_features = base.weight.ds_shape if hasattr(base.weight, "ds_shape") else base.weight.shape
             if not tiedlora_config.fan_in_fan_out:
-                warnings.warn("fan_in_fan_out is set to False but the target module is `Conv1D`; setting it to True.")
+                warnings.warn(
+                    "fan_in_fan_out is set to False but the target module is `Conv1D`; setting it to True.",
+                    stacklevel=2,
+                )
                 tiedlora_config.fan_in_fan_out = True
         else:
             raise TypeError(
@@ -148,7 +155,11 @@ class TiedLoraModel(BaseTuner):
         if group is not None and tiedlora_config.train_u:
             for sibling_name in group:
                 sibling = parent._modules.get(sibling_name)
-                if sibling_name != target_name and isinstance(sibling, TiedLoraLayer) and adapter_name in sibling.tiedlora_u:
+                if (
+                    sibling_name != target_name
+                    and isinstance(sibling, TiedLoraLayer)
+                    and adapter_name in sibling.tiedlora_u
+                ):
                     u_source = sibling
                     break
 
