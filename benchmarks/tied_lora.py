@@ -50,8 +50,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=15, help="timed steps per configuration (after 2 warm-up steps)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (1: CPU time is robust to load)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only, do not update docs/benchmarks.md")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     work = tempfile.mkdtemp(prefix="tied-lora-bench-")
     model_dir = build_tiny_model(
@@ -73,27 +77,32 @@ def main(argv: list[str] | None = None) -> str:
             "trainable": sum(p.numel() for p in params),
             "file_bytes": adapter_file_bytes(model, os.path.join(work, name.split()[0] + str(len(runs)))),
             "times": [],
+            "cpu_times": [],
         }
 
-    def step(run) -> float:
-        start = time.perf_counter()
+    def step(run) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
         loss = run["model"](input_ids=input_ids, labels=input_ids).loss
         loss.backward()
         run["optimizer"].step()
         run["optimizer"].zero_grad(set_to_none=True)
-        return time.perf_counter() - start
+        run["times"].append(time.perf_counter() - wall)
+        run["cpu_times"].append(time.process_time() - cpu)
 
-    for run in runs.values():  # warm-up
+    for run in runs.values():  # warm-up, then discard
         step(run), step(run)
+        run["times"].clear(), run["cpu_times"].clear()
     for _ in range(args.steps):  # round-robin so machine-load drift hits every configuration alike
         for run in runs.values():
-            run["times"].append(step(run))
+            step(run)
 
     lora = runs["LoRA (PEFT, separate q/k/v)"]
     lora_median = statistics.median(lora["times"])
+    lora_cpu = statistics.median(lora["cpu_times"])
     rows = []
     for name, run in runs.items():
         median = statistics.median(run["times"])
+        cpu = statistics.median(run["cpu_times"])
         rows.append([
             name,
             f"{run['trainable']:,}",
@@ -101,6 +110,8 @@ def main(argv: list[str] | None = None) -> str:
             f"{run['file_bytes'] / 1024:.1f}",
             f"{1000 * median:.1f}",
             f"{median / lora_median:.3f}x",
+            f"{1000 * cpu:.1f}",
+            f"{cpu / lora_cpu:.3f}x",
         ])  # fmt: skip
     table = markdown_table(
         [
@@ -110,6 +121,8 @@ def main(argv: list[str] | None = None) -> str:
             "adapter file (KiB)",
             "step time (ms, median)",
             "step / LoRA",
+            "CPU time (ms, median)",
+            "CPU / LoRA",
         ],
         rows,
     )
@@ -118,7 +131,8 @@ def main(argv: list[str] | None = None) -> str:
         "## Tied-LoRA vs LoRA (`benchmarks/tied_lora.py`)\n\n"
         f"Random LLaMA-style model, hidden {d}, {L} layers, q/k/v adapted at rank {r} (alpha = r), batch "
         f"{args.batch_size} x {args.seq_len} tokens, forward + backward + AdamW step, median of {args.steps} "
-        f"interleaved steps after 2 warm-up steps. Machine: {machine_description()}.\n\n"
+        f"interleaved steps after 2 warm-up steps, {args.threads} torch thread(s); wall-clock and process CPU "
+        f"time per step (CPU time is the robust figure on a loaded machine). Machine: {machine_description()}.\n\n"
         f"{table}\n\n"
         "Baseline: PEFT's LoRA on the separate q/k/v modules at the same rank. The model uses grouped-query attention "
         f"(k/v project {d} -> {d // 2}), so every count is below the multi-head formulas (LoRA 6Ldr, TL6 on fused QKV "

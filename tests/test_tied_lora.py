@@ -360,3 +360,21 @@ def test_bf16_base_upcasts_tied_matrices_and_keeps_them_shared(tiny_model_dir, i
         A, B, u, v = layer.tied_factors("default")
         assert id(A) in {id(p) for p in tied.values()} and v.dtype == torch.float32
     assert model(input_ids=input_ids).logits.dtype == torch.bfloat16
+
+
+def test_importing_trl_igrpo_registers_tied_lora_with_peft(tmp_path):
+    """A fresh interpreter: `import trl_igrpo` alone must let PEFT load a saved Tied-LoRA adapter config."""
+    import subprocess
+    import sys
+
+    TiedLoraConfig(r=2).save_pretrained(tmp_path)
+    code = (
+        "import trl_igrpo\n"
+        "from peft import PeftConfig\n"
+        "from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING\n"
+        f"config = PeftConfig.from_pretrained({str(tmp_path)!r})\n"
+        "assert type(config).__name__ == 'TiedLoraConfig' and config.r == 2, config\n"
+        "assert PEFT_TYPE_TO_TUNER_MAPPING['TIEDLORA'].__name__ == 'TiedLoraModel'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -154,15 +154,17 @@ def test_rpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_example_script_trains_and_saves_a_reloadable_adapter(tmp_path):
+def test_example_script_trains_and_saves_a_reloadable_adapter(monkeypatch):
     import importlib.util
     import pathlib
+    import sys
 
     from peft import PeftModel
 
     path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "train_tied_lora.py"
     spec = importlib.util.spec_from_file_location("train_tied_lora", path)
     example = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, example)  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(example)
     trainer = example.main(["--max_steps", "2", "--tied_lora_configuration", "TL5", "--merge_adapter"])
     output_dir = trainer.args.output_dir

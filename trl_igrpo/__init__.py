@@ -19,6 +19,7 @@ from .online_rpo_trainer import OnlineRPOTrainer
 from .rpo_config import RPOConfig
 from .rpo_losses import rpo_bwd_kl, rpo_fwd_kl, rpo_listwise, rpo_sq
 from .rpo_trainer import DataCollatorForRPO, RPOTrainer
+from .tied_lora import TiedLoraConfig, TiedLoraModel  # importing registers Tied-LoRA with PEFT
 
 __all__ = [
     "CurriculumConfigMixin",
@@ -34,6 +35,8 @@ __all__ = [
     "ProgressiveBatchingMixin",
     "RPOConfig",
     "RPOTrainer",
+    "TiedLoraConfig",
+    "TiedLoraModel",
     "__version__",
     "compute_pass_rates",
     "filter_by_pass_rate",
