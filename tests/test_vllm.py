@@ -136,6 +136,32 @@ def _perturb(model, seed=123, scale=0.5):
         p.add_(torch.randn(p.shape, generator=g) * scale)
 
 
+def _lora():
+    from peft import LoraConfig
+
+    return LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0)
+
+
+def _check_peft_sync(trainer, prompts, vllm_greedy):
+    """After randomising the adapter, a sync makes vLLM generate like the PEFT model; base weights stay unmerged."""
+    model = trainer.model
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    with torch.no_grad():  # make the adapter matter: LoRA B starts at zero
+        g = torch.Generator().manual_seed(7)
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    model.eval()
+    expected = _hf_greedy(model, prompts)  # the PEFT model applies the adapter on the fly
+    with model.disable_adapter():
+        assert _hf_greedy(model, prompts) != expected  # base-only weights would give other tokens
+    trainer.vllm_generation.sync_weights()
+    assert vllm_greedy(prompts) == expected
+    for name, p in model.named_parameters():
+        if "lora_" not in name:
+            torch.testing.assert_close(p.detach(), base_before[name], atol=1e-5, rtol=0, msg=name)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Fast failures (no engine is built)
 # ---------------------------------------------------------------------------------------------------------------------
@@ -204,6 +230,26 @@ def test_colocate_trains_with_one_sync_per_step_and_matches_transformers_greedy(
     assert vllm_greedy(prompts) != expected  # stale engine weights: the check below can fail
     generation.sync_weights()
     assert vllm_greedy(prompts) == expected
+
+
+def test_colocate_sync_of_a_peft_model_pushes_merged_weights(tiny_llama_dir, tmp_path):
+    args = _args(tmp_path, "colocate", max_steps=1)
+    args.vllm_engine_kwargs = {"dtype": "float32"}
+    trainer = _trainer_class()(
+        model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=_lora()
+    )
+    trainer.train()
+    from vllm import SamplingParams
+
+    def vllm_greedy(prompts):
+        outputs = trainer.vllm_generation.llm.generate(
+            [{"prompt_token_ids": ids} for ids in prompts],
+            SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS),
+            use_tqdm=False,
+        )
+        return [list(o.outputs[0].token_ids) for o in outputs]
+
+    _check_peft_sync(trainer, _greedy_prompts(tiny_llama_dir), vllm_greedy)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -302,31 +348,15 @@ def test_server_trains_with_one_sync_per_step_and_matches_transformers_greedy(ti
 
 
 def test_server_sync_of_a_peft_model_pushes_merged_weights(tiny_llama_dir, tmp_path, vllm_server):
-    from peft import LoraConfig
-
     args = _args(tmp_path, "server", vllm_server_base_url=vllm_server, max_steps=1)
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0)
     trainer = _trainer_class()(
-        model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=lora
+        model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=_lora()
     )
     trainer.train()
-    model = trainer.model
-    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
-    with torch.no_grad():  # make the adapter matter: LoRA B starts at zero
-        g = torch.Generator().manual_seed(7)
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    model.eval()
-    prompts = _greedy_prompts(tiny_llama_dir)
-    expected = _hf_greedy(model, prompts)  # the PEFT model applies the adapter on the fly
-    with model.disable_adapter():
-        assert _hf_greedy(model, prompts) != expected  # base-only weights would give other tokens
+    client = trainer.vllm_generation.vllm_client
 
-    trainer.vllm_generation.sync_weights()
-    out = trainer.vllm_generation.vllm_client.generate(prompts=prompts, n=1, temperature=0.0, max_tokens=MAX_TOKENS)
-    assert [list(ids) for ids in out["completion_ids"]] == expected
-    # the trainer's base weights are unmerged again after the sync
-    for name, p in model.named_parameters():
-        if "lora_" not in name:
-            torch.testing.assert_close(p.detach(), base_before[name], atol=1e-5, rtol=0, msg=name)
+    def vllm_greedy(prompts):
+        out = client.generate(prompts=prompts, n=1, temperature=0.0, max_tokens=MAX_TOKENS)
+        return [list(ids) for ids in out["completion_ids"]]
+
+    _check_peft_sync(trainer, _greedy_prompts(tiny_llama_dir), vllm_greedy)

@@ -67,3 +67,41 @@ def test_serve_command_on_cpu_without_vllm_metadata_uses_api_server_and_no_nccl(
     assert command[1:5] == ["-m", "vllm.entrypoints.openai.api_server", "--model", "m"]
     assert "--weight-transfer-config" not in command and "serve" not in command
     assert "--logprobs-mode" in command
+
+
+def test_longest_prompt_counts_chat_templated_tokens(tiny_llama_dir):
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from trl_igrpo.vllm_sync import _longest_prompt_tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    texts = ["What is 1 + 1?", "Solve 12x = 144 and then compute the sum of the digits of x.", "hi"]
+    prompts = [[{"role": "user", "content": t}] for t in texts]
+    trainer = SimpleNamespace(
+        train_dataset=Dataset.from_dict({"prompt": prompts}),
+        processing_class=tokenizer,
+        args=SimpleNamespace(chat_template_kwargs=None),
+    )
+    lengths = [
+        len(tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True)["input_ids"]) for p in prompts
+    ]
+    assert _longest_prompt_tokens(trainer) == max(lengths) > len(tokenizer(texts[1])["input_ids"])
+    trainer.train_dataset = Dataset.from_dict({"prompt": texts})  # plain text: no template
+    assert _longest_prompt_tokens(trainer) == len(tokenizer(texts[1])["input_ids"])
+
+
+def test_generation_class_is_swapped_only_while_the_trainer_is_built():
+    import trl.trainer.grpo_trainer as grpo_module
+    from trl import GRPOTrainer
+
+    from trl_igrpo.vllm_sync import _vllm_generation_factory
+
+    original = grpo_module.VLLMGeneration
+    sentinel = object()
+    with pytest.raises(RuntimeError), _vllm_generation_factory(GRPOTrainer, sentinel):
+        assert grpo_module.VLLMGeneration is sentinel
+        raise RuntimeError("constructor failed")
+    assert grpo_module.VLLMGeneration is original

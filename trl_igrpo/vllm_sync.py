@@ -36,6 +36,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import shutil
@@ -87,6 +88,7 @@ def check_context_budget(
     completion_length: int,
     draft_length: int = 0,
     where: str = "vLLM",
+    completion_name: str = "max_completion_length",
 ) -> None:
     """Raise a ``ValueError`` naming the fields when ``prompt + draft + completion`` does not fit ``max_model_len``.
 
@@ -100,7 +102,7 @@ def check_context_budget(
         parts = f"prompt {prompt_length}"
         if draft_length:
             parts += f" + draft {draft_length} (max_draft_length)"
-        parts += f" + completion {completion_length} (max_completion_length)"
+        parts += f" + completion {completion_length} ({completion_name})"
         raise ValueError(
             f"{where} max_model_len={max_model_len} is too small: {parts} = {required} tokens. Raise "
             "`vllm_max_model_length` (colocate) or the server's `--max-model-len` (server mode) to at least "
@@ -111,10 +113,12 @@ def check_context_budget(
 def _longest_prompt_tokens(trainer, limit: int = 2048) -> int:
     """Token length of the longest prompt among the first ``limit`` training rows (chat template applied)."""
     dataset = getattr(trainer, "train_dataset", None)
-    if dataset is None or "prompt" not in getattr(dataset, "column_names", []):
+    if dataset is None or "prompt" not in (getattr(dataset, "column_names", None) or []):
         return 0
-    n = min(len(dataset), limit)
-    prompts = dataset.select(range(n))["prompt"] if hasattr(dataset, "select") else dataset["prompt"][:n]
+    if hasattr(dataset, "__len__") and hasattr(dataset, "select"):
+        prompts = dataset.select(range(min(len(dataset), limit)))["prompt"]
+    else:  # IterableDataset
+        prompts = [row["prompt"] for row in itertools.islice(iter(dataset), limit)]
     tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
     longest = 0
     for prompt in prompts:
@@ -267,7 +271,8 @@ def _make_generation_class():
                     self.max_model_len,
                     max(len(p) for p in prompts),
                     self.max_completion_length,
-                    where=f"vLLM ({self.mode})",
+                    where=f"vLLM ({self.mode}) request",
+                    completion_name="max_tokens of this request: max_draft_length or max_completion_length",
                 )
             groups = _uniform_runs(prompts, num_generations)
             if self.mode != "colocate" or self.tensor_parallel_size != 1 or images is not None or groups is None:
