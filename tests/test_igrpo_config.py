@@ -14,7 +14,11 @@ def make(**overrides):
 def test_paper_defaults():
     config = make()
     assert (config.num_drafts, config.num_generations, config.loss_type, config.beta, config.temperature) == (
-        4, 4, "grpo", 0.0, 0.7,
+        4,
+        4,
+        "grpo",
+        0.0,
+        0.7,
     )
     assert config.draft_selection == "best"
 

@@ -119,9 +119,14 @@ def test_nemotron_h_hybrid_moe(tiny_nemotron_h_dir, tmp_path):
     # Everything changes except, possibly, routed experts that never received a token.
     for name in not_changed:
         assert ".experts." in name, name
-        expert_index = int(name.split(".experts.")[1].split(".")[0]) if name.split(".experts.")[1][0].isdigit() else None
+        expert_index = (
+            int(name.split(".experts.")[1].split(".")[0]) if name.split(".experts.")[1][0].isdigit() else None
+        )
         assert expert_index is None or expert_index not in routed, name
-    assert {type(layer.mixer).__name__ for layer in trainer.model.model.layers} >= {"NemotronHMamba2Mixer", "NemotronHMoE"}
+    assert {type(layer.mixer).__name__ for layer in trainer.model.model.layers} >= {
+        "NemotronHMamba2Mixer",
+        "NemotronHMoE",
+    }
 
 
 @pytest.mark.slow
@@ -171,9 +176,7 @@ def test_conditioning_is_real(tiny_model_dir, tmp_path, monkeypatch, conversatio
         assert draft.strip() in prompt_text
 
     def refinement_logps(draft_text):
-        refined = [
-            {**row, "prompt": row["prompt"]} for row in rows[:1]
-        ]
+        refined = [{**row, "prompt": row["prompt"]} for row in rows[:1]]
         from trl_igrpo.igrpo_utils import build_refinement_prompt
 
         prompt = build_refinement_prompt(refined[0]["prompt"], draft_text)
@@ -245,15 +248,27 @@ def test_peft_lora_trains_only_the_adapter(tiny_model_dir, tmp_path):
 
 def test_rejects_bad_inputs_before_compute(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="prompt"):
-        IGRPOTrainer(model=tiny_model_dir, reward_funcs=[random_reward], args=make_args(tmp_path),
-                     train_dataset=Dataset.from_list([{"question": "q", "solution": "1"}] * 4))
+        IGRPOTrainer(
+            model=tiny_model_dir,
+            reward_funcs=[random_reward],
+            args=make_args(tmp_path),
+            train_dataset=Dataset.from_list([{"question": "q", "solution": "1"}] * 4),
+        )
     with pytest.raises(ValueError, match="draft"):
-        IGRPOTrainer(model=tiny_model_dir, reward_funcs=[random_reward], args=make_args(tmp_path),
-                     train_dataset=Dataset.from_list([{"prompt": "q", "draft": "x"}] * 4))
+        IGRPOTrainer(
+            model=tiny_model_dir,
+            reward_funcs=[random_reward],
+            args=make_args(tmp_path),
+            train_dataset=Dataset.from_list([{"prompt": "q", "draft": "x"}] * 4),
+        )
     with pytest.raises(ValueError, match="reward_funcs"):
         IGRPOTrainer(model=tiny_model_dir, reward_funcs=[], args=make_args(tmp_path), train_dataset=dataset())
     with pytest.raises(TypeError, match="IGRPOConfig"):
         from trl import GRPOConfig
 
-        IGRPOTrainer(model=tiny_model_dir, reward_funcs=[random_reward], train_dataset=dataset(),
-                     args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False))
+        IGRPOTrainer(
+            model=tiny_model_dir,
+            reward_funcs=[random_reward],
+            train_dataset=dataset(),
+            args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False),
+        )

@@ -66,7 +66,9 @@ def test_conversational_assistant_turn_does_not_mutate_input():
 
 def test_conversational_append_to_user():
     prompt = [{"role": "user", "content": "Q?"}]
-    refined = build_refinement_prompt(prompt, "d", template="{prompt} [draft: {draft}]", conversational_style="append_to_user")
+    refined = build_refinement_prompt(
+        prompt, "d", template="{prompt} [draft: {draft}]", conversational_style="append_to_user"
+    )
     assert refined == [{"role": "user", "content": "Q? [draft: d]"}] and prompt[0]["content"] == "Q?"
     with pytest.raises(ValueError, match="conversational_style"):
         build_refinement_prompt(prompt, "d", conversational_style="other")

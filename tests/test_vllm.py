@@ -2,8 +2,7 @@
 
 Runs only where vLLM is importable: `bash scripts/install_vllm_cpu.sh && .venv-vllm/bin/python -m pytest -m vllm
 tests/test_vllm.py`. Uses the tiny Llama (head_dim 32, which vLLM's CPU attention accepts), a 1 GiB KV cache and eager
-mode. When `trl_igrpo.igrpo_trainer.IGRPOTrainer` exists the trainer under test is iGRPO (N=3 drafts, G=2), otherwise
-plain GRPO with the sync mixin.
+mode. The trainer under test is IGRPOTrainer (N=3 drafts, G=2), which includes the sync mixin.
 """
 
 import os
@@ -24,15 +23,8 @@ import requests  # noqa: E402
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
-from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-from trl_igrpo.vllm_sync import VLLMCPUSyncMixin  # noqa: E402
-
-try:
-    from trl_igrpo.igrpo_config import IGRPOConfig
-    from trl_igrpo.igrpo_trainer import IGRPOTrainer
-except ImportError:  # the iGRPO trainer is not there yet: exercise the sync path with GRPO
-    IGRPOConfig = IGRPOTrainer = None
+from trl_igrpo import IGRPOConfig, IGRPOTrainer, VLLMCPUSyncMixin  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
@@ -42,10 +34,8 @@ SERVER_MAX_MODEL_LEN = 256
 
 
 def _trainer_class():
-    base = IGRPOTrainer or GRPOTrainer
-    if issubclass(base, VLLMCPUSyncMixin):
-        return base
-    return type(f"CPUSync{base.__name__}", (VLLMCPUSyncMixin, base), {})
+    assert issubclass(IGRPOTrainer, VLLMCPUSyncMixin)
+    return IGRPOTrainer
 
 
 def _args(tmp_path, mode, **overrides):
@@ -68,13 +58,11 @@ def _args(tmp_path, mode, **overrides):
         vllm_mode=mode,
         vllm_max_model_length=256,
         vllm_gpu_memory_utilization=0.3,
+        num_drafts=NUM_DRAFTS,
+        max_draft_length=MAX_TOKENS,
     )
     kwargs.update(overrides)
-    if IGRPOConfig is not None:
-        kwargs.setdefault("num_drafts", NUM_DRAFTS)
-        kwargs.setdefault("max_draft_length", MAX_TOKENS)
-        return IGRPOConfig(**kwargs)
-    return GRPOConfig(**kwargs)
+    return IGRPOConfig(**kwargs)
 
 
 def _dataset(n=8):
@@ -94,9 +82,7 @@ def _free_port():
 
 def _expected_requests_per_step():
     """(n, number of requests) pairs per optimizer step: Stage-1 drafts with n=N, then Stage-2 with n=G."""
-    if IGRPOTrainer is not None:
-        return Counter({NUM_DRAFTS: UNIQUE_PROMPTS_PER_STEP, NUM_GENERATIONS: UNIQUE_PROMPTS_PER_STEP})
-    return Counter({NUM_GENERATIONS: UNIQUE_PROMPTS_PER_STEP})
+    return Counter({NUM_DRAFTS: UNIQUE_PROMPTS_PER_STEP, NUM_GENERATIONS: UNIQUE_PROMPTS_PER_STEP})
 
 
 def _snapshot(model):
@@ -186,8 +172,8 @@ def test_colocate_max_model_len_too_small_fails_before_building_the_engine(tiny_
 # Colocate
 # ---------------------------------------------------------------------------------------------------------------------
 def test_colocate_trains_with_one_sync_per_step_and_matches_transformers_greedy(tiny_llama_dir, tmp_path):
-    args = _args(tmp_path, "colocate")
-    args.vllm_engine_kwargs = {"dtype": "float32"}  # vLLM downcasts fp32 checkpoints by default; compare like for like
+    # vLLM downcasts fp32 checkpoints by default; compare like for like
+    args = _args(tmp_path, "colocate", vllm_engine_kwargs='{"dtype": "float32"}')  # JSON string, as on the CLI
     trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
     generation = trainer.vllm_generation
     assert generation.weight_sync_backend == "reload"
@@ -233,8 +219,7 @@ def test_colocate_trains_with_one_sync_per_step_and_matches_transformers_greedy(
 
 
 def test_colocate_sync_of_a_peft_model_pushes_merged_weights(tiny_llama_dir, tmp_path):
-    args = _args(tmp_path, "colocate", max_steps=1)
-    args.vllm_engine_kwargs = {"dtype": "float32"}
+    args = _args(tmp_path, "colocate", max_steps=1, vllm_engine_kwargs={"dtype": "float32"})
     trainer = _trainer_class()(
         model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=_lora()
     )

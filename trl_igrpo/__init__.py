@@ -20,6 +20,7 @@ from .rpo_config import RPOConfig
 from .rpo_losses import rpo_bwd_kl, rpo_fwd_kl, rpo_listwise, rpo_sq
 from .rpo_trainer import DataCollatorForRPO, RPOTrainer
 from .tied_lora import TiedLoraConfig, TiedLoraModel  # importing registers Tied-LoRA with PEFT
+from .vllm_sync import VLLMCPUSyncMixin
 
 __all__ = [
     "CurriculumConfigMixin",
@@ -37,6 +38,7 @@ __all__ = [
     "RPOTrainer",
     "TiedLoraConfig",
     "TiedLoraModel",
+    "VLLMCPUSyncMixin",
     "__version__",
     "compute_pass_rates",
     "filter_by_pass_rate",

@@ -12,7 +12,11 @@ ARITHMETIC_INSTRUCTION = "Think, then answer inside <answer></answer> with \\box
 
 
 def make_arithmetic_examples(
-    num_examples: int, seed: int = 0, max_operand: int = 20, operations: str = "+-", conversational: bool = True,
+    num_examples: int,
+    seed: int = 0,
+    max_operand: int = 20,
+    operations: str = "+-",
+    conversational: bool = True,
     system_prompt: str | None = None,
 ) -> list[dict]:
     """Small arithmetic problems with exact integer answers: ``{"prompt", "solution", "question"}`` rows.

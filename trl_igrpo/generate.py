@@ -57,7 +57,9 @@ def generate_single_pass(
             conversational = is_conversational_prompt(prompts[start])
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not conversational)
             batch = {k: v.to(model.device) for k, v in batch.items()}
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+            sampling = (
+                {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+            )
             generated = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
@@ -99,7 +101,9 @@ def generate_draft_then_refine(
         )
         for prompt, draft in zip(prompts, drafts)
     ]
-    refinements = generate_single_pass(model, tokenizer, refined_prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
+    refinements = generate_single_pass(
+        model, tokenizer, refined_prompts, max_new_tokens=max_new_tokens, **generate_kwargs
+    )
     return drafts, refinements
 
 
@@ -122,7 +126,9 @@ def evaluate_accuracy(
     rows = list(dataset)
     prompts = [row["prompt"] for row in rows]
     if two_pass:
-        _, completions = generate_draft_then_refine(model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
+        _, completions = generate_draft_then_refine(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs
+        )
     else:
         completions = generate_single_pass(model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
     columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"}

@@ -63,6 +63,18 @@ class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
             where no draft did. With accuracy + format rewards at weights 1/1, 1.0 means "correct answer".
         two_stage_eval (`bool`, defaults to `False`):
             Evaluate with draft -> refine instead of the paper's single-pass protocol.
+        vllm_weight_sync (`str`, defaults to `"auto"`):
+            How policy weights reach vLLM after each optimizer step (one sync serves both stages): `"nccl"` (TRL's
+            path, needs CUDA), `"reload"` (colocate: vLLM's model runner reloads the weights in place) or
+            `"filesystem"` (server: safetensors written to `vllm_weight_sync_dir`, then the server reloads them).
+            `"auto"` picks `"nccl"` on CUDA and a reload path otherwise. See `trl_igrpo.vllm_sync`.
+        vllm_weight_sync_dir (`str` or `None`, defaults to `None`):
+            `"filesystem"` only: a directory the server can read (a shared path when it runs on another node);
+            `None` uses a temporary directory.
+        vllm_engine_kwargs (`dict`, `str` or `None`, defaults to `None`):
+            Extra `vllm.LLM(...)` arguments in colocate mode, e.g. `{"quantization": "fp8"}` for FP8 rollouts as in
+            Llama-Nemotron, or `{"dtype": "float32"}`. A JSON string works on the command line. Server mode: pass
+            them to `trl-igrpo serve` instead.
 
     The pass-rate curriculum and dynamic-sampling fields of
     [`~trl_igrpo.curriculum.CurriculumConfigMixin`] (`progressive_batching`, `dynamic_sampling`, ...) are available too,
@@ -99,10 +111,27 @@ class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
     two_stage_eval: bool = field(
         default=False, metadata={"help": "Evaluate draft -> refine instead of single pass (paper: single pass)."}
     )
+    vllm_weight_sync: str = field(
+        default="auto",
+        metadata={
+            "help": "vLLM weight sync: 'auto' (nccl on CUDA, else reload/filesystem), 'nccl', 'reload', 'filesystem'."
+        },
+    )
+    vllm_weight_sync_dir: str | None = field(
+        default=None, metadata={"help": "Directory the vLLM server reloads weights from ('filesystem' sync)."}
+    )
+    vllm_engine_kwargs: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": 'Extra vllm.LLM kwargs in colocate mode (JSON string on the CLI), e.g. \'{"quantization": "fp8"}\'.'
+        },
+    )
     # Paper defaults that differ from GRPOConfig.
     loss_type: str = field(
         default="grpo",
-        metadata={"help": "Paper Eq. 5 aggregation ('grpo'); any TRL loss type works: " + ", ".join(SUPPORTED_LOSS_TYPES)},
+        metadata={
+            "help": "Paper Eq. 5 aggregation ('grpo'); any TRL loss type works: " + ", ".join(SUPPORTED_LOSS_TYPES)
+        },
     )
     num_generations: int | None = field(
         default=4, metadata={"help": "G: refinements per prompt in Stage 2 (paper: 4)."}
@@ -115,7 +144,24 @@ class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
         self._validate_curriculum()
         self._validate_igrpo_batch_layout()
 
+    _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["vllm_engine_kwargs"]
+
     def _validate_igrpo_fields(self) -> None:
+        from .vllm_sync import WEIGHT_SYNC_BACKENDS
+
+        if self.vllm_weight_sync not in WEIGHT_SYNC_BACKENDS:
+            raise ValueError(f"vllm_weight_sync must be one of {WEIGHT_SYNC_BACKENDS}, got {self.vllm_weight_sync!r}.")
+        if isinstance(
+            self.vllm_engine_kwargs, str
+        ):  # usually already parsed by TrainingArguments (_VALID_DICT_FIELDS)
+            import json
+
+            try:
+                self.vllm_engine_kwargs = json.loads(self.vllm_engine_kwargs)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"vllm_engine_kwargs must be a dict or a JSON object string: {error}") from error
+        if self.vllm_engine_kwargs is not None and not isinstance(self.vllm_engine_kwargs, dict):
+            raise ValueError(f"vllm_engine_kwargs must be a dict, got {type(self.vllm_engine_kwargs).__name__}.")
         if not isinstance(self.num_drafts, int) or self.num_drafts < 1:
             raise ValueError(f"num_drafts (N) must be an integer >= 1, got {self.num_drafts!r}.")
         if self.max_draft_length is not None and self.max_draft_length < 1:

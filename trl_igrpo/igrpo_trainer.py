@@ -34,6 +34,7 @@ from .igrpo_utils import (
     select_drafts,
     strip_think,
 )
+from .vllm_sync import VLLMCPUSyncMixin
 
 _CITATION = """\
 @article{hatamizadeh2026igrpo,
@@ -167,7 +168,7 @@ class IGRPORolloutMixin:
         metrics["igrpo/refinement_prompt_mean_length"].append(self.accelerator.gather(prompt_lengths).mean().item())
 
 
-class IGRPOTrainer(DynamicSamplingMixin, ProgressiveBatchingMixin, IGRPORolloutMixin, GRPOTrainer):
+class IGRPOTrainer(VLLMCPUSyncMixin, DynamicSamplingMixin, ProgressiveBatchingMixin, IGRPORolloutMixin, GRPOTrainer):
     """GRPO with a draft stage: every step, condition the GRPO group on the best of N self-generated drafts.
 
     Takes exactly the arguments of [`~trl.GRPOTrainer`] with an [`IGRPOConfig`]. Reward functions are used for both

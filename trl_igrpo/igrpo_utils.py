@@ -97,7 +97,9 @@ def build_refinement_prompt(
                 message["content"] = template.format(prompt=message["content"], draft=draft)
                 return messages
         raise ValueError("conversational_style='append_to_user' needs a prompt with a text user message.")
-    raise ValueError(f"Unknown conversational_style {conversational_style!r}; use 'assistant_turn' or 'append_to_user'.")
+    raise ValueError(
+        f"Unknown conversational_style {conversational_style!r}; use 'assistant_turn' or 'append_to_user'."
+    )
 
 
 def combine_reward_columns(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -127,7 +129,9 @@ def select_drafts(
     if not isinstance(scores, torch.Tensor):
         scores = torch.tensor([[float("nan") if s is None else float(s) for s in row] for row in scores])
     if scores.dim() != 2 or scores.size(1) < 1:
-        raise ValueError(f"scores must be (num_prompts, num_drafts) with num_drafts >= 1, got shape {tuple(scores.shape)}.")
+        raise ValueError(
+            f"scores must be (num_prompts, num_drafts) with num_drafts >= 1, got shape {tuple(scores.shape)}."
+        )
     if strategy == "best":
         filled = torch.where(torch.isnan(scores), torch.full_like(scores, float("-inf")), scores.float())
         return torch.argmax(filled, dim=1)  # torch.argmax returns the first maximal index

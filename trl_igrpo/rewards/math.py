@@ -255,8 +255,10 @@ class MathAccuracyReward:
                     if len(indices) == 1:
                         # This exact item blew the hard deadline (e.g. a C-level sympy loop): score it 0.
                         self.num_hard_timeouts += 1
-                        logger.warning("math_accuracy_reward: an item hit the %.1fs hard timeout; scored 0.",
-                                       self.hard_timeout_seconds)
+                        logger.warning(
+                            "math_accuracy_reward: an item hit the %.1fs hard timeout; scored 0.",
+                            self.hard_timeout_seconds,
+                        )
                         results[indices[0]] = 0.0
                     else:
                         # Retry the chunk one item per task so the slow item is pinned down exactly.
