@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install install-vllm test test-fast test-vllm demo lint format bench bench-vllm clean help
+.PHONY: install install-vllm test test-fast test-vllm demo lint format bench bench-vllm clean help docs
 
 help:
 	@echo "make install   create $(VENV) (CPU torch first when there is no CUDA) and install trl-igrpo[dev] editable"
@@ -23,6 +23,7 @@ help:
 	@echo "make demo      set up if needed, then train iGRPO offline on the built-in default"
 	@echo "make lint      ruff check + format check"
 	@echo "make bench     run the benchmark scripts and refresh docs/benchmarks.md"
+	@echo "make docs      build the documentation site into site/ (mkdocs build --strict)"
 	@echo "make bench-vllm two-stage vs one-stage generation time on the vLLM CPU engine"
 
 $(STAMP): pyproject.toml
@@ -73,5 +74,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/rewards.py
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .venv-vllm build dist *.egg-info .pytest_cache .ruff_cache outputs
+	rm -rf $(VENV) .venv-vllm build dist *.egg-info .pytest_cache .ruff_cache outputs site

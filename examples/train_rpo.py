@@ -13,118 +13,12 @@ flag, or a YAML file via ``--config``::
 Offline datasets: ``prompt``, ``chosen``, ``rejected``, ``chosen_reward``, ``rejected_reward`` (names configurable),
 or ``prompt``, ``responses`` (k), ``rewards`` (k). Without reward columns pass ``--reward_model_path``.
 Online datasets: ``prompt`` plus any columns the reward functions read.
+
+The logic lives in ``trl_igrpo.scripts.rpo`` (also ``trl-igrpo rpo``); this file is a thin wrapper.
 """
 
-from __future__ import annotations
-
-import os
-import sys
-import tempfile
-from dataclasses import dataclass, field
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config  # noqa: E402
-
-from trl_igrpo.online_rpo_config import OnlineRPOConfig  # noqa: E402
-from trl_igrpo.online_rpo_trainer import OnlineRPOTrainer  # noqa: E402
-from trl_igrpo.rpo_config import RPOConfig  # noqa: E402
-from trl_igrpo.rpo_data import (  # noqa: E402
-    build_synthetic_preference_dataset,
-    build_synthetic_prompt_dataset,
-    synthetic_answer_reward,
-    synthetic_digit_reward,
-)
-from trl_igrpo.rpo_trainer import RPOTrainer  # noqa: E402
-
-# Small, CPU-friendly settings used when no output_dir is given (the no-argument demo).
-DEMO_DEFAULTS = dict(
-    use_cpu=True,
-    bf16=False,
-    report_to="none",
-    save_strategy="no",
-    gradient_checkpointing=False,
-    logging_steps=1,
-    dataloader_num_workers=0,
-    per_device_train_batch_size=4,
-    max_steps=4,
-    learning_rate=1e-4,
-)
-
-
-@dataclass
-class RPOScriptArguments(ScriptArguments):
-    """Script arguments; `dataset_name` defaults to the built-in synthetic set."""
-
-    dataset_name: str | None = field(default=None, metadata={"help": "Dataset path/name; default: synthetic."})
-    online: bool = field(default=False, metadata={"help": "Run online RPO (sample from the policy)."})
-    k_responses: int = field(default=2, metadata={"help": "Synthetic offline data: responses per prompt (2-4)."})
-    num_prompts: int = field(default=32, metadata={"help": "Synthetic data: number of prompts."})
-    reward_model_path: str | None = field(
-        default=None, metadata={"help": "Local sequence-classification reward model, when rewards are not columns."}
-    )
-
-
-def _demo(argv: list[str]) -> bool:
-    return not any(arg.startswith("--output_dir") for arg in argv) and "--config" not in argv
-
-
-def main(argv: list[str] | None = None):
-    argv = sys.argv[1:] if argv is None else argv
-    online = "--online" in argv
-    config_class = OnlineRPOConfig if online else RPOConfig
-    parser = TrlParser((RPOScriptArguments, config_class, ModelConfig))
-    if _demo(argv):
-        argv = ["--output_dir", tempfile.mkdtemp(prefix="rpo-demo-"), *argv]
-        parser.set_defaults(
-            **DEMO_DEFAULTS,
-            **({"beta": 0.1, "max_completion_length": 12, "num_generations": 4} if online else {"max_length": 64}),
-        )
-    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
-
-    model_path = model_args.model_name_or_path
-    if model_path is None:
-        from trl_igrpo.testing import build_tiny_model
-
-        model_path = build_tiny_model(tempfile.mkdtemp(prefix="rpo-tiny-"), architecture="qwen2")
-    if model_args.dtype not in (None, "auto"):
-        training_args.model_init_kwargs = {**(training_args.model_init_kwargs or {}), "dtype": model_args.dtype}
-
-    if script_args.dataset_name is None:
-        if online:
-            train_dataset = build_synthetic_prompt_dataset(script_args.num_prompts)
-        else:
-            train_dataset = build_synthetic_preference_dataset(script_args.num_prompts, script_args.k_responses)
-    else:
-        from datasets import load_dataset
-
-        train_dataset = load_dataset(script_args.dataset_name, name=script_args.dataset_config)[
-            script_args.dataset_train_split
-        ]
-
-    reward_funcs = [script_args.reward_model_path] if script_args.reward_model_path else None
-    if online:
-        trainer = OnlineRPOTrainer(
-            model=model_path,
-            reward_funcs=reward_funcs or [synthetic_answer_reward, synthetic_digit_reward],
-            args=training_args,
-            train_dataset=train_dataset,
-            peft_config=get_peft_config(model_args),
-        )
-    else:
-        trainer = RPOTrainer(
-            model=model_path,
-            args=training_args,
-            train_dataset=train_dataset,
-            reward_funcs=reward_funcs,
-            peft_config=get_peft_config(model_args),
-        )
-    trainer.train()
-    trainer.save_model(training_args.output_dir)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
-    return trainer
-
+from trl_igrpo.scripts.rpo import *  # noqa: F403  (make_parser, main, DEMO_DEFAULTS, ...)
+from trl_igrpo.scripts.rpo import main
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ from .curriculum import (
     compute_pass_rates,
     filter_by_pass_rate,
 )
+from .hub import HubMixin, HubTokenError, require_hub_token
 from .igrpo_config import IGRPOConfig
 from .igrpo_trainer import IGRPOTrainer
 from .online_rpo_config import OnlineRPOConfig
@@ -28,6 +29,8 @@ __all__ = [
     "CurriculumGRPOTrainer",
     "DataCollatorForRPO",
     "DynamicSamplingMixin",
+    "HubMixin",
+    "HubTokenError",
     "IGRPOConfig",
     "IGRPOTrainer",
     "OnlineRPOConfig",
@@ -42,6 +45,7 @@ __all__ = [
     "__version__",
     "compute_pass_rates",
     "filter_by_pass_rate",
+    "require_hub_token",
     "rpo_bwd_kl",
     "rpo_fwd_kl",
     "rpo_listwise",

@@ -26,6 +26,7 @@ from trl import GRPOTrainer
 
 from .curriculum.dynamic_sampling import DynamicSamplingMixin
 from .curriculum.sampler import ProgressiveBatchingMixin
+from .hub import HubMixin
 from .igrpo_config import IGRPOConfig
 from .igrpo_utils import (
     build_refinement_prompt,
@@ -168,7 +169,9 @@ class IGRPORolloutMixin:
         metrics["igrpo/refinement_prompt_mean_length"].append(self.accelerator.gather(prompt_lengths).mean().item())
 
 
-class IGRPOTrainer(VLLMCPUSyncMixin, DynamicSamplingMixin, ProgressiveBatchingMixin, IGRPORolloutMixin, GRPOTrainer):
+class IGRPOTrainer(
+    HubMixin, VLLMCPUSyncMixin, DynamicSamplingMixin, ProgressiveBatchingMixin, IGRPORolloutMixin, GRPOTrainer
+):
     """GRPO with a draft stage: every step, condition the GRPO group on the best of N self-generated drafts.
 
     Takes exactly the arguments of [`~trl.GRPOTrainer`] with an [`IGRPOConfig`]. Reward functions are used for both

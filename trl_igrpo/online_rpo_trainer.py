@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from trl import GRPOTrainer
 
+from .hub import HubMixin
 from .online_rpo_config import OnlineRPOConfig
 from .rpo_losses import group_rows, sequence_logps
 from .rpo_trainer import RPO_PAPER, compute_rpo_objective, load_reward_funcs, log_rpo_gap_metrics
@@ -25,7 +26,7 @@ _REWARDS_KEY = "rpo_rewards"
 _GROUP_KEY = "rpo_group_ids"
 
 
-class OnlineRPOTrainer(GRPOTrainer):
+class OnlineRPOTrainer(HubMixin, GRPOTrainer):
     """Online RPO: sample k responses per prompt, score them, train the implicit reward gaps to match the explicit ones.
 
     Same constructor as [`~trl.GRPOTrainer`] with an [`OnlineRPOConfig`]; ``reward_funcs`` may also be a local path to

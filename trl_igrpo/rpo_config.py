@@ -72,14 +72,20 @@ class RPOConfig(DPOConfig):
         average_log_probs (`bool`, defaults to `False`):
             Token-average the sequence log-ratios instead of summing them (NeMo-Aligner
             `preference_average_log_probs`). Set `True` to make `"ipo"` equal TRL's `ipo`.
-        chosen_reward_column / rejected_reward_column (`str`, defaults to `"chosen_reward"` / `"rejected_reward"`):
-            Scalar reward columns of a pairwise dataset (`prompt`, `chosen`, `rejected`).
-        responses_column / rewards_column (`str`, defaults to `"responses"` / `"rewards"`):
-            Columns of a k-response dataset: a list of k completions and a list of k rewards per prompt (the
-            NeMo-Aligner PR #311 format). All rows must have the same k.
-        default_chosen_reward / default_rejected_reward (`float` or `None`, defaults to `None`):
-            NeMo-Aligner's fallback (1.0 / 0.0) when the reward columns are absent and no reward function is given.
-            `None` (default) makes a missing column an error instead.
+        chosen_reward_column (`str`, defaults to `"chosen_reward"`):
+            Scalar reward column of the chosen response in a pairwise dataset (`prompt`, `chosen`, `rejected`).
+        rejected_reward_column (`str`, defaults to `"rejected_reward"`):
+            Scalar reward column of the rejected response in a pairwise dataset.
+        responses_column (`str`, defaults to `"responses"`):
+            Column of a k-response dataset holding a list of k completions per prompt (the NeMo-Aligner PR #311
+            format). All rows must have the same k.
+        rewards_column (`str`, defaults to `"rewards"`):
+            Column of a k-response dataset holding the k rewards of `responses_column`, in the same order.
+        default_chosen_reward (`float` or `None`, defaults to `None`):
+            NeMo-Aligner's fallback chosen reward (1.0) when the reward columns are absent and no reward function is
+            given. `None` (default) makes a missing column an error instead.
+        default_rejected_reward (`float` or `None`, defaults to `None`):
+            The matching fallback rejected reward (NeMo-Aligner: 0.0).
         rpo_pairing (`str`, defaults to `"best_vs_worst"`):
             How pairwise losses see k > 2 responses: `"best_vs_worst"` (one pair per prompt) or `"all_pairs"`.
         rpo_round_steps (`int` or `None`, defaults to `None`):

@@ -32,6 +32,7 @@ from trl import DPOTrainer
 from trl.data_utils import _tokenize, common_prefix_length, extract_prompt, is_conversational
 from trl.trainer.utils import pad
 
+from .hub import HubMixin
 from .rpo_config import RPOConfig
 from .rpo_data import score_completions
 from .rpo_losses import (
@@ -330,7 +331,7 @@ def log_rpo_gap_metrics(metrics: dict, accelerator, implicit: torch.Tensor, expl
         metrics["rpo/ranking_accuracy"].append(accuracy)
 
 
-class RPOTrainer(DPOTrainer):
+class RPOTrainer(HubMixin, DPOTrainer):
     """Offline reward-aware preference optimization (Nemotron-4 340B; arXiv 2502.00203) on top of TRL's DPOTrainer.
 
     Args (besides [`~trl.DPOTrainer`]'s):

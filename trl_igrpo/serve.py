@@ -108,6 +108,11 @@ def build_serve_command(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m trl_igrpo.serve``: parse the arguments, then replace this process with the server.
+
+    Arguments after ``--`` (and any unknown ones) are passed to ``vllm serve`` unchanged; ``--dry_run`` prints the
+    command instead.
+    """
     from trl import TrlParser
 
     parser = TrlParser(ServeArguments, prog="python -m trl_igrpo.serve")

@@ -78,6 +78,7 @@ class ProgressiveBatchSampler(Sampler[int]):
         self._plans: dict[int, list[list[int]]] = {}
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batch plan ``__iter__`` yields next (each epoch's plan is seeded from ``seed`` and the epoch)."""
         self.epoch = epoch
 
     def target_mean(self, batch_index: int) -> float:

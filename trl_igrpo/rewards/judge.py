@@ -163,11 +163,14 @@ class OpenAIChatJudge:
             means no ``Authorization`` header (local servers). Keys are never accepted as arguments or logged.
         timeout: seconds per request attempt (connect + response).
         max_retries: extra attempts after a connection error, timeout, or HTTP 408/409/425/429/5xx.
-        backoff_base / backoff_max: attempt ``k`` waits ``min(backoff_max, backoff_base * 2**k)`` seconds, times a
-            jitter in [0.5, 1], or the server's ``Retry-After`` (capped by ``backoff_max``).
+        backoff_base: base of the exponential backoff: attempt ``k`` waits ``min(backoff_max, backoff_base * 2**k)``
+            seconds, times a jitter in [0.5, 1], or the server's ``Retry-After`` (capped by ``backoff_max``).
+        backoff_max: upper bound of one backoff wait, in seconds.
         max_concurrency: requests in flight at once (thread-pool size).
-        temperature / max_tokens / extra_body: request parameters; ``extra_body`` is merged into the JSON body
-            (e.g. ``{"chat_template_kwargs": {"enable_thinking": False}}`` for a vLLM-served reasoning judge).
+        temperature: sampling temperature sent with each request.
+        max_tokens: maximum tokens of the judge's reply, sent with each request.
+        extra_body: merged into the JSON request body (e.g. ``{"chat_template_kwargs": {"enable_thinking": False}}``
+            for a vLLM-served reasoning judge).
         check_timeout: timeout of the reachability check.
     """
 
@@ -368,6 +371,7 @@ class TransformersJudge:
         """A loaded local model is always available."""
 
     def close(self) -> None:
+        """Shut down the single-thread executor that runs generation (pending requests are not waited for)."""
         self._executor.shutdown(wait=False)
 
     def _generate(self, messages: list[dict[str, str]]) -> str:
@@ -397,6 +401,7 @@ class TransformersJudge:
         return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
     async def chat(self, messages: list[dict[str, str]]) -> str:
+        """Greedy-decode a reply to ``messages`` in the worker thread and return its text (special tokens removed)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._generate, messages)
 
 
@@ -429,8 +434,9 @@ class GenerativeJudgeReward:
         score_range: range of the numeric verdict, mapped linearly to [0, 1] (e.g. ``(0, 10)``).
         verdict_location: ``"reply"`` (the whole reply must be the verdict) or ``"last_line"`` (judges that explain
             first). A ``<think>...</think>`` prefix in the reply is always skipped.
-        system_prompt / user_template: the prompts, with placeholders ``{question}``, ``{reference}``,
-            ``{completion}`` (the fenced completion), ``{nonce}`` and ``{verdict_instructions}``, substituted in one pass.
+        system_prompt: the judge's system prompt; same placeholders as ``user_template``.
+        user_template: the judge's user message, with placeholders ``{question}``, ``{reference}``, ``{completion}``
+            (the fenced completion), ``{nonce}`` and ``{verdict_instructions}``, substituted in one pass.
         reference_column: dataset column with the reference answer (TRL passes every column as a keyword argument).
         question_column: column with the question; default uses ``original_prompt`` when present (iGRPO Stage 2, whose
             ``prompt`` embeds the draft) and otherwise ``prompt`` (last user message of conversational prompts).

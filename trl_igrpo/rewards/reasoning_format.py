@@ -106,9 +106,10 @@ def make_reasoning_format_reward(
         think_prefilled: the ON generation prompt already ends with ``<think>`` (Nemotron 3 templates).
         allow_empty_reasoning: accept ``<think></think>answer`` in ON mode (the v1 cards call it expected for trivial
             prompts; off by default because it lets ON collapse into OFF).
-        eos_token_ids / truncated_score: when ``eos_token_ids`` is given, completions whose ``completion_ids`` do not
-            end with one of them were truncated and get ``truncated_score`` instead (``None`` = TRL ignores the row
-            for this function; NVIDIA's GenRM format checker uses 1.0 so truncation is not penalised twice).
+        eos_token_ids: when given, completions whose ``completion_ids`` do not end with one of these ids count as
+            truncated and score ``truncated_score`` instead of being format-checked.
+        truncated_score: score of a truncated completion (``None`` = TRL ignores the row for this function; NVIDIA's
+            GenRM format checker uses 1.0 so truncation is not penalised twice).
         name: metric name (``rewards/<name>/mean``); defaults to ``reasoning_format_reward[_on|_off]``.
     """
     if mode is not None:

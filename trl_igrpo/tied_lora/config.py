@@ -56,14 +56,19 @@ class TiedLoraConfig(PeftConfig):
         fused_module_groups: Groups of sibling module names that read the same input and are treated as one fused
             projection (shared tied A and per-layer u; own tied B and own per-layer v). ``None`` or ``[]`` ties purely
             by shape. Default ``[["q_proj", "k_proj", "v_proj"]]`` (the paper's fused QKV).
-        train_A, train_B, train_u, train_v: Which factors train. Default all (TL6); see ``from_configuration``.
+        train_A: Train the tied down-projection A. Default ``True``; the four ``train_*`` flags all on is TL6, see
+            ``from_configuration`` for the paper's other configurations.
+        train_B: Train the tied up-projection B. Default ``True``.
+        train_u: Train the per-layer scaling vector u (applied to the rank-r activations). Default ``True``.
+        train_v: Train the per-layer scaling vector v (applied to the output). Default ``True``.
         alpha: LoRA-style scaling numerator, ``scaling = alpha / r``. ``None`` means ``alpha = r`` (scaling 1, paper).
         dropout: Dropout probability applied to the adapter input, as LoRA's ``lora_dropout``.
         fan_in_fan_out: ``True`` for layers storing weights as (in, out), e.g. GPT-2's ``Conv1D`` (set automatically).
         init_weights: ``True`` (default) for the exact no-op initialisation; ``False`` makes every factor random and
             non-zero (for tests of the merge arithmetic only).
         modules_to_save: Extra modules trained in full and saved with the adapter (e.g. a classification head).
-        layers_to_transform, layers_pattern: Restrict adaptation to some layer indices, as in ``LoraConfig``.
+        layers_to_transform: Restrict adaptation to these layer indices, as in ``LoraConfig``.
+        layers_pattern: Name of the layer list used with ``layers_to_transform``, as in ``LoraConfig``.
     """
 
     r: int = field(default=8, metadata={"help": "Rank of the tied A (r x in) and B (out x r) matrices."})

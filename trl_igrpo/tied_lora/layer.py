@@ -44,6 +44,14 @@ def init_tied_matrix(shape: tuple[int, int], zero: bool, device=None, dtype=None
 
 
 class TiedLoraLayer(BaseTunerLayer):
+    """PEFT tuner layer adding the Tied-LoRA update ``scaling * diag(v) B diag(u) A x`` to a wrapped base layer.
+
+    The tied matrices A and B are not owned by the layer: they live on
+    [`TiedLoraModel`][trl_igrpo.tied_lora.TiedLoraModel] (one pair per tie group, shared across layers) and are looked
+    up by key. The layer owns only its per-layer scaling
+    vectors u and v (or, inside a fused group, reads u from the sibling layer that owns it).
+    """
+
     # per-adapter containers; `tiedlora_dropout` is listed so that every layer reports its adapters even when neither u
     # nor v is trained (TL5), where the layer owns no parameter at all
     adapter_layer_names = ("tiedlora_u", "tiedlora_v", "tiedlora_dropout")
@@ -147,6 +155,7 @@ class TiedLoraLayer(BaseTunerLayer):
 
     # ------------------------------------------------------------------------------------------------ merge/unmerge
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        """Add the adapters' delta weights into the base layer's weight (``safe_merge`` checks for non-finite values)."""
         adapter_names = check_adapters_to_merge(self, adapter_names)
         if not adapter_names:
             return
@@ -165,6 +174,7 @@ class TiedLoraLayer(BaseTunerLayer):
             self.merged_adapters.append(adapter)
 
     def unmerge(self) -> None:
+        """Subtract every merged adapter's delta weight from the base layer's weight again."""
         if not self.merged:
             warnings.warn("Already unmerged. Nothing to do.", stacklevel=2)
             return
@@ -176,6 +186,7 @@ class TiedLoraLayer(BaseTunerLayer):
 
     # ------------------------------------------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Base layer output plus, for each active adapter, ``scaling * (B diag(v)) (A diag(u)) dropout(x)``."""
         if self.disable_adapters:
             if self.merged:
                 self.unmerge()
@@ -202,6 +213,7 @@ class TiedLoraLayer(BaseTunerLayer):
         return result
 
     def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        """Always ``True``: the delta weight is an ordinary low-rank product, so PEFT can convert it to plain LoRA."""
         return True
 
     def __repr__(self) -> str:

@@ -176,6 +176,7 @@ class TiedLoraModel(BaseTuner):
             self._replace_module(parent, target_name, new_module, target)
 
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args, **kwargs) -> None:
+        """PEFT's adapter injection, keeping the ``requires_grad`` of the other adapters' tied matrices unchanged."""
         # BaseTuner.inject_adapter restores the requires_grad of pre-existing parameters of the *wrapped* model only;
         # do the same for the tied matrices of the other adapters, which live on this module
         saved = {
@@ -195,17 +196,20 @@ class TiedLoraModel(BaseTuner):
             self._set_tied_requires_grad(name, name in self.active_adapters and not config.inference_mode)
 
     def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
+        """Activate adapter(s) as PEFT does; the model-level tied matrices of active adapters train, others freeze."""
         super().set_adapter(adapter_name, inference_mode=inference_mode)
         active = [adapter_name] if isinstance(adapter_name, str) else list(adapter_name)
         for name in self.peft_config:
             self._set_tied_requires_grad(name, name in active and not inference_mode)
 
     def set_requires_grad(self, adapter_names, requires_grad: bool = True) -> None:
+        """PEFT's ``set_requires_grad``, extended to the adapters' tied matrices held on this model."""
         super().set_requires_grad(adapter_names, requires_grad=requires_grad)
         for name in [adapter_names] if isinstance(adapter_names, str) else adapter_names:
             self._set_tied_requires_grad(name, requires_grad)
 
     def delete_adapter(self, adapter_name: str) -> None:
+        """Delete an adapter from every layer (PEFT) and drop its tied matrices from this model."""
         super().delete_adapter(adapter_name)
         for container in self._ensure_shared_containers().values():
             if adapter_name in container:

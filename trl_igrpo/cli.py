@@ -1,0 +1,174 @@
+"""The ``trl-igrpo`` command line, in the style of TRL's ``trl`` CLI (``trl grpo ...``).
+
+    trl-igrpo --help                                   # the subcommands
+    trl-igrpo igrpo --help                             # the iGRPO script's own flags
+    trl-igrpo igrpo --config examples/recipes/igrpo_math_7b.yaml --max_steps 10
+    trl-igrpo igrpo --config recipe.yaml --accelerate_config zero3 --num_processes 8
+    trl-igrpo rpo --online
+    trl-igrpo serve --model ./ckpt --port 8000
+    trl-igrpo pass-rate --model ./ckpt --dataset data.jsonl --output scored
+
+How training subcommands run (``igrpo``, ``grpo``, ``rpo``): the arguments are parsed with the script's
+:class:`~trl.TrlParser` first (so ``--help``, ``--config`` and bad flags are handled before anything starts); flags the
+script does not know are ``accelerate launch`` flags (``--num_processes``, ``--multi_gpu``, ``--config_file``,
+``--num_machines``, ...; ``--accelerate_config NAME|FILE`` resolves TRL's shipped configs such as ``multi_gpu``,
+``fsdp2``, ``zero3``). The run then goes through ``accelerate launch`` -- exactly what ``trl grpo`` does -- whenever that
+can change anything: an accelerate flag was given, an ``accelerate config`` default file exists, or more than one GPU is
+visible. Otherwise (one process, no accelerate configuration) accelerate would only start a second Python process
+running the same script, so the script runs in this process instead: same result, no extra interpreter start-up. Inside
+an existing distributed launch (``WORLD_SIZE`` set) it always runs in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import importlib.resources
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name, one-line help, and how to run it with the arguments after the name."""
+
+    name: str
+    help: str
+    run: Callable[[list[str]], int]
+
+
+def _subtract_subsequence(tokens: list[str], subsequence: list[str]) -> list[str]:
+    """`tokens` without the ordered `subsequence` (the flags the script did not recognise)."""
+    remaining = iter(subsequence)
+    current = next(remaining, None)
+    kept = []
+    for token in tokens:
+        if current is not None and token == current:
+            current = next(remaining, None)
+        else:
+            kept.append(token)
+    return kept
+
+
+def _needs_accelerate_launch(launch_args: list[str]) -> bool:
+    if launch_args:
+        return True
+    if "WORLD_SIZE" in os.environ:  # already inside torchrun / accelerate launch
+        return False
+    from accelerate.commands.config import default_config_file
+
+    if os.path.isfile(default_config_file):
+        return True
+    import torch
+
+    return torch.cuda.device_count() > 1
+
+
+def _accelerate_launch(script_module: str, launch_args: list[str], script_args: list[str]) -> None:
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+
+    package, _, file_stem = script_module.rpartition(".")
+    script_path = importlib.resources.files(package).joinpath(f"{file_stem}.py")
+    launch_args = resolve_accelerate_config_argument(launch_args)
+    launch_command(launch_command_parser().parse_args([*launch_args, str(script_path), *script_args]))
+
+
+def _training_command(name: str, help_text: str) -> Command:
+    module_name = f"trl_igrpo.scripts.{name}"
+
+    def run(argv: list[str]) -> int:
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        module = importlib.import_module(module_name)
+        prog = f"trl-igrpo {name}"
+        if name == "rpo":
+            parser = module.make_parser(online=module._is_online(argv), prog=prog)
+        else:
+            parser = module.make_parser(prog=prog)
+        # Exits on --help / bad values; unknown flags come back as accelerate-launch flags (TRL's own split).
+        *_, config_remaining, cli_remaining = parser.parse_args_and_config(
+            argv, return_remaining_strings=True, separate_remaining_strings=True
+        )
+        launch_args = config_remaining + cli_remaining
+        script_args = _subtract_subsequence(argv, cli_remaining)
+        if _needs_accelerate_launch(launch_args):
+            _accelerate_launch(module_name, launch_args, script_args)
+        elif name == "rpo":
+            module.main(script_args)
+        else:
+            module.cli(script_args)
+        return 0
+
+    return Command(name, help_text, run)
+
+
+def _run_serve(argv: list[str]) -> int:
+    from trl_igrpo.serve import main as serve_main
+
+    serve_main(argv)
+    return 0
+
+
+def _run_pass_rate(argv: list[str]) -> int:
+    from trl_igrpo.curriculum.pass_rate import main as pass_rate_main
+
+    pass_rate_main(argv)
+    return 0
+
+
+COMMANDS: tuple[Command, ...] = (
+    _training_command("igrpo", "Train with iGRPO: best-of-N drafts, then GRPO on refinements (arXiv 2602.09000)"),
+    _training_command("grpo", "Train with GRPO + Llama-Nemotron pass-rate curriculum / dynamic sampling"),
+    _training_command(
+        "rpo", "Train with reward-aware preference optimization, offline or --online (arXiv 2502.00203)"
+    ),
+    Command("serve", "Start the vLLM server a trainer with vllm_mode='server' talks to", _run_serve),
+    Command(
+        "pass-rate", "Estimate each prompt's pass rate from k samples and filter (Llama-Nemotron)", _run_pass_rate
+    ),
+)
+
+
+def _package_version() -> str:
+    # Installed metadata, so `--help`/`--version` do not import torch/TRL.
+    try:
+        return importlib.metadata.version("trl-igrpo")
+    except importlib.metadata.PackageNotFoundError:
+        from trl_igrpo import __version__
+
+        return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trl-igrpo",
+        description="NVIDIA reasoning post-training recipes (iGRPO, RPO, Tied-LoRA, curriculum) on TRL. "
+        "Run `trl-igrpo <command> --help` for a command's flags.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"trl-igrpo {_package_version()}")
+    subparsers = parser.add_subparsers(title="commands", dest="command", metavar="<command>")
+    for command in COMMANDS:
+        subparsers.add_parser(command.name, help=command.help, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trl-igrpo`` console script and ``python -m trl_igrpo``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, _ = parser.parse_known_args(argv)  # unknown subcommand -> "invalid choice ... (choose from ...)", exit 2
+    if args.command is None:
+        parser.print_help()
+        return 0
+    command = next(command for command in COMMANDS if command.name == args.command)
+    return command.run(argv[argv.index(args.command) + 1 :])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

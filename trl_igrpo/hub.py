@@ -1,0 +1,289 @@
+"""Hugging Face Hub integration: model cards that cite every method a run used, and a token check before any push.
+
+:class:`HubMixin` goes first in the bases of each ``trl-igrpo`` trainer. It extends TRL's own hook rather than
+replacing it: ``create_model_card`` first lets TRL render its card (``_tag_names``/``_name``/``_paper`` of the trainer,
+framework versions, TRL citation), then adds
+
+- tags for every method in use (``trl``, ``trl-igrpo``, the trainer's method, ``tied-lora``, ``pass-rate-curriculum``,
+  ``dynamic-sampling``),
+- a *Methods* section naming each method with a link to its paper, and BibTeX for the methods beyond the trainer's own,
+- a *Training configuration* section with the arguments that differ from the config class defaults (secrets are never
+  written: ``TrainingArguments.to_dict`` masks every ``*_token`` field and :data:`CARD_EXCLUDED_FIELDS` are skipped).
+
+``push_to_hub`` (and ``init_hf_repo``, which ``Trainer.__init__`` calls when ``args.push_to_hub=True``) fail with a
+:class:`HubTokenError` before any save, upload or repository creation when no token is available, instead of a network
+error after training. ``save_model`` writes ``training_args.json`` instead of the pickled ``training_args.bin`` so a
+pushed folder holds safetensors, JSON and text only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import yaml
+
+__all__ = [
+    "CARD_EXCLUDED_FIELDS",
+    "DAPO",
+    "HubMixin",
+    "HubTokenError",
+    "IGRPO",
+    "LLAMA_NEMOTRON",
+    "LORA",
+    "MethodCitation",
+    "RPO",
+    "TIED_LORA",
+    "methods_section",
+    "non_default_args",
+    "require_hub_token",
+]
+
+
+@dataclass(frozen=True)
+class MethodCitation:
+    """A training method named on a model card: its display name, Hub tag, paper title, arXiv id and BibTeX."""
+
+    name: str
+    tag: str
+    title: str
+    arxiv_id: str
+    bibtex: str
+
+    @property
+    def paper_url(self) -> str:
+        return f"https://huggingface.co/papers/{self.arxiv_id}"
+
+
+IGRPO = MethodCitation(
+    name="iGRPO",
+    tag="igrpo",
+    title="iGRPO: Self-Feedback-Driven LLM Reasoning",
+    arxiv_id="2602.09000",
+    bibtex="""@article{hatamizadeh2026igrpo,
+    title        = {{iGRPO: Self-Feedback-Driven LLM Reasoning}},
+    author       = {Ali Hatamizadeh and Shrimai Prabhumoye and Igor Gitman and Ximing Lu and Seungju Han and Wei Ping and Yejin Choi and Jan Kautz},
+    year         = 2026,
+    eprint       = {arXiv:2602.09000}
+}""",
+)
+RPO = MethodCitation(
+    name="RPO (reward-aware preference optimization)",
+    tag="rpo",
+    title="Reward-aware Preference Optimization: A Unified Mathematical Framework for Model Alignment",
+    arxiv_id="2502.00203",
+    bibtex="""@article{sun2025rpo,
+    title        = {{Reward-aware Preference Optimization: A Unified Mathematical Framework for Model Alignment}},
+    author       = {Shengyang Sun and others},
+    year         = 2025,
+    eprint       = {arXiv:2502.00203}
+}""",
+)
+TIED_LORA = MethodCitation(
+    name="Tied-LoRA",
+    tag="tied-lora",
+    title="Tied-LoRA: Enhancing parameter efficiency of LoRA with Weight Tying",
+    arxiv_id="2311.09578",
+    bibtex="""@inproceedings{renduchintala2024tiedlora,
+    title        = {{Tied-LoRA: Enhancing parameter efficiency of LoRA with Weight Tying}},
+    author       = {Adithya Renduchintala and Tugrul Konuk and Oleksii Kuchaiev},
+    booktitle    = {Proceedings of NAACL 2024},
+    year         = 2024,
+    eprint       = {arXiv:2311.09578}
+}""",
+)
+LORA = MethodCitation(
+    name="LoRA",
+    tag="lora",
+    title="LoRA: Low-Rank Adaptation of Large Language Models",
+    arxiv_id="2106.09685",
+    bibtex="""@inproceedings{hu2022lora,
+    title        = {{LoRA: Low-Rank Adaptation of Large Language Models}},
+    author       = {Edward J. Hu and Yelong Shen and Phillip Wallis and Zeyuan Allen-Zhu and Yuanzhi Li and Shean Wang and Lu Wang and Weizhu Chen},
+    booktitle    = {International Conference on Learning Representations},
+    year         = 2022,
+    eprint       = {arXiv:2106.09685}
+}""",
+)
+LLAMA_NEMOTRON = MethodCitation(
+    name="Pass-rate curriculum (Llama-Nemotron progressive batching)",
+    tag="pass-rate-curriculum",
+    title="Llama-Nemotron: Efficient Reasoning Models",
+    arxiv_id="2505.00949",
+    bibtex="""@article{bercovich2025llamanemotron,
+    title        = {{Llama-Nemotron: Efficient Reasoning Models}},
+    author       = {Akhiad Bercovich and others},
+    year         = 2025,
+    eprint       = {arXiv:2505.00949}
+}""",
+)
+DAPO = MethodCitation(
+    name="Dynamic sampling (DAPO)",
+    tag="dynamic-sampling",
+    title="DAPO: An Open-Source LLM Reinforcement Learning System at Scale",
+    arxiv_id="2503.14476",
+    bibtex="""@article{yu2025dapo,
+    title        = {{DAPO: An Open-Source LLM Reinforcement Learning System at Scale}},
+    author       = {Qiying Yu and others},
+    year         = 2025,
+    eprint       = {arXiv:2503.14476}
+}""",
+)
+
+#: Trainer `_paper` ids that map onto one of the citations above (the trainer's own method).
+_BY_ARXIV_ID = {method.arxiv_id: method for method in (IGRPO, RPO)}
+
+#: Argument fields never written to a card: machine-local paths and run bookkeeping (secrets are masked anyway).
+CARD_EXCLUDED_FIELDS = frozenset(
+    {"output_dir", "logging_dir", "run_name", "hub_token", "push_to_hub_token", "hub_model_id", "vllm_weight_sync_dir"}
+)
+
+
+class HubTokenError(RuntimeError):
+    """Raised before any upload when no Hugging Face token is available."""
+
+
+def require_hub_token(token: str | None = None) -> str:
+    """The token a push would use (`token`, else `HF_TOKEN` / the `hf auth login` token file); raise if there is none."""
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubTokenError(
+            "No Hugging Face token was found, so nothing was pushed to the Hub. Log in with `hf auth login` "
+            "(or `huggingface-cli login`), set the HF_TOKEN environment variable, or pass `hub_token=` in the "
+            "training arguments; the token needs write access."
+        )
+    return token
+
+
+def _plain(value):
+    """A YAML-safe version of an argument value (enums by value, tuples as lists, unknown objects as strings)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def non_default_args(args) -> dict:
+    """Fields of a training-arguments dataclass whose value differs from the class default (secrets masked).
+
+    Values set by ``__post_init__`` (for example GRPO's computed ``steps_per_generation``) count as non-default.
+    """
+    as_dict = args.to_dict()  # masks *_token fields
+    changed = {}
+    for spec in dataclasses.fields(args):
+        if spec.name.startswith("_") or spec.name in CARD_EXCLUDED_FIELDS or spec.name not in as_dict:
+            continue
+        if spec.default is not dataclasses.MISSING:
+            default = spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            default = spec.default_factory()
+        else:
+            default = dataclasses.MISSING
+        value = _plain(as_dict[spec.name])
+        if default is dataclasses.MISSING or value != _plain(default):
+            changed[spec.name] = value
+    return changed
+
+
+def methods_section(methods: Sequence[MethodCitation], config: dict) -> str:
+    """Markdown for the card: the methods with paper links, the non-default config, BibTeX of the extra methods."""
+    lines = ["## Methods", "", "Trained with [trl-igrpo](https://github.com/trl-igrpo/trl-igrpo) on TRL using:", ""]
+    lines += [f"- **{m.name}**: [{m.title}]({m.paper_url}) (arXiv {m.arxiv_id})" for m in methods]
+    lines += ["", "## Training configuration", "", "Arguments that differ from the config class defaults:", ""]
+    lines += ["```yaml", yaml.safe_dump(config, sort_keys=True, default_flow_style=None).rstrip(), "```", ""]
+    for method in methods[1:]:
+        lines += [f"Cite {method.name} as:", "", "```bibtex", method.bibtex, "```", ""]
+    return "\n".join(lines)
+
+
+def _active_peft_types(model) -> set[str]:
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, dict):
+        return set()
+    return {
+        str(getattr(getattr(config, "peft_type", None), "value", getattr(config, "peft_type", "")))
+        for config in configs.values()
+    }
+
+
+class HubMixin:
+    """Model-card and push behaviour shared by ``IGRPOTrainer``, ``RPOTrainer`` and ``OnlineRPOTrainer``.
+
+    Put it first in the bases; it relies on TRL's ``_BaseTrainer`` (``create_model_card``, ``_paper``, ``_name``) and
+    transformers' ``Trainer`` (``push_to_hub``, ``init_hf_repo``, ``save_model``).
+    """
+
+    def methods_used(self) -> list[MethodCitation]:
+        """The trainer's own method first, then the adapter and data-ordering methods this run switched on."""
+        paper = getattr(self, "_paper", {}) or {}
+        own = _BY_ARXIV_ID.get(paper.get("id"))
+        if own is None and paper:
+            own = MethodCitation(
+                self._name, self._name.lower(), paper["title"], paper["id"], paper.get("citation", "")
+            )
+        elif own is not None and own.name != self._name and self._name not in own.name:
+            own = dataclasses.replace(own, name=f"{self._name} ({own.name})")
+        methods = [own] if own is not None else []
+        from .tied_lora.config import TIED_LORA_PEFT_TYPE
+
+        peft_types = _active_peft_types(self.model)
+        if TIED_LORA_PEFT_TYPE in peft_types:
+            methods.append(TIED_LORA)
+        if "LORA" in peft_types:
+            methods.append(LORA)
+        if getattr(self.args, "progressive_batching", False):
+            methods.append(LLAMA_NEMOTRON)
+        if getattr(self.args, "dynamic_sampling", False):
+            methods.append(DAPO)
+        return methods
+
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | None = None,
+        tags: str | list[str] | None = None,
+    ):
+        """TRL's card plus method tags, a *Methods* section with citations and the non-default training config."""
+        methods = self.methods_used()
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        tags += [tag for tag in ("trl", "trl-igrpo", *(m.tag for m in methods)) if tag not in tags]
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if not self.is_world_process_zero():
+            return
+        path = os.path.join(self.args.output_dir, "README.md")
+        with open(path, encoding="utf-8") as handle:
+            card = handle.read()
+        section = methods_section(methods, non_default_args(self.args))
+        anchor = card.find("## Citations")
+        card = card.rstrip() + "\n\n" + section if anchor < 0 else card[:anchor] + section + "\n" + card[anchor:]
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(card)
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        require_hub_token(token if token is not None else self.args.hub_token)  # every rank, so all stop together
+        return super().init_hf_repo(token=token, private=private)
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, token=None, **kwargs):
+        """``Trainer.push_to_hub``, after checking that a token exists (nothing is saved or uploaded otherwise)."""
+        require_hub_token(token if token is not None else self.args.hub_token)  # every rank, before any save
+        return super().push_to_hub(commit_message=commit_message, blocking=blocking, token=token, **kwargs)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """``Trainer.save_model`` with the training arguments as JSON (``training_args.json``), not a pickle."""
+        super().save_model(output_dir, _internal_call=_internal_call)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        pickled = os.path.join(output_dir, "training_args.bin")
+        if self.args.should_save and os.path.isfile(pickled):
+            os.remove(pickled)
+            with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as handle:
+                handle.write(self.args.to_json_string())

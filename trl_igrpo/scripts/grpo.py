@@ -1,0 +1,73 @@
+# Copyright 2026 The trl-igrpo developers. Apache-2.0.
+"""Train with GRPO plus the Llama-Nemotron pass-rate curriculum and DAPO dynamic sampling, TRL-script style.
+
+This is the reasoning-RL stage of Llama-Nemotron (arXiv 2505.00949 §5) on TRL's GRPOTrainer: prompts are ordered by
+progressive batching over a pre-computed ``pass_rate`` column (``trl-igrpo pass-rate`` computes it), and
+``dynamic_sampling`` can drop groups whose rewards are all equal. Same script arguments, rewards and offline defaults as
+:mod:`trl_igrpo.scripts.igrpo` (no drafts: ``num_drafts`` does not exist here).
+
+    trl-igrpo grpo --max_steps 3
+    trl-igrpo pass-rate --model M --dataset data.jsonl --output scored --filtered-output kept
+    trl-igrpo grpo --config examples/recipes/llama_nemotron_reasoning_grpo.yaml --dataset_name kept
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from trl import ModelConfig, TrlParser
+
+from trl_igrpo.curriculum import CurriculumGRPOConfig, CurriculumGRPOTrainer
+from trl_igrpo.rewards import make_reasoning_format_reward, reasoning_format_reward
+from trl_igrpo.scripts.igrpo import REWARD_FUNCS as IGRPO_REWARD_FUNCS
+from trl_igrpo.scripts.igrpo import IGRPOScriptArguments, build_trainer, cpu_defaults, load_training_data
+
+__all__ = ["REWARD_FUNCS", "grpo_cpu_defaults", "main", "make_parser"]
+
+#: iGRPO's rewards plus the Llama-Nemotron think-format reward: per-row mode (`reasoning_mode` column or a
+#: "detailed thinking on|off" system prompt), or fixed to reasoning ON.
+REWARD_FUNCS = {
+    **IGRPO_REWARD_FUNCS,
+    "reasoning_format": reasoning_format_reward,
+    "reasoning_format_on": make_reasoning_format_reward(mode="on"),
+}
+
+
+def grpo_cpu_defaults() -> dict:
+    """The iGRPO demo defaults without the draft field."""
+    defaults = cpu_defaults()
+    defaults.pop("num_drafts")
+    defaults["output_dir"] = "outputs/grpo-demo"
+    return defaults
+
+
+def make_parser(prog: str | None = None) -> TrlParser:
+    parser = TrlParser((IGRPOScriptArguments, CurriculumGRPOConfig, ModelConfig), prog=prog)
+    parser.set_defaults(**grpo_cpu_defaults())
+    return parser
+
+
+def main(script_args, training_args, model_args):
+    train_dataset, _ = load_training_data(script_args)
+    trainer = build_trainer(
+        script_args, training_args, model_args, train_dataset, CurriculumGRPOTrainer, registry=REWARD_FUNCS
+    )
+    trainer.train()
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        print(f"optimizer steps done: {trainer.state.global_step}\nmodel saved to {training_args.output_dir}")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return trainer
+
+
+def cli(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+    main(script_args, training_args, model_args)
+
+
+if __name__ == "__main__":
+    cli()
+    sys.exit(0)

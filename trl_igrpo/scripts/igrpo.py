@@ -1,0 +1,203 @@
+# Copyright 2026 The trl-igrpo developers. Apache-2.0.
+"""Train with iGRPO (arXiv 2602.09000), TRL-script style.
+
+With no arguments it runs offline on CPU in a few minutes: a tiny model from the package's factory and a built-in
+synthetic arithmetic set, rewarded by math accuracy + the <think>/<answer> format.
+
+    trl-igrpo igrpo
+    accelerate launch -m trl_igrpo.scripts.igrpo --max_steps 3
+
+A real run (MATH-style data with `problem`/`solution` columns; see examples/recipes for the paper's settings):
+
+    trl-igrpo igrpo --config examples/recipes/igrpo_math_7b.yaml --accelerate_config multi_gpu
+
+YAML works too: `--config recipe.yaml` (command-line flags override it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
+
+from trl_igrpo import IGRPOConfig, IGRPOTrainer
+from trl_igrpo.data import make_arithmetic_dataset
+from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
+
+__all__ = [
+    "REWARD_FUNCS",
+    "IGRPOScriptArguments",
+    "build_trainer",
+    "cpu_defaults",
+    "load_training_data",
+    "main",
+    "make_parser",
+    "print_summary",
+    "resolve_default_model",
+    "resolve_reward",
+]
+
+REWARD_FUNCS = {"math_accuracy": math_accuracy_reward, "think_answer_format": think_answer_format_reward}
+
+
+@dataclass
+class IGRPOScriptArguments(ScriptArguments):
+    """Script arguments on top of TRL's (`dataset_name`, `dataset_config`, `dataset_train_split`, ...)."""
+
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub or local dataset; None: built-in arithmetic."}
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["math_accuracy", "think_answer_format"],
+        metadata={"help": f"Reward functions: {sorted(REWARD_FUNCS)} or dotted paths 'pkg.module.func'."},
+    )
+    tiny_model_architecture: str = field(
+        default="qwen2", metadata={"help": "Default offline model: qwen2, llama or nemotron_h."}
+    )
+    tiny_model_dir: str = field(
+        default="outputs/tiny-model", metadata={"help": "Where the default tiny model is cached."}
+    )
+    num_train_examples: int = field(default=512, metadata={"help": "Built-in dataset size."})
+    num_eval_examples: int = field(default=32, metadata={"help": "Held-out prompts for the before/after accuracy."})
+
+
+def resolve_reward(name: str, registry: dict | None = None):
+    """A reward function from its short name in ``registry`` (default :data:`REWARD_FUNCS`) or a dotted path."""
+    registry = REWARD_FUNCS if registry is None else registry
+    if name in registry:
+        return registry[name]
+    if "." not in name:
+        raise ValueError(f"Unknown reward function {name!r}; use one of {sorted(registry)} or 'pkg.module.func'.")
+    import importlib
+
+    module_name, function_name = name.rsplit(".", 1)
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def load_training_data(script_args):
+    """Built-in arithmetic by default; otherwise a dataset with `prompt` (or `problem`) and `solution` columns."""
+    if script_args.dataset_name is None:
+        data = make_arithmetic_dataset(script_args.num_train_examples + script_args.num_eval_examples, seed=0)
+        split = data.train_test_split(test_size=script_args.num_eval_examples, seed=0, shuffle=False)
+        return split["train"], split["test"]
+    from datasets import load_dataset
+
+    data = load_dataset(script_args.dataset_name, script_args.dataset_config, split=script_args.dataset_train_split)
+    if "prompt" not in data.column_names:
+        if "problem" not in data.column_names:
+            raise ValueError(f"Dataset needs a 'prompt' or 'problem' column; found {data.column_names}.")
+        data = data.map(lambda row: {"prompt": [{"role": "user", "content": row["problem"]}]})
+    if "solution" not in data.column_names:
+        raise ValueError(f"Dataset needs a 'solution' column with the gold answers; found {data.column_names}.")
+    held_out = data.select(range(min(script_args.num_eval_examples, len(data))))
+    return data, held_out
+
+
+def cpu_defaults() -> dict:
+    """Defaults for the offline demo that make sense on a laptop CPU; every one can be overridden by a flag."""
+    on_gpu = torch.cuda.is_available()
+    return dict(
+        output_dir="outputs/igrpo-demo",
+        use_cpu=not on_gpu,
+        bf16=on_gpu,
+        gradient_checkpointing=False,
+        per_device_train_batch_size=8,
+        num_drafts=4,
+        num_generations=4,
+        max_completion_length=24,
+        max_steps=20,
+        learning_rate=5e-5,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+    )
+
+
+def resolve_default_model(script_args) -> str:
+    """Path of the model used when no `--model_name_or_path` is given (the offline demo model)."""
+    from trl_igrpo.testing import build_tiny_model
+
+    return build_tiny_model(script_args.tiny_model_dir, architecture=script_args.tiny_model_architecture)
+
+
+def _set_model_init_kwargs(training_args, model_args) -> None:
+    # No remote code: model_init_kwargs keeps transformers' trust_remote_code=False default.
+    model_init_kwargs = {"revision": model_args.model_revision, "attn_implementation": model_args.attn_implementation}
+    if model_args.dtype not in (None, "auto"):
+        model_init_kwargs["dtype"] = model_args.dtype
+    model_init_kwargs = {k: v for k, v in model_init_kwargs.items() if v is not None}
+    training_args.model_init_kwargs = {**(training_args.model_init_kwargs or {}), **model_init_kwargs}
+
+
+def build_trainer(script_args, training_args, model_args, train_dataset, trainer_class=IGRPOTrainer, registry=None):
+    """The trainer a run uses: model from `model_args` (the default model when unset), rewards by name, PEFT."""
+    if model_args.model_name_or_path is None:
+        model_args.model_name_or_path = resolve_default_model(script_args)
+    _set_model_init_kwargs(training_args, model_args)
+    return trainer_class(
+        model=model_args.model_name_or_path,
+        reward_funcs=[resolve_reward(name, registry) for name in script_args.reward_funcs],
+        args=training_args,
+        train_dataset=train_dataset,
+        peft_config=get_peft_config(model_args),
+    )
+
+
+def main(script_args, training_args, model_args):
+    train_dataset, held_out = load_training_data(script_args)
+    trainer = build_trainer(script_args, training_args, model_args, train_dataset)
+    from trl_igrpo.generate import evaluate_accuracy
+
+    max_new = training_args.max_completion_length
+    accuracy_before = evaluate_accuracy(trainer.model, trainer.processing_class, held_out, max_new_tokens=max_new)
+    trainer.train()
+    accuracy_after = evaluate_accuracy(trainer.model, trainer.processing_class, held_out, max_new_tokens=max_new)
+    trainer.save_model(training_args.output_dir)
+
+    if trainer.accelerator.is_main_process:
+        print_summary(trainer, accuracy_before, accuracy_after, len(held_out))
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return trainer
+
+
+def print_summary(trainer, accuracy_before: float, accuracy_after: float, num_held_out: int) -> None:
+    history = [entry for entry in trainer.state.log_history if "igrpo/best_draft_reward_mean" in entry]
+    keys = [
+        "igrpo/draft_reward_mean",
+        "igrpo/best_draft_reward_mean",
+        "igrpo/refinement_reward_mean",
+        "igrpo/refinement_minus_best_draft",
+        "igrpo/all_drafts_failed_frac",
+        "entropy",
+    ]
+    print("\n=== iGRPO summary ===")
+    print(f"{'metric':40s} {'first step':>12s} {'last step':>12s}")
+    for key in keys:
+        if history and key in history[0]:
+            print(f"{key:40s} {history[0][key]:12.4f} {history[-1][key]:12.4f}")
+    print(f"{'held-out single-pass accuracy':40s} {accuracy_before:12.4f} {accuracy_after:12.4f}  (n={num_held_out})")
+    print(f"optimizer steps done: {trainer.state.global_step}")
+    print(f"model saved to {trainer.args.output_dir}")
+
+
+def make_parser(prog: str | None = None) -> TrlParser:
+    parser = TrlParser((IGRPOScriptArguments, IGRPOConfig, ModelConfig), prog=prog)
+    parser.set_defaults(**cpu_defaults())
+    return parser
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """Parse `argv` (flags and/or `--config file.yaml`) and train."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+    main(script_args, training_args, model_args)
+
+
+if __name__ == "__main__":
+    cli()
+    sys.exit(0)
