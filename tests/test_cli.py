@@ -96,12 +96,13 @@ def test_python_dash_m_is_the_same_cli():
 @pytest.mark.slow
 def test_igrpo_trains_two_steps_offline(tmp_path):
     result = _run(
-        "igrpo", "--max_steps", "2", "--output_dir", str(tmp_path / "out"), "--tiny_model_dir", str(tmp_path / "tiny"),
+        "igrpo", "--max_steps", "2", "--output_dir", str(tmp_path / "out"), "--tiny_model_dir", str(tmp_path / "tiny"), "--warm_start_steps", "20",
         "--num_train_examples", "16", "--num_eval_examples", "4", "--max_completion_length", "8",
         "--per_device_train_batch_size", "4", "--num_drafts", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "=== iGRPO summary ===" in result.stdout
+    assert (tmp_path / "out" / "draft_vs_refinement.png").stat().st_size > 0
     assert "optimizer steps done: 2" in result.stdout
     assert (tmp_path / "out" / "model.safetensors").exists()
     assert not (tmp_path / "out" / "training_args.bin").exists()  # HubMixin saves the args as JSON

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
@@ -26,6 +27,7 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.data import make_arithmetic_dataset
 from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
+from trl_igrpo.warm_start import DEFAULT_SFT_STEPS, build_warm_started_model
 
 __all__ = [
     "REWARD_FUNCS",
@@ -58,7 +60,11 @@ class IGRPOScriptArguments(ScriptArguments):
         default="qwen2", metadata={"help": "Default offline model: qwen2, llama or nemotron_h."}
     )
     tiny_model_dir: str = field(
-        default="outputs/tiny-model", metadata={"help": "Where the default tiny model is cached."}
+        default="outputs/warm-start-model", metadata={"help": "Where the default (warm-started) model is cached."}
+    )
+    warm_start_steps: int = field(
+        default=DEFAULT_SFT_STEPS,
+        metadata={"help": "SFT steps of the default model's offline warm start (0: a random tiny model)."},
     )
     num_train_examples: int = field(default=512, metadata={"help": "Built-in dataset size."})
     num_eval_examples: int = field(default=32, metadata={"help": "Held-out prompts for the before/after accuracy."})
@@ -107,7 +113,7 @@ def cpu_defaults() -> dict:
         per_device_train_batch_size=8,
         num_drafts=4,
         num_generations=4,
-        max_completion_length=24,
+        max_completion_length=40,
         max_steps=20,
         learning_rate=5e-5,
         logging_steps=1,
@@ -118,10 +124,15 @@ def cpu_defaults() -> dict:
 
 
 def resolve_default_model(script_args) -> str:
-    """Path of the model used when no `--model_name_or_path` is given (the offline demo model)."""
-    from trl_igrpo.testing import build_tiny_model
+    """Path of the model used when no `--model_name_or_path` is given: the offline warm-started tiny model.
 
-    return build_tiny_model(script_args.tiny_model_dir, architecture=script_args.tiny_model_architecture)
+    Built once (see :func:`trl_igrpo.warm_start.build_warm_started_model`) and cached in `tiny_model_dir`.
+    """
+    return build_warm_started_model(
+        script_args.tiny_model_dir,
+        architecture=script_args.tiny_model_architecture,
+        sft_steps=script_args.warm_start_steps,
+    )
 
 
 def _set_model_init_kwargs(training_args, model_args) -> None:
@@ -160,9 +171,44 @@ def main(script_args, training_args, model_args):
 
     if trainer.accelerator.is_main_process:
         print_summary(trainer, accuracy_before, accuracy_after, len(held_out))
+        plot_path = plot_draft_vs_refinement(trainer.state.log_history, Path(training_args.output_dir))
+        if plot_path is not None:
+            print(f"draft vs refinement reward plot: {plot_path}")
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     return trainer
+
+
+def plot_draft_vs_refinement(log_history: list[dict], output_dir: Path) -> Path | None:
+    """Save a PNG of the mean draft, best-draft and refinement rewards per step; None without matplotlib/logs."""
+    keys = {
+        "igrpo/draft_reward_mean": "drafts (mean of N)",
+        "igrpo/best_draft_reward_mean": "selected draft",
+        "igrpo/refinement_reward_mean": "refinements (Stage 2)",
+    }
+    history = [entry for entry in log_history if "igrpo/refinement_reward_mean" in entry]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    if not history:
+        return None
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    for key, label in keys.items():
+        axis.plot([e["step"] for e in history], [e[key] for e in history], label=label)
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("reward (accuracy + format)")
+    axis.set_title("iGRPO: draft vs refinement reward")
+    axis.legend()
+    figure.tight_layout()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "draft_vs_refinement.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
 
 
 def print_summary(trainer, accuracy_before: float, accuracy_after: float, num_held_out: int) -> None:

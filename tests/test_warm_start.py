@@ -1,0 +1,61 @@
+"""The warm-started default policy: demonstrations, caching and a short SFT that actually teaches the format."""
+
+import json
+
+import pytest
+
+from trl_igrpo.data import make_arithmetic_examples
+from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
+from trl_igrpo.warm_start import build_warm_started_model, worked_solution
+
+
+def _as_completions(texts):
+    return [[{"role": "assistant", "content": t}] for t in texts]
+
+
+def test_worked_solutions_are_well_formed_and_a_slip_is_wrong():
+    rows = make_arithmetic_examples(20, seed=3)
+    right = [worked_solution(r["question"], r["solution"]) for r in rows]
+    slipped = [worked_solution(r["question"], r["solution"], slip=True) for r in rows]
+    solutions = [r["solution"] for r in rows]
+    assert think_answer_format_reward(_as_completions(right)) == [1.0] * 20
+    assert think_answer_format_reward(_as_completions(slipped)) == [1.0] * 20
+    assert math_accuracy_reward(_as_completions(right), solution=solutions) == [1.0] * 20
+    assert math_accuracy_reward(_as_completions(slipped), solution=solutions) == [0.0] * 20
+    assert worked_solution("What is 3 - 4?", "-1", slip=True) == (
+        "<think>3 - 4 = -1, then add 1 to get 0</think><answer>\\boxed{0}</answer>"
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [({"sft_steps": -1}, "sft_steps"), ({"batch_size": 0}, "batch_size"), ({"teacher_slip_rate": 1.5}, "slip")],
+)
+def test_bad_settings_fail_before_building(tmp_path, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        build_warm_started_model(tmp_path / "m", progress=False, **kwargs)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_short_sft_teaches_the_format_and_the_result_is_cached(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trl_igrpo.generate import generate_single_pass
+
+    settings = dict(sft_steps=60, batch_size=32, refinement_fraction=0.0, progress=False)
+    path = build_warm_started_model(tmp_path / "m", **settings)
+    stamp = json.loads((tmp_path / "m" / "warm_start.json").read_text())
+    assert stamp["settings"]["sft_steps"] == 60
+    weights = tmp_path / "m" / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    assert build_warm_started_model(tmp_path / "m", **settings) == path
+    assert weights.stat().st_mtime_ns == mtime  # same settings: reused, not retrained
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    prompts = [r["prompt"] for r in make_arithmetic_examples(16, seed=1)]
+    texts = generate_single_pass(model, tokenizer, prompts, max_new_tokens=40)
+    # a random tiny model never closes <think>...</think><answer>...</answer>; 60 SFT steps do most of the time
+    assert sum(think_answer_format_reward(_as_completions(texts))) >= 12, texts

@@ -1,0 +1,193 @@
+"""An offline, warm-started default policy: a tiny model that already half-solves the built-in arithmetic task.
+
+RL needs signal: a random tiny model never produces a correct ``\\boxed{}`` answer, so every GRPO group has zero reward
+variance and nothing is learned. :func:`build_warm_started_model` builds the tiny model from
+:func:`~trl_igrpo.testing.build_tiny_model` and fine-tunes it briefly (supervised, next-token loss on the completion
+only) on worked solutions in the ``<think>...</think><answer>\\boxed{}</answer>`` format. The SFT is deliberately short
+(:data:`DEFAULT_SFT_STEPS`), so the model masters the format but only part of the arithmetic: sampled groups then mix
+right and wrong answers, which is exactly what GRPO and iGRPO learn from. A fraction of the SFT prompts
+(``refinement_fraction``) are iGRPO Stage-2 prompts (:func:`~trl_igrpo.igrpo_utils.build_refinement_prompt` with the
+default template) holding a prior draft that is right or off by a little, with the correct solution as the target: an
+instruction-tuned model follows "improve this draft" prompts, and the tiny model needs the same interface or iGRPO's
+Stage 2 starts from zero reward. The result is saved with ``save_pretrained``
+(safetensors) and reused on later calls, so the demo and the benchmarks start from the same checkpoint.
+
+The demonstrations imitate an imperfect teacher with a systematic slip: with probability ``teacher_slip_rate`` a
+worked solution computes the right value and then "adds 1" (``<think>7 + 5 = 12, then add 1 to get 13</think>``,
+answer 13). A model cloned from it takes the slip about as often as the teacher did, on every kind of problem: a single
+behaviour, learnt from demonstrations in which nothing tells right from wrong, that RL from a verifiable reward can
+find and remove. Held-out accuracy is then bounded by how well the tiny model adds and subtracts (the SFT length sets
+that), and RL's gain comes from dropping the slip, not from learning arithmetic.
+
+The SFT problems come from a seed disjoint from the RL training and held-out sets of the demo
+(:func:`~trl_igrpo.data.make_arithmetic_examples` with ``seed=SFT_DATA_SEED``); overlap is possible only by chance,
+since the problem space is small, and is the same for every method compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+__all__ = ["DEFAULT_SFT_STEPS", "SFT_DATA_SEED", "build_warm_started_model", "worked_solution"]
+
+#: Supervised steps of the warm start (batch 64): about 2-3 minutes on 2 CPU cores.
+DEFAULT_SFT_STEPS = 600
+SFT_DATA_SEED = 10_000
+_STAMP = "warm_start.json"
+
+
+def worked_solution(question: str, answer: str, slip: bool = False) -> str:
+    """A demonstration for one arithmetic problem: ``<think>a op b = c</think><answer>\\boxed{c}</answer>``.
+
+    With ``slip=True`` the teacher's systematic mistake: ``<think>a op b = c, then add 1 to get c+1</think>`` and the
+    answer ``c+1``.
+    """
+    expression = question.removeprefix("What is ").removesuffix("?")
+    if slip:
+        wrong = int(answer) + 1
+        return f"<think>{expression} = {answer}, then add 1 to get {wrong}</think><answer>\\boxed{{{wrong}}}</answer>"
+    return f"<think>{expression} = {answer}</think><answer>\\boxed{{{answer}}}</answer>"
+
+
+def build_warm_started_model(
+    output_dir: str | os.PathLike,
+    architecture: str = "qwen2",
+    sft_steps: int = DEFAULT_SFT_STEPS,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    num_layers: int = 2,
+    hidden_size: int = 128,
+    seed: int = 0,
+    refinement_fraction: float = 0.25,
+    teacher_slip_rate: float = 0.5,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> str:
+    """Build (or reuse) the warm-started tiny model in ``output_dir`` and return the directory.
+
+    Args:
+        output_dir: Where the model and tokenizer are saved. A directory holding a finished warm start with the same
+            settings (recorded in ``warm_start.json``) is reused as is.
+        architecture: Tiny architecture, see :data:`~trl_igrpo.testing.TINY_ARCHITECTURES`.
+        sft_steps: Optimizer steps of supervised fine-tuning (AdamW, cosine decay, batch ``batch_size``).
+        batch_size: Problems per step, freshly sampled each step from a fixed SFT pool.
+        learning_rate: Peak AdamW learning rate.
+        num_layers: Decoder layers of the tiny model.
+        hidden_size: Hidden size of the tiny model (multiple of 64).
+        seed: Seeds the random initialisation and the SFT batches.
+        refinement_fraction: Share of SFT examples whose prompt is an iGRPO refinement prompt (prompt + a prior draft
+            that is correct half of the time, off by 1-3 otherwise).
+        teacher_slip_rate: Probability that a demonstration adds 1 after computing the right value.
+        overwrite: Rebuild even if a matching warm start exists.
+        progress: Show a progress bar (tqdm) during SFT.
+
+    Returns:
+        ``str(output_dir)``, loadable with ``from_pretrained`` or usable as a trainer's ``model`` argument.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .data import make_arithmetic_examples
+    from .igrpo_utils import build_refinement_prompt
+    from .testing import build_tiny_model
+
+    if sft_steps < 0:
+        raise ValueError(f"sft_steps must be >= 0, got {sft_steps}.")
+    if not 0.0 <= refinement_fraction <= 1.0:
+        raise ValueError(f"refinement_fraction must be in [0, 1], got {refinement_fraction}.")
+    if not 0.0 <= teacher_slip_rate <= 1.0:
+        raise ValueError(f"teacher_slip_rate must be in [0, 1], got {teacher_slip_rate}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    output_dir = Path(output_dir)
+    settings = dict(
+        architecture=architecture,
+        sft_steps=sft_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        num_layers=num_layers,
+        hidden_size=hidden_size,
+        seed=seed,
+        refinement_fraction=refinement_fraction,
+        teacher_slip_rate=teacher_slip_rate,
+        data_seed=SFT_DATA_SEED,
+    )
+    stamp = output_dir / _STAMP
+    if not overwrite and stamp.exists() and json.loads(stamp.read_text()).get("settings") == settings:
+        return str(output_dir)
+
+    start = time.perf_counter()
+    build_tiny_model(
+        output_dir,
+        architecture=architecture,
+        seed=seed,
+        num_layers=num_layers,
+        hidden_size=hidden_size,
+        overwrite=True,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    model = AutoModelForCausalLM.from_pretrained(output_dir, dtype=torch.float32)
+
+    pool = make_arithmetic_examples(4096, seed=SFT_DATA_SEED)
+    rng = random.Random(seed)
+    plain, refinement = [], []  # batches are drawn from one kind at a time: similar lengths, little padding
+    for row in pool:
+        prompt = row["prompt"]
+        is_refinement = rng.random() < refinement_fraction
+        if is_refinement:
+            answer = int(row["solution"])
+            if rng.random() < 0.5:
+                answer += rng.choice([-3, -2, -1, 1, 2, 3])
+            prompt = build_refinement_prompt(prompt, worked_solution(row["question"], str(answer)))
+        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+        if hasattr(prompt_ids, "keys"):
+            prompt_ids = prompt_ids["input_ids"]
+        slip = rng.random() < teacher_slip_rate
+        completion = worked_solution(row["question"], row["solution"], slip=slip) + tokenizer.eos_token
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        (refinement if is_refinement else plain).append((list(prompt_ids), completion_ids))
+
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + torch.cos(torch.tensor(step / max(sft_steps, 1) * torch.pi)).item())
+    )
+    model.train()
+    steps = range(sft_steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="warm start (SFT)", unit="step")
+    for _ in steps:
+        use_refinement = bool(refinement) and (
+            not plain or torch.rand(1, generator=generator).item() < refinement_fraction
+        )
+        sequences = refinement if use_refinement else plain
+        indices = torch.randint(len(sequences), (batch_size,), generator=generator).tolist()
+        batch = [sequences[i] for i in indices]
+        length = max(len(p) + len(c) for p, c in batch)
+        input_ids = torch.full((batch_size, length), tokenizer.pad_token_id)
+        labels = torch.full((batch_size, length), -100)
+        attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
+        for row, (prompt_ids, completion_ids) in enumerate(batch):
+            ids = prompt_ids + completion_ids
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            labels[row, len(prompt_ids) : len(ids)] = torch.tensor(completion_ids)
+            attention_mask[row, : len(ids)] = 1
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if progress:
+            steps.set_postfix(loss=f"{loss.item():.3f}")
+
+    model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
+    stamp.write_text(json.dumps({"settings": settings, "seconds": round(time.perf_counter() - start, 1)}, indent=2))
+    return str(output_dir)
