@@ -1,0 +1,313 @@
+"""GRPO (G = 8) vs iGRPO (N = 4, G = 4) at a matched rollout budget, from the same warm-started checkpoint.
+
+For each loss variant (``grpo``: the paper's Eq. 5 aggregation, ``dapo``, and GSPO = sequence-level importance
+sampling) and each seed, both methods train for the same number of optimizer steps on the built-in arithmetic task,
+from the same offline warm start (:func:`trl_igrpo.warm_start.build_warm_started_model`), with the same prompts per
+step. Reported per method: held-out single-pass greedy accuracy after training (the paper's evaluation protocol),
+wall-clock per optimizer step, peak resident memory of the training process, and the policy entropy over training.
+
+Every run happens in its own subprocess, so peak memory (``ru_maxrss``) belongs to that run alone, and the two methods
+of a (variant, seed) pair run back to back, so the step-time ratio compares like with like on a shared machine.
+
+    .venv/bin/python -m benchmarks.igrpo_vs_grpo                        # 3 seeds x 3 variants, writes docs/
+    .venv/bin/python -m benchmarks.igrpo_vs_grpo --seeds 0 --variants grpo --steps 10 --no-write   # a quick look
+    .venv/bin/python -m benchmarks.igrpo_vs_grpo --timing-only --batch-prompts 2 8 32   # step time vs batch size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "grpo": {"loss_type": "grpo"},
+    "dapo": {"loss_type": "dapo"},
+    "gspo": {"loss_type": "grpo", "importance_sampling_level": "sequence"},
+}
+METHODS = ("GRPO G=8", "iGRPO N=4 G=4")
+
+
+def run_one(spec: dict) -> dict:
+    """Train one (method, variant, seed) and return its measurements. Runs inside a worker subprocess."""
+    import resource
+
+    import torch
+    from trl import GRPOConfig, GRPOTrainer
+
+    from trl_igrpo import IGRPOConfig, IGRPOTrainer
+    from trl_igrpo.data import make_arithmetic_dataset
+    from trl_igrpo.generate import evaluate_accuracy
+    from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
+
+    torch.set_num_threads(spec["threads"])
+    data = make_arithmetic_dataset(spec["train_examples"] + spec["eval_examples"], seed=0)
+    train = data.select(range(spec["train_examples"]))
+    held_out = data.select(range(spec["train_examples"], len(data)))
+    common = dict(
+        output_dir=spec["output_dir"],
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        gradient_checkpointing=False,
+        dataloader_num_workers=0,
+        max_completion_length=spec["max_completion_length"],
+        max_steps=spec["steps"],
+        learning_rate=spec["learning_rate"],
+        lr_scheduler_type="constant",
+        beta=0.0,
+        temperature=0.7,
+        seed=spec["seed"],
+        disable_tqdm=True,
+        **VARIANTS[spec["variant"]],
+    )
+    prompts = spec["prompts_per_step"]
+    if spec["method"] == METHODS[0]:
+        args = GRPOConfig(num_generations=8, per_device_train_batch_size=8 * prompts, **common)
+        trainer_class = GRPOTrainer
+    else:
+        args = IGRPOConfig(num_drafts=4, num_generations=4, per_device_train_batch_size=4 * prompts, **common)
+        trainer_class = IGRPOTrainer
+    trainer = trainer_class(
+        model=spec["model"],
+        reward_funcs=[math_accuracy_reward, think_answer_format_reward],
+        args=args,
+        train_dataset=train,
+    )
+    accuracy_before = None
+    if spec["eval"]:
+        accuracy_before = evaluate_accuracy(
+            trainer.model, trainer.processing_class, held_out, max_new_tokens=spec["max_completion_length"]
+        )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    accuracy_after = None
+    if spec["eval"]:
+        accuracy_after = evaluate_accuracy(
+            trainer.model, trainer.processing_class, held_out, max_new_tokens=spec["max_completion_length"]
+        )
+    history = [entry for entry in trainer.state.log_history if "entropy" in entry]
+    return {
+        **spec,
+        "accuracy_before": accuracy_before,
+        "accuracy_after": accuracy_after,
+        "seconds_per_step": seconds / max(trainer.state.global_step, 1),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "entropy": [entry["entropy"] for entry in history],
+        "reward": [entry.get("reward") for entry in history],
+    }
+
+
+def _in_subprocess(spec: dict) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.igrpo_vs_grpo", "--worker", json.dumps(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"run {spec['method']} {spec['variant']} seed {spec['seed']} failed:\n{result.stderr[-3000:]}"
+        )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--prompts-per-step", type=int, default=16, help="unique prompts per optimizer step")
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--max-completion-length", type=int, default=40)
+    parser.add_argument("--train-examples", type=int, default=512)
+    parser.add_argument("--eval-examples", type=int, default=64)
+    parser.add_argument("--model-dir", default="outputs/warm-start-model", help="cached warm start (built if absent)")
+    parser.add_argument("--timing-only", action="store_true", help="only step time vs batch size, no evaluation")
+    parser.add_argument("--batch-prompts", type=int, nargs="+", default=[2, 8, 32], help="for --timing-only")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true", help="print tables without updating docs/")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_one(json.loads(args.worker))))
+        return
+
+    from trl_igrpo.warm_start import build_warm_started_model
+
+    model = build_warm_started_model(ROOT / args.model_dir)
+    base = dict(
+        model=model,
+        train_examples=args.train_examples,
+        eval_examples=args.eval_examples,
+        max_completion_length=args.max_completion_length,
+        learning_rate=args.learning_rate,
+        threads=args.threads,
+        output_dir=str(ROOT / "outputs" / "bench-igrpo-vs-grpo"),
+    )
+    if args.timing_only:
+        _timing(args, base)
+        return
+
+    results = []
+    for variant in args.variants:
+        for seed in args.seeds:
+            for method in METHODS:
+                spec = dict(
+                    base, method=method, variant=variant, seed=seed, steps=args.steps,
+                    prompts_per_step=args.prompts_per_step, eval=True,
+                )  # fmt: skip
+                result = _in_subprocess(spec)
+                results.append(result)
+                print(
+                    f"{variant:5s} seed {seed} {method:14s} acc {result['accuracy_before']:.3f} -> "
+                    f"{result['accuracy_after']:.3f}  {result['seconds_per_step']:.2f} s/step  "
+                    f"{result['peak_rss_mib']:.0f} MiB",
+                    flush=True,
+                )
+    markdown = _report(args, results)
+    print(markdown)
+    if not args.no_write:
+        from benchmarks._report import update_section
+
+        update_section("igrpo_vs_grpo", markdown)
+        _plot(results, args)
+
+
+def _report(args, results: list[dict]) -> str:
+    from benchmarks._report import machine_description, markdown_table
+
+    rows = []
+    for variant in args.variants:
+        by_method = {m: [r for r in results if r["variant"] == variant and r["method"] == m] for m in METHODS}
+        grpo, igrpo = by_method[METHODS[0]], by_method[METHODS[1]]
+        step_ratio = [i["seconds_per_step"] / g["seconds_per_step"] for g, i in zip(grpo, igrpo)]
+        memory_ratio = [i["peak_rss_mib"] / g["peak_rss_mib"] for g, i in zip(grpo, igrpo)]
+        for method, runs in by_method.items():
+            rows.append(
+                [
+                    variant,
+                    method,
+                    _mean_std([r["accuracy_before"] for r in runs]),
+                    _mean_std([r["accuracy_after"] for r in runs]),
+                    _mean_std([r["seconds_per_step"] for r in runs]),
+                    _mean_std([r["peak_rss_mib"] for r in runs]),
+                    _mean_std([statistics.mean(r["entropy"][-5:]) for r in runs]),
+                    "1.00x" if method == METHODS[0] else f"{statistics.mean(step_ratio):.2f}x",
+                    "1.00x" if method == METHODS[0] else f"{statistics.mean(memory_ratio):.2f}x",
+                ]
+            )
+    table = markdown_table(
+        [
+            "loss",
+            "method",
+            "held-out acc. before",
+            "held-out acc. after",
+            "s / step",
+            "peak RSS (MiB)",
+            "entropy (last 5 steps)",
+            "step time vs GRPO",
+            "memory vs GRPO",
+        ],
+        rows,
+    )
+    return (
+        "## GRPO vs iGRPO at a matched rollout budget (`benchmarks/igrpo_vs_grpo.py`)\n\n"
+        f"{machine_description()}. Warm-started tiny Qwen2 (offline SFT, see `trl_igrpo/warm_start.py`), "
+        f"{args.steps} optimizer steps, {args.prompts_per_step} unique prompts per step (GRPO: 8 completions each; "
+        f"iGRPO: 4 drafts + 4 refinements each), lr {args.learning_rate}, temperature 0.7, beta 0, "
+        f"{args.eval_examples} held-out problems scored greedily in one pass. Mean ± std over seeds "
+        f"{args.seeds}. Ratios are iGRPO / GRPO per (loss, seed) pair, run back to back.\n\n"
+        f"{table}\n\n![accuracy](img/igrpo_vs_grpo_accuracy.png)\n![entropy](img/igrpo_vs_grpo_entropy.png)\n"
+    )
+
+
+def _plot(results: list[dict], args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image_dir = ROOT / "docs" / "img"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    width = 0.35
+    for offset, method in enumerate(METHODS):
+        means, errors = [], []
+        for variant in args.variants:
+            values = [r["accuracy_after"] for r in results if r["variant"] == variant and r["method"] == method]
+            means.append(statistics.mean(values))
+            errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        positions = [i + (offset - 0.5) * width for i in range(len(args.variants))]
+        axis.bar(positions, means, width, yerr=errors, capsize=3, label=method)
+    before = statistics.mean(r["accuracy_before"] for r in results)
+    axis.axhline(before, color="gray", linestyle="--", label="warm start")
+    axis.set_xticks(range(len(args.variants)), args.variants)
+    axis.set_ylabel("held-out accuracy (greedy, single pass)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(image_dir / "igrpo_vs_grpo_accuracy.png", dpi=120)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    for method, style in zip(METHODS, ("-", "--")):
+        runs = [r for r in results if r["method"] == method and r["variant"] == args.variants[0]]
+        steps = min(len(r["entropy"]) for r in runs)
+        mean = [statistics.mean(r["entropy"][i] for r in runs) for i in range(steps)]
+        axis.plot(range(1, steps + 1), mean, style, label=f"{method} ({args.variants[0]})")
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("policy entropy (nats / token)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(image_dir / "igrpo_vs_grpo_entropy.png", dpi=120)
+    plt.close(figure)
+
+
+def _timing(args, base: dict) -> None:
+    from benchmarks._report import machine_description, markdown_table, update_section
+
+    rows = []
+    for prompts in args.batch_prompts:
+        times = {}
+        for method in METHODS:
+            spec = dict(
+                base, method=method, variant="grpo", seed=0, steps=args.steps, prompts_per_step=prompts, eval=False
+            )
+            times[method] = _in_subprocess(spec)["seconds_per_step"]
+        ratio = times[METHODS[1]] / times[METHODS[0]]
+        rows.append([prompts, 8 * prompts, f"{times[METHODS[0]]:.2f}", f"{times[METHODS[1]]:.2f}", f"{ratio:.2f}x"])
+        print(rows[-1], flush=True)
+    markdown = (
+        "## Step time vs batch size: when does two-stage generation cost more?\n\n"
+        f"{machine_description()}. Same warm start, {args.steps} steps per point, `loss_type=grpo`, "
+        "rollouts per step = 8 x unique prompts for both methods.\n\n"
+        + markdown_table(
+            ["unique prompts / step", "rollouts / step", "GRPO s/step", "iGRPO s/step", "iGRPO / GRPO"], rows
+        )
+        + "\n"
+    )
+    print(markdown)
+    if not args.no_write:
+        update_section("igrpo_vs_grpo_timing", markdown)
+
+
+if __name__ == "__main__":
+    main()
