@@ -22,7 +22,9 @@ def machine_description() -> str:
 
     import torch
 
-    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 def update_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:

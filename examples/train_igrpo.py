@@ -12,7 +12,7 @@ A real run (MATH-style data with `problem`/`solution` columns; see examples/reci
     accelerate launch examples/train_igrpo.py \
         --model_name_or_path Qwen/Qwen2.5-Math-1.5B --dataset_name EleutherAI/hendrycks_math --dataset_config algebra \
         --num_drafts 4 --num_generations 4 --max_completion_length 4096 --learning_rate 1e-6 \
-        --lr_scheduler_type cosine_with_min_lr --lr_scheduler_kwargs '{"min_lr_rate": 0.1}' --warmup_ratio 0.1 \
+        --lr_scheduler_type cosine_with_min_lr --lr_scheduler_kwargs '{"min_lr_rate": 0.1}' --warmup_steps 0.1 \
         --use_vllm --bf16 --push_to_hub
 
 YAML works too: `--config recipe.yaml` (command-line flags override it).

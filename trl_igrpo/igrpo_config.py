@@ -32,7 +32,7 @@ class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
     Paper settings (§4.1, App. C, Table S.2), for a matched budget of N + G = 8 rollouts per prompt against GRPO with
     G = 8: ``num_drafts=4``, ``num_generations=4``, ``loss_type="grpo"``, ``beta=0.0`` (no reference model),
     ``temperature=0.7``, ``learning_rate=1e-6``, ``lr_scheduler_type="cosine_with_min_lr"`` with
-    ``lr_scheduler_kwargs={"min_lr_rate": 0.1}``, ``warmup_ratio=0.1``, ``max_completion_length=4096``, one epoch,
+    ``lr_scheduler_kwargs={"min_lr_rate": 0.1}``, ``warmup_steps=0.1`` (a fraction of the steps: transformers 5 replaced ``warmup_ratio``), ``max_completion_length=4096``, one epoch,
     accuracy + format rewards with ``reward_weights=[1.0, 1.0]``, bf16 and vLLM generation. The paper does not give the
     clip ε (TRL's 0.2 is kept) nor the text that joins prompt and draft (ours is configurable below).
 
