@@ -50,7 +50,9 @@ def run_one(spec: dict) -> dict:
     from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
 
     torch.set_num_threads(spec["threads"])
-    data = make_arithmetic_dataset(spec["train_examples"] + spec["eval_examples"], seed=0)
+    data = make_arithmetic_dataset(
+        spec["train_examples"] + spec["eval_examples"], seed=0, max_operand=spec["max_operand"]
+    )
     train = data.select(range(spec["train_examples"]))
     held_out = data.select(range(spec["train_examples"], len(data)))
     common = dict(
@@ -134,9 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--prompts-per-step", type=int, default=16, help="unique prompts per optimizer step")
-    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--max-completion-length", type=int, default=40)
     parser.add_argument("--train-examples", type=int, default=512)
     parser.add_argument("--eval-examples", type=int, default=64)
@@ -151,11 +153,12 @@ def main() -> None:
         print(json.dumps(run_one(json.loads(args.worker))))
         return
 
-    from trl_igrpo.warm_start import build_warm_started_model
+    from trl_igrpo.warm_start import DEMO_MAX_OPERAND, build_warm_started_model
 
-    model = build_warm_started_model(ROOT / args.model_dir)
+    model = build_warm_started_model(ROOT / args.model_dir)  # the demo's defaults: same checkpoint as `make demo`
     base = dict(
         model=model,
+        max_operand=DEMO_MAX_OPERAND,
         train_examples=args.train_examples,
         eval_examples=args.eval_examples,
         max_completion_length=args.max_completion_length,

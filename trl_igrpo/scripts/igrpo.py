@@ -27,7 +27,7 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.data import make_arithmetic_dataset
 from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
-from trl_igrpo.warm_start import DEFAULT_SFT_STEPS, build_warm_started_model
+from trl_igrpo.warm_start import DEFAULT_SFT_STEPS, DEMO_MAX_OPERAND, build_warm_started_model
 
 __all__ = [
     "REWARD_FUNCS",
@@ -67,7 +67,10 @@ class IGRPOScriptArguments(ScriptArguments):
         metadata={"help": "SFT steps of the default model's offline warm start (0: a random tiny model)."},
     )
     num_train_examples: int = field(default=512, metadata={"help": "Built-in dataset size."})
-    num_eval_examples: int = field(default=32, metadata={"help": "Held-out prompts for the before/after accuracy."})
+    num_eval_examples: int = field(default=64, metadata={"help": "Held-out prompts for the before/after accuracy."})
+    max_operand: int = field(
+        default=DEMO_MAX_OPERAND, metadata={"help": "Built-in dataset and warm start: largest operand."}
+    )
 
 
 def resolve_reward(name: str, registry: dict | None = None):
@@ -86,7 +89,11 @@ def resolve_reward(name: str, registry: dict | None = None):
 def load_training_data(script_args):
     """Built-in arithmetic by default; otherwise a dataset with `prompt` (or `problem`) and `solution` columns."""
     if script_args.dataset_name is None:
-        data = make_arithmetic_dataset(script_args.num_train_examples + script_args.num_eval_examples, seed=0)
+        data = make_arithmetic_dataset(
+            script_args.num_train_examples + script_args.num_eval_examples,
+            seed=0,
+            max_operand=getattr(script_args, "max_operand", DEMO_MAX_OPERAND),
+        )
         split = data.train_test_split(test_size=script_args.num_eval_examples, seed=0, shuffle=False)
         return split["train"], split["test"]
     from datasets import load_dataset
@@ -110,12 +117,14 @@ def cpu_defaults() -> dict:
         use_cpu=not on_gpu,
         bf16=on_gpu,
         gradient_checkpointing=False,
-        per_device_train_batch_size=8,
+        per_device_train_batch_size=64,  # 16 unique prompts x G=4 refinements (plus 16 x N=4 drafts) per step
         num_drafts=4,
         num_generations=4,
         max_completion_length=40,
-        max_steps=20,
-        learning_rate=5e-5,
+        max_steps=40,
+        learning_rate=1e-4,
+        lr_scheduler_type="constant",
+        beta=0.0,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
@@ -132,6 +141,7 @@ def resolve_default_model(script_args) -> str:
         script_args.tiny_model_dir,
         architecture=script_args.tiny_model_architecture,
         sft_steps=script_args.warm_start_steps,
+        max_operand=script_args.max_operand,
     )
 
 
