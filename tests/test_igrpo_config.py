@@ -49,3 +49,24 @@ def test_steps_per_generation_can_complete_groups():
     # 2 per device x 2 steps per generation = 4 completions = whole groups of 4.
     config = make(per_device_train_batch_size=2, num_generations=4, steps_per_generation=2)
     assert config.generation_batch_size == 4
+
+
+def test_vllm_fields_default_to_auto_sync_and_accept_json_engine_kwargs():
+    config = make()
+    assert config.vllm_weight_sync == "auto" and config.vllm_weight_sync_dir is None
+    assert config.vllm_engine_kwargs is None
+    config = make(vllm_engine_kwargs='{"quantization": "fp8", "dtype": "float32"}')  # as given on the command line
+    assert config.vllm_engine_kwargs == {"quantization": "fp8", "dtype": "float32"}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"vllm_weight_sync": "gloo"}, "vllm_weight_sync must be one of"),
+        ({"vllm_engine_kwargs": "{not json"}, "vllm_engine_kwargs"),
+        ({"vllm_engine_kwargs": ["fp8"]}, "vllm_engine_kwargs must be a dict"),
+    ],
+)
+def test_bad_vllm_fields_fail_at_construction(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make(**overrides)

@@ -44,7 +44,7 @@ def test_short_sft_teaches_the_format_and_the_result_is_cached(tmp_path):
 
     from trl_igrpo.generate import generate_single_pass
 
-    settings = dict(sft_steps=60, batch_size=32, refinement_fraction=0.0, progress=False)
+    settings = dict(sft_steps=60, batch_size=32, learning_rate=3e-3, refinement_fraction=0.0, progress=False)
     path = build_warm_started_model(tmp_path / "m", **settings)
     stamp = json.loads((tmp_path / "m" / "warm_start.json").read_text())
     assert stamp["settings"]["sft_steps"] == 60
