@@ -35,6 +35,28 @@ def test_help_lists_every_subcommand():
     assert "iGRPO" in result.stdout and "2602.09000" in result.stdout  # one-line descriptions
 
 
+def test_help_and_package_import_stay_light():
+    """`trl-igrpo --help` and `import trl_igrpo` import none of torch/transformers/TRL/PEFT (lazy exports), so the
+    CLI answers in a fraction of a second like `trl --help`; the first use of a public name imports it."""
+    code = (
+        "import sys, trl_igrpo, trl_igrpo.cli\n"
+        "trl_igrpo.cli.build_parser().format_help()\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert 'IGRPOTrainer' in dir(trl_igrpo) and set(trl_igrpo.__all__) == {*trl_igrpo._LAZY_EXPORTS, '__version__'}\n"
+        "from trl_igrpo import IGRPOTrainer, rpo_sq\n"
+        "assert IGRPOTrainer.__module__ == 'trl_igrpo.igrpo_trainer' and 'trl' in sys.modules\n"
+        "try:\n"
+        "    trl_igrpo.NotAThing\n"
+        "except AttributeError as error:\n"
+        "    assert 'NotAThing' in str(error)\n"
+        "else:\n"
+        "    raise AssertionError('unknown attribute did not raise')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 # The tests below call the same entry point in-process (`trl_igrpo.cli.main`), saving an interpreter start each.
 
 

@@ -362,14 +362,24 @@ def test_bf16_base_upcasts_tied_matrices_and_keeps_them_shared(tiny_model_dir, i
     assert model(input_ids=input_ids).logits.dtype == torch.bfloat16
 
 
-def test_importing_trl_igrpo_registers_tied_lora_with_peft(tmp_path):
-    """A fresh interpreter: `import trl_igrpo` alone must let PEFT load a saved Tied-LoRA adapter config."""
+@pytest.mark.parametrize(
+    "prelude",
+    [
+        "import trl_igrpo",  # PEFT imported later, by the user
+        "import peft, trl_igrpo",  # PEFT already imported
+        "import trl_igrpo, trl",  # TRL probes for PEFT with find_spec before anything imports it
+        "import trl_igrpo, importlib.util; importlib.util.find_spec('peft')",
+    ],
+)
+def test_importing_trl_igrpo_registers_tied_lora_with_peft(tmp_path, prelude):
+    """A fresh interpreter: `import trl_igrpo` alone (lazy exports) must let PEFT load a saved Tied-LoRA adapter
+    config, whichever of trl_igrpo, TRL and PEFT is imported first."""
     import subprocess
     import sys
 
     TiedLoraConfig(r=2).save_pretrained(tmp_path)
     code = (
-        "import trl_igrpo\n"
+        f"{prelude}\n"
         "from peft import PeftConfig\n"
         "from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING\n"
         f"config = PeftConfig.from_pretrained({str(tmp_path)!r})\n"
