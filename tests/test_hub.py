@@ -7,12 +7,20 @@ import pytest
 import torch
 from datasets import Dataset
 
-from trl_igrpo import IGRPOConfig, IGRPOTrainer, RPOConfig, RPOTrainer, TiedLoraConfig
+from trl_igrpo import (
+    CurriculumGRPOConfig,
+    CurriculumGRPOTrainer,
+    IGRPOConfig,
+    IGRPOTrainer,
+    RPOConfig,
+    RPOTrainer,
+    TiedLoraConfig,
+)
 from trl_igrpo.hub import HubTokenError, non_default_args, require_hub_token
 from trl_igrpo.rpo_data import build_synthetic_preference_dataset
+from trl_igrpo.testing import cpu_training_kwargs
 
-CPU = dict(use_cpu=True, bf16=False, report_to="none", save_strategy="no", gradient_checkpointing=False,
-           logging_steps=1, dataloader_num_workers=0)  # fmt: skip
+CPU = cpu_training_kwargs()
 
 
 def varied_reward(completions, **kwargs):
@@ -110,6 +118,27 @@ def test_rpo_card_cites_rpo(tiny_model_dir, tmp_path):
     assert "- rpo\n" in card and "- trl-igrpo\n" in card
     assert "https://huggingface.co/papers/2502.00203" in card and "Reward-aware Preference Optimization" in card
     assert "Tied-LoRA" not in card and "pass-rate-curriculum" not in card
+
+
+@pytest.mark.slow
+def test_curriculum_grpo_card_cites_grpo_curriculum_and_dynamic_sampling(tiny_model_dir, tmp_path):
+    args = CurriculumGRPOConfig(
+        output_dir=str(tmp_path), **CPU, per_device_train_batch_size=4, num_generations=2, max_completion_length=8,
+        max_steps=1, progressive_batching=True, dynamic_sampling=True,
+    )  # fmt: skip
+    trainer = CurriculumGRPOTrainer(
+        model=tiny_model_dir, reward_funcs=varied_reward, args=args, train_dataset=_prompts(8)
+    )
+    trainer.create_model_card(model_name="tiny-grpo")
+    card = (tmp_path / "README.md").read_text()
+    header = card.split("---")[1]
+    for tag in ("trl", "trl-igrpo", "grpo", "pass-rate-curriculum", "dynamic-sampling"):
+        assert f"- {tag}\n" in header, tag
+    assert "igrpo" not in header.replace("trl-igrpo", "") and "tied-lora" not in header
+    methods = card.split("## Methods")[1]
+    for arxiv_id in ("2402.03300", "2505.00949", "2503.14476"):  # GRPO, Llama-Nemotron, DAPO
+        assert f"https://huggingface.co/papers/{arxiv_id}" in methods, arxiv_id
+    assert "dynamic_sampling: true" in methods and "progressive_batching: true" in methods
 
 
 def _no_credentials(monkeypatch, tmp_path):

@@ -21,11 +21,32 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["TINY_ARCHITECTURES", "CHATML_TEMPLATE", "REASONING_TAGS", "build_tiny_model"]
+__all__ = ["TINY_ARCHITECTURES", "CHATML_TEMPLATE", "REASONING_TAGS", "build_tiny_model", "cpu_training_kwargs"]
 
 TINY_ARCHITECTURES = ("qwen2", "llama", "nemotron_h")
 REASONING_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 _SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def cpu_training_kwargs(**overrides) -> dict:
+    """``TrainingArguments`` keyword arguments for small runs on a CPU (tests, demos, examples), plus `overrides`.
+
+    CPU and fp32 (``use_cpu=True``, ``bf16=False``: TRL's configs default to bf16), no reporting integrations, no
+    checkpoints, no gradient checkpointing (TRL's GRPO/DPO configs switch it on; it only costs time on tiny models), a
+    log line every step so tests can read ``trainer.state.log_history``, and no dataloader worker processes. Pass the
+    result to any TRL or trl-igrpo config: ``IGRPOConfig(output_dir=..., **cpu_training_kwargs(max_steps=2))``.
+    """
+    return {
+        "use_cpu": True,
+        "bf16": False,
+        "report_to": "none",
+        "save_strategy": "no",
+        "gradient_checkpointing": False,
+        "logging_steps": 1,
+        "dataloader_num_workers": 0,
+        **overrides,
+    }
+
 
 # ChatML, as used by Qwen2 and Nemotron 3. Supports a system turn and the generation prompt.
 CHATML_TEMPLATE = (
