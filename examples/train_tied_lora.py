@@ -26,17 +26,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from datasets import Dataset  # noqa: E402
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser  # noqa: E402
 
+from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
 from trl_igrpo.tied_lora import FUSED_QKV, TiedLoraConfig  # noqa: E402
 
 # Small, CPU-friendly settings used when no output_dir is given (the no-argument demo).
 DEMO_DEFAULTS = dict(
-    use_cpu=True,
-    bf16=False,
-    report_to="none",
-    save_strategy="no",
-    gradient_checkpointing=False,
-    logging_steps=1,
-    dataloader_num_workers=0,
+    **cpu_training_kwargs(),
     per_device_train_batch_size=8,
     max_steps=10,
     learning_rate=2e-2,

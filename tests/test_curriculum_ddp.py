@@ -17,6 +17,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
     from datasets import Dataset
 
     from trl_igrpo.curriculum import CurriculumGRPOConfig, CurriculumGRPOTrainer
+    from trl_igrpo.testing import cpu_training_kwargs
 
     calls = []
 
@@ -35,8 +36,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
     prompts = [f"const {i}" for i in range(8)] + [f"vary {i}" for i in range(16)]
     rates = [0.625] * 8 + [0.125 * (i % 4) for i in range(16)]
     config = CurriculumGRPOConfig(
-        output_dir=out_dir, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-        gradient_checkpointing=False, logging_steps=1, dataloader_num_workers=0, per_device_train_batch_size=4,
+        output_dir=out_dir, **cpu_training_kwargs(), per_device_train_batch_size=4,
         num_generations=2, max_completion_length=6, max_steps=3, seed=0, progressive_batching=True,
         dynamic_sampling=True, dynamic_sampling_max_extra_rounds=8,
     )  # fmt: skip

@@ -13,6 +13,7 @@ from trl_igrpo.curriculum import (
     merge_rollout_outputs,
     plan_row_selection,
 )
+from trl_igrpo.testing import cpu_training_kwargs
 
 NAN = math.nan
 
@@ -79,13 +80,7 @@ def test_merge_pads_prompts_left_and_completions_right():
 def _config(tmp_path, **overrides):
     base = dict(
         output_dir=str(tmp_path),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        gradient_checkpointing=False,
-        logging_steps=1,
-        dataloader_num_workers=0,
+        **cpu_training_kwargs(),
         per_device_train_batch_size=4,
         num_generations=2,
         max_completion_length=8,

@@ -20,6 +20,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
 
     from trl_igrpo import IGRPOConfig, IGRPOTrainer
     from trl_igrpo.data import make_arithmetic_examples
+    from trl_igrpo.testing import cpu_training_kwargs
 
     def reward(completions, solution, **kwargs):
         texts = [c[0]["content"] for c in completions]
@@ -27,8 +28,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
 
     # per-device 2, G=2: each rank holds one whole group; with a global batch of 4, groups never straddle ranks.
     args = IGRPOConfig(
-        output_dir=out_dir, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-        gradient_checkpointing=False, logging_steps=1, per_device_train_batch_size=2, num_drafts=3,
+        output_dir=out_dir, **cpu_training_kwargs(), per_device_train_batch_size=2, num_drafts=3,
         num_generations=2, max_completion_length=6, max_steps=2, learning_rate=1e-2, seed=0,
     )  # fmt: skip
     trainer = IGRPOTrainer(

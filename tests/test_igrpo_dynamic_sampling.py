@@ -6,6 +6,7 @@ import pytest
 from datasets import Dataset
 
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
+from trl_igrpo.testing import cpu_training_kwargs
 
 
 @pytest.mark.slow
@@ -27,8 +28,7 @@ def test_constant_groups_are_dropped_and_refilled(tiny_model_dir, tmp_path):
             return super()._compute_loss(model, inputs)
 
     args = IGRPOConfig(
-        output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-        gradient_checkpointing=False, logging_steps=1, per_device_train_batch_size=4, num_drafts=2,
+        output_dir=str(tmp_path), **cpu_training_kwargs(), per_device_train_batch_size=4, num_drafts=2,
         num_generations=2, max_completion_length=6, max_steps=3, seed=0, dynamic_sampling=True,
         dynamic_sampling_max_extra_rounds=6,
     )  # fmt: skip

@@ -9,6 +9,7 @@ from datasets import Dataset
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.data import make_arithmetic_examples
 from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
+from trl_igrpo.testing import cpu_training_kwargs
 
 
 def random_reward(completions, **kwargs):
@@ -26,12 +27,7 @@ def length_reward(completions, solution, **kwargs):
 def make_args(tmp_path, **overrides):
     args = dict(
         output_dir=str(tmp_path / "out"),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        gradient_checkpointing=False,
-        logging_steps=1,
+        **cpu_training_kwargs(),
         per_device_train_batch_size=4,
         num_drafts=2,
         num_generations=2,

@@ -23,6 +23,7 @@ from trl_igrpo.rewards.judge import (
     parse_numeric_verdict,
     parse_yes_no_verdict,
 )
+from trl_igrpo.testing import cpu_training_kwargs
 
 MODEL = "judge-model"
 
@@ -482,13 +483,7 @@ _TRAIN_ARGS = dict(
     num_generations=4,
     max_completion_length=8,
     learning_rate=1e-2,
-    use_cpu=True,
-    bf16=False,
-    report_to="none",
-    save_strategy="no",
-    gradient_checkpointing=False,
-    logging_steps=1,
-    dataloader_num_workers=0,
+    **cpu_training_kwargs(),
 )
 
 

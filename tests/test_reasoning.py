@@ -7,6 +7,7 @@ import os
 import pytest
 
 from trl_igrpo import reasoning as R
+from trl_igrpo.testing import cpu_training_kwargs
 
 USER = {"role": "user", "content": "What is 2 + 3?"}
 SYSTEM = {"role": "system", "content": "You are a terse math tutor."}
@@ -389,13 +390,7 @@ def test_sft_trains_on_mode_carrying_paired_data(tiny_model_dir, tmp_path, style
         max_steps=3,
         per_device_train_batch_size=4,
         learning_rate=1e-2,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        gradient_checkpointing=False,
-        logging_steps=1,
-        dataloader_num_workers=0,
+        **cpu_training_kwargs(),
         max_length=64,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)

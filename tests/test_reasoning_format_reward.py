@@ -9,6 +9,7 @@ from trl_igrpo.rewards.reasoning_format import (
     reasoning_format_reward,
     reasoning_format_score,
 )
+from trl_igrpo.testing import cpu_training_kwargs
 
 # (completion, expected score) in reasoning-ON mode: exactly one well-formed, non-empty think block, then an answer.
 ON_CASES = [
@@ -166,13 +167,7 @@ def test_grpo_trains_with_mode_carrying_prompts_and_the_format_reward(tiny_model
         num_generations=4,
         max_completion_length=8,
         learning_rate=1e-2,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        gradient_checkpointing=False,
-        logging_steps=1,
-        dataloader_num_workers=0,
+        **cpu_training_kwargs(),
     )
     trainer = GRPOTrainer(
         model=model,
@@ -224,13 +219,7 @@ def test_igrpo_carries_the_mode_from_drafts_to_refinements(tiny_model_dir, tmp_p
         num_generations=4,
         max_completion_length=8,
         learning_rate=1e-2,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        gradient_checkpointing=False,
-        logging_steps=1,
-        dataloader_num_workers=0,
+        **cpu_training_kwargs(),
     )
     trainer = igrpo_trainer.IGRPOTrainer(
         model=model, reward_funcs=[reasoning_format_reward, spy], args=args, train_dataset=Dataset.from_list(rows)

@@ -17,16 +17,9 @@ from trl_igrpo.rpo_data import (
     synthetic_digit_reward,
 )
 from trl_igrpo.rpo_trainer import DataCollatorForRPO, RPOTrainer
+from trl_igrpo.testing import cpu_training_kwargs
 
-CPU = dict(
-    use_cpu=True,
-    bf16=False,
-    report_to="none",
-    save_strategy="no",
-    gradient_checkpointing=False,
-    logging_steps=1,
-    dataloader_num_workers=0,
-)
+CPU = cpu_training_kwargs()
 OFFLINE = dict(CPU, max_length=64, per_device_train_batch_size=4, learning_rate=1e-3)
 
 

@@ -9,12 +9,10 @@ from datasets import Dataset
 from peft import get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from trl_igrpo.testing import cpu_training_kwargs
 from trl_igrpo.tied_lora import TiedLoraConfig, TiedLoraModel
 
-CPU_ARGS = dict(
-    use_cpu=True, bf16=False, report_to="none", save_strategy="no", gradient_checkpointing=False, logging_steps=1,
-    dataloader_num_workers=0,
-)  # fmt: skip
+CPU_ARGS = cpu_training_kwargs()
 
 
 def _adapter_snapshot(model):

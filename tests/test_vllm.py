@@ -25,6 +25,7 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from trl_igrpo import IGRPOConfig, IGRPOTrainer, VLLMCPUSyncMixin  # noqa: E402
+from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
@@ -41,13 +42,7 @@ def _trainer_class():
 def _args(tmp_path, mode, **overrides):
     kwargs = dict(
         output_dir=str(tmp_path / "out"),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        dataloader_num_workers=0,
-        gradient_checkpointing=False,
+        **cpu_training_kwargs(),
         per_device_train_batch_size=BATCH,
         num_generations=NUM_GENERATIONS,
         max_completion_length=MAX_TOKENS,

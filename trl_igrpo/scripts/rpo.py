@@ -36,18 +36,13 @@ from trl_igrpo.rpo_data import (  # noqa: E402
     synthetic_digit_reward,
 )
 from trl_igrpo.rpo_trainer import RPOTrainer  # noqa: E402
+from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
 
 __all__ = ["DEMO_DEFAULTS", "RPOScriptArguments", "build_trainer", "load_training_data", "main", "make_parser"]
 
 # Small, CPU-friendly settings used when no output_dir is given (the no-argument demo).
 DEMO_DEFAULTS = dict(
-    use_cpu=True,
-    bf16=False,
-    report_to="none",
-    save_strategy="no",
-    gradient_checkpointing=False,
-    logging_steps=1,
-    dataloader_num_workers=0,
+    **cpu_training_kwargs(),
     per_device_train_batch_size=4,
     max_steps=4,
     learning_rate=1e-4,
