@@ -3,8 +3,11 @@
 For each loss variant (``grpo``: the paper's Eq. 5 aggregation, ``dapo``, and GSPO = sequence-level importance
 sampling) and each seed, both methods train for the same number of optimizer steps on the built-in arithmetic task,
 from the same offline warm start (:func:`trl_igrpo.warm_start.build_warm_started_model`), with the same prompts per
-step. Reported per method: held-out single-pass greedy accuracy after training (the paper's evaluation protocol),
-wall-clock per optimizer step, peak resident memory of the training process, and the policy entropy over training.
+step. Reported per method: held-out single-pass greedy accuracy after training (the paper's evaluation protocol) and
+every ``--eval-every`` steps during training (the learning curve: an endpoint alone hides whether a method learns
+faster and then drifts), wall-clock per optimizer step, peak resident memory of the training process, and the policy
+entropy over training. The in-training evaluations run in a callback after the optimizer step, outside TRL's
+``step_time``, and decode greedily, so they consume no random numbers and leave the training run unchanged.
 
 Every run happens in its own subprocess, so peak memory (``ru_maxrss``) belongs to that run alone, and the two methods
 of a (variant, seed) pair run back to back, so the step-time ratio compares like with like on a shared machine.
@@ -42,6 +45,7 @@ def run_one(spec: dict) -> dict:
     import resource
 
     import torch
+    from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from trl_igrpo import IGRPOConfig, IGRPOTrainer
@@ -87,25 +91,37 @@ def run_one(spec: dict) -> dict:
         args=args,
         train_dataset=train,
     )
-    accuracy_before = None
-    if spec["eval"]:
-        accuracy_before = evaluate_accuracy(
+
+    def held_out_accuracy() -> float:
+        return evaluate_accuracy(
             trainer.model, trainer.processing_class, held_out, max_new_tokens=spec["max_completion_length"]
         )
+
+    accuracy_before = held_out_accuracy() if spec["eval"] else None
+    curve = [(0, accuracy_before)] if spec["eval"] else []
+    eval_every = spec.get("eval_every") or 0
+    if spec["eval"] and eval_every:
+
+        class HeldOutCurve(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step % eval_every == 0 and state.global_step < spec["steps"]:
+                    curve.append((state.global_step, held_out_accuracy()))
+
+        trainer.add_callback(HeldOutCurve())
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     accuracy_after = None
     if spec["eval"]:
-        accuracy_after = evaluate_accuracy(
-            trainer.model, trainer.processing_class, held_out, max_new_tokens=spec["max_completion_length"]
-        )
+        accuracy_after = held_out_accuracy()
+        curve.append((trainer.state.global_step, accuracy_after))
     history = [entry for entry in trainer.state.log_history if "entropy" in entry]
     step_times = [entry["step_time"] for entry in history if "step_time" in entry]
     return {
         **spec,
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
+        "accuracy_curve": curve,
         # TRL's per-step `step_time` (generation + scoring + update) after two warm-up steps: start-up costs excluded
         "seconds_per_step": statistics.median(step_times[2:] or step_times or [seconds]),
         "wall_seconds": seconds,
@@ -145,6 +161,9 @@ def main() -> None:
     parser.add_argument("--max-completion-length", type=int, default=40)
     parser.add_argument("--train-examples", type=int, default=512)
     parser.add_argument("--eval-examples", type=int, default=64)
+    parser.add_argument(
+        "--eval-every", type=int, default=5, help="held-out accuracy every K steps (0: only at the end)"
+    )
     parser.add_argument("--model-dir", default="outputs/warm-start-model", help="cached warm start (built if absent)")
     parser.add_argument("--timing-only", action="store_true", help="only step time vs batch size, no evaluation")
     parser.add_argument("--batch-prompts", type=int, nargs="+", default=[2, 8, 32, 64], help="for --timing-only")
@@ -179,7 +198,7 @@ def main() -> None:
             for method in METHODS:
                 spec = dict(
                     base, method=method, variant=variant, seed=seed, steps=args.steps,
-                    prompts_per_step=args.prompts_per_step, eval=True,
+                    prompts_per_step=args.prompts_per_step, eval=True, eval_every=args.eval_every,
                 )  # fmt: skip
                 result = _in_subprocess(spec)
                 results.append(result)
@@ -235,6 +254,7 @@ def _report(args, results: list[dict]) -> str:
         ],
         rows,
     )
+    curve_section = _curve_table(args, results)
     return (
         "## GRPO vs iGRPO at a matched rollout budget (`benchmarks/igrpo_vs_grpo.py`)\n\n"
         f"{machine_description()}. Warm-started tiny Qwen2 (offline SFT, see `trl_igrpo/warm_start.py`), "
@@ -245,6 +265,33 @@ def _report(args, results: list[dict]) -> str:
         "Peak RSS: the whole training process (Python, torch and the model included). Ratios are iGRPO / GRPO per "
         "(loss, seed) pair, run back to back.\n\n"
         f"{table}\n\n![accuracy](img/igrpo_vs_grpo_accuracy.png)\n![entropy](img/igrpo_vs_grpo_entropy.png)\n"
+        f"{curve_section}"
+    )
+
+
+def _mean_curve(runs: list[dict]) -> dict[int, list[float]]:
+    """step -> held-out accuracies of `runs` at that step (steps every run evaluated)."""
+    per_run = [dict((step, accuracy) for step, accuracy in r["accuracy_curve"]) for r in runs]
+    steps = sorted(set.intersection(*(set(curve) for curve in per_run))) if per_run else []
+    return {step: [curve[step] for curve in per_run] for step in steps}
+
+
+def _curve_table(args, results: list[dict]) -> str:
+    from benchmarks._report import markdown_table
+
+    if not any(len(r.get("accuracy_curve", [])) > 2 for r in results):
+        return ""
+    rows, steps = [], None
+    for variant in args.variants:
+        for method in METHODS:
+            curve = _mean_curve([r for r in results if r["variant"] == variant and r["method"] == method])
+            steps = steps or list(curve)
+            rows.append([variant, method, *(f"{statistics.mean(curve[s]):.3f}" for s in steps)])
+    return (
+        f"\n### Held-out accuracy during training\n\nMean over seeds {args.seeds}, evaluated every {args.eval_every} "
+        "steps (greedy, single pass, same 64 held-out problems).\n\n"
+        + markdown_table(["loss", "method", *(f"step {s}" for s in steps)], rows)
+        + "\n\n![held-out accuracy over steps](img/igrpo_vs_grpo_accuracy_curve.png)\n"
     )
 
 
@@ -274,6 +321,27 @@ def _plot(results: list[dict], args) -> None:
     figure.tight_layout()
     figure.savefig(image_dir / "igrpo_vs_grpo_accuracy.png", dpi=120)
     plt.close(figure)
+
+    if any(len(r.get("accuracy_curve", [])) > 2 for r in results):
+        figure, axes = plt.subplots(1, len(args.variants), figsize=(3.2 * len(args.variants), 3.2), sharey=True)
+        axes = axes if len(args.variants) > 1 else [axes]
+        for axis, variant in zip(axes, args.variants):
+            for method, style in zip(METHODS, ("-", "--")):
+                curve = _mean_curve([r for r in results if r["variant"] == variant and r["method"] == method])
+                steps = list(curve)
+                means = [statistics.mean(curve[s]) for s in steps]
+                spread = [statistics.stdev(curve[s]) if len(curve[s]) > 1 else 0.0 for s in steps]
+                axis.plot(steps, means, style, marker="o", markersize=3, label=method)
+                axis.fill_between(
+                    steps, [m - e for m, e in zip(means, spread)], [m + e for m, e in zip(means, spread)], alpha=0.15
+                )
+            axis.set_title(f"loss: {variant}")
+            axis.set_xlabel("optimizer step")
+        axes[0].set_ylabel("held-out accuracy")
+        axes[0].legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(image_dir / "igrpo_vs_grpo_accuracy_curve.png", dpi=120)
+        plt.close(figure)
 
     figure, axis = plt.subplots(figsize=(6, 3.5))
     for method, style in zip(METHODS, ("-", "--")):
