@@ -145,6 +145,8 @@ def _package_version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top-level ``trl-igrpo`` parser: ``--version`` and one subcommand per :data:`COMMANDS` entry (each command
+    parses its own flags)."""
     parser = argparse.ArgumentParser(
         prog="trl-igrpo",
         description="NVIDIA reasoning post-training recipes (iGRPO, RPO, Tied-LoRA, curriculum) on TRL. "

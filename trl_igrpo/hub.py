@@ -55,6 +55,7 @@ class MethodCitation:
 
     @property
     def paper_url(self) -> str:
+        """The paper's page on the Hugging Face Hub (``https://huggingface.co/papers/<arxiv id>``)."""
         return f"https://huggingface.co/papers/{self.arxiv_id}"
 
 
@@ -270,6 +271,7 @@ class HubMixin:
             handle.write(card)
 
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """``Trainer.init_hf_repo`` (run at start-up when ``push_to_hub=True``), after checking that a token exists."""
         require_hub_token(token if token is not None else self.args.hub_token)  # every rank, so all stop together
         return super().init_hf_repo(token=token, private=private)
 

@@ -246,6 +246,7 @@ class DataCollatorForRPO(DataCollatorMixin):
     return_tensors: str = "pt"
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Collate `examples` into TRL's preference batch plus ``rpo_rewards`` of shape ``(B, k)`` (see the class)."""
         rewards = torch.tensor([example[REWARDS_KEY] for example in examples], dtype=torch.float32)
         if not torch.isfinite(rewards).all():
             raise ValueError(f"Non-finite explicit reward in batch ({REWARDS_KEY}={rewards.tolist()}).")

@@ -306,6 +306,7 @@ def _save_dataset(dataset, destination: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Flags of the pass-rate tool (``trl-igrpo pass-rate`` / ``python -m trl_igrpo.curriculum.pass_rate``)."""
     parser = argparse.ArgumentParser(
         prog="python -m trl_igrpo.curriculum.pass_rate",
         description="Estimate each prompt's pass rate from k sampled completions and add a pass-rate column.",
@@ -339,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Score every prompt's pass rate with the given model and reward, write the dataset with a pass-rate column, and
+    optionally filter it. Resumable: rows already scored in the `--shard` file are not sampled again."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dataset = _load_dataset(args.dataset, args.split)

@@ -509,6 +509,8 @@ class GenerativeJudgeReward:
     # -- building blocks --------------------------------------------------------------------------------------------
     @property
     def verdict_instructions(self) -> str:
+        """The sentence telling the judge how to answer (yes/no, a number in ``score_range``); empty for a custom
+        verdict parser, whose prompt must say it."""
         if callable(self.verdict):
             return ""
         if self.verdict == "numeric" and self.score_range != (0.0, 1.0):

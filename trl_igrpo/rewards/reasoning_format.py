@@ -117,6 +117,12 @@ def make_reasoning_format_reward(
     eos = frozenset(eos_token_ids) if eos_token_ids is not None else None
 
     def reasoning_format_reward(completions, prompts=None, completion_ids=None, **kwargs) -> list[float | None]:
+        """1.0 when a completion has the format its row's reasoning mode asks for, else 0.0 (TRL reward signature).
+
+        ON: ``<think>reasoning</think>answer``; OFF: an answer with no think block (see
+        :func:`reasoning_format_score`). Truncated completions (when ``eos_token_ids`` was given) score
+        ``truncated_score``. Built by :func:`make_reasoning_format_reward`, whose arguments fix the mode and options.
+        """
         modes = _row_modes(len(completions), mode, mode_column, prompts, kwargs)
         rewards: list[float | None] = []
         for i, (completion, row_mode) in enumerate(zip(completions, modes)):

@@ -43,12 +43,14 @@ def grpo_cpu_defaults() -> dict:
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
+    """The parser over (script args, CurriculumGRPOConfig, ModelConfig), with the offline CPU defaults preset."""
     parser = TrlParser((IGRPOScriptArguments, CurriculumGRPOConfig, ModelConfig), prog=prog)
     parser.set_defaults(**grpo_cpu_defaults())
     return parser
 
 
 def main(script_args, training_args, model_args):
+    """Train plain GRPO (with the curriculum options) on the parsed arguments, save, and push when asked."""
     train_dataset, _ = load_training_data(script_args)
     trainer = build_trainer(
         script_args, training_args, model_args, train_dataset, CurriculumGRPOTrainer, registry=REWARD_FUNCS

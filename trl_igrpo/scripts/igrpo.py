@@ -169,6 +169,8 @@ def build_trainer(script_args, training_args, model_args, train_dataset, trainer
 
 
 def main(script_args, training_args, model_args):
+    """Score held-out single-pass accuracy, train iGRPO, score again, save, print the summary and plot; push when
+    asked. Returns the trainer."""
     train_dataset, held_out = load_training_data(script_args)
     trainer = build_trainer(script_args, training_args, model_args, train_dataset)
     from trl_igrpo.generate import evaluate_accuracy
@@ -222,6 +224,7 @@ def plot_draft_vs_refinement(log_history: list[dict], output_dir: Path) -> Path 
 
 
 def print_summary(trainer, accuracy_before: float, accuracy_after: float, num_held_out: int) -> None:
+    """Print the iGRPO metrics at the first and last logged step and the held-out accuracy before and after."""
     history = [entry for entry in trainer.state.log_history if "igrpo/best_draft_reward_mean" in entry]
     keys = [
         "igrpo/draft_reward_mean",
@@ -242,6 +245,7 @@ def print_summary(trainer, accuracy_before: float, accuracy_after: float, num_he
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
+    """The parser over (script args, IGRPOConfig, ModelConfig), with the offline demo defaults preset."""
     parser = TrlParser((IGRPOScriptArguments, IGRPOConfig, ModelConfig), prog=prog)
     parser.set_defaults(**cpu_defaults())
     return parser

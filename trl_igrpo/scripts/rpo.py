@@ -118,6 +118,8 @@ def build_trainer(script_args, training_args, model_args, train_dataset, model_p
 
 
 def main(argv: list[str] | None = None):
+    """Parse `argv` and train offline RPO (``--online``: online RPO); without `--output_dir` or `--config`, a tiny
+    offline demo."""
     argv = sys.argv[1:] if argv is None else argv
     online = _is_online(argv)
     parser = make_parser(online)
