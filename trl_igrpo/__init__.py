@@ -21,64 +21,31 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it
-_LAZY_EXPORTS: dict[str, str] = {
-    "CurriculumConfigMixin": "curriculum",
-    "CurriculumGRPOConfig": "curriculum",
-    "CurriculumGRPOTrainer": "curriculum",
-    "DynamicSamplingMixin": "curriculum",
-    "ProgressiveBatchingMixin": "curriculum",
-    "ProgressiveBatchSampler": "curriculum",
-    "compute_pass_rates": "curriculum",
-    "filter_by_pass_rate": "curriculum",
-    "HubMixin": "hub",
-    "HubTokenError": "hub",
-    "require_hub_token": "hub",
-    "IGRPOConfig": "igrpo_config",
-    "IGRPOTrainer": "igrpo_trainer",
-    "OnlineRPOConfig": "online_rpo_config",
-    "OnlineRPOTrainer": "online_rpo_trainer",
-    "RPOConfig": "rpo_config",
-    "rpo_bwd_kl": "rpo_losses",
-    "rpo_fwd_kl": "rpo_losses",
-    "rpo_listwise": "rpo_losses",
-    "rpo_sq": "rpo_losses",
-    "DataCollatorForRPO": "rpo_trainer",
-    "RPOTrainer": "rpo_trainer",
-    "TiedLoraConfig": "tied_lora",
-    "TiedLoraModel": "tied_lora",
-    "VLLMCPUSyncMixin": "vllm_sync",
+# submodule -> the public names it defines (mirrors the TYPE_CHECKING imports below)
+_EXPORTS_BY_SUBMODULE: dict[str, tuple[str, ...]] = {
+    "curriculum": (
+        "CurriculumConfigMixin",
+        "CurriculumGRPOConfig",
+        "CurriculumGRPOTrainer",
+        "DynamicSamplingMixin",
+        "ProgressiveBatchingMixin",
+        "ProgressiveBatchSampler",
+        "compute_pass_rates",
+        "filter_by_pass_rate",
+    ),
+    "hub": ("HubMixin", "HubTokenError", "require_hub_token"),
+    "igrpo_config": ("IGRPOConfig",),
+    "igrpo_trainer": ("IGRPOTrainer",),
+    "online_rpo_config": ("OnlineRPOConfig",),
+    "online_rpo_trainer": ("OnlineRPOTrainer",),
+    "rpo_config": ("RPOConfig",),
+    "rpo_losses": ("rpo_bwd_kl", "rpo_fwd_kl", "rpo_listwise", "rpo_sq"),
+    "rpo_trainer": ("DataCollatorForRPO", "RPOTrainer"),
+    "tied_lora": ("TiedLoraConfig", "TiedLoraModel"),
+    "vllm_sync": ("VLLMCPUSyncMixin",),
 }
-
-# Literal, for static analysers; tests check it equals the lazy table.
-__all__ = [
-    "CurriculumConfigMixin",
-    "CurriculumGRPOConfig",
-    "CurriculumGRPOTrainer",
-    "DataCollatorForRPO",
-    "DynamicSamplingMixin",
-    "HubMixin",
-    "HubTokenError",
-    "IGRPOConfig",
-    "IGRPOTrainer",
-    "OnlineRPOConfig",
-    "OnlineRPOTrainer",
-    "ProgressiveBatchSampler",
-    "ProgressiveBatchingMixin",
-    "RPOConfig",
-    "RPOTrainer",
-    "TiedLoraConfig",
-    "TiedLoraModel",
-    "VLLMCPUSyncMixin",
-    "__version__",
-    "compute_pass_rates",
-    "filter_by_pass_rate",
-    "require_hub_token",
-    "rpo_bwd_kl",
-    "rpo_fwd_kl",
-    "rpo_listwise",
-    "rpo_sq",
-]
+_LAZY_EXPORTS = {name: submodule for submodule, names in _EXPORTS_BY_SUBMODULE.items() for name in names}
+__all__ = sorted([*_LAZY_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:  # static analysers and the API docs (griffe) see the real objects
     from .curriculum import (
