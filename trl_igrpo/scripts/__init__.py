@@ -11,3 +11,28 @@ Each module exposes ``make_parser(prog=None)`` (a :class:`~trl.TrlParser`, so ``
 - :mod:`~trl_igrpo.scripts.grpo`: plain GRPO with the Llama-Nemotron pass-rate curriculum and dynamic sampling.
 - :mod:`~trl_igrpo.scripts.rpo`: offline or online reward-aware preference optimization (arXiv 2502.00203).
 """
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+__all__ = ["parse_and_run", "save_report_and_push"]
+
+
+def save_report_and_push(trainer, training_args, dataset_name: str | None, report: Callable | None = None) -> None:
+    """The end of every script: save to ``output_dir``, report on the main process (`report(trainer)`; default: the
+    step count and where the model went), then push to the Hub when ``push_to_hub`` is set."""
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        if report is not None:
+            report(trainer)
+        print(f"optimizer steps done: {trainer.state.global_step}\nmodel saved to {training_args.output_dir}")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=dataset_name)
+
+
+def parse_and_run(parser, main: Callable, argv: list[str] | None = None):
+    """Parse `argv` (flags and/or ``--config file.yaml``) with `parser` and call ``main(script, training, model)``."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return main(*parser.parse_args_and_config(args=argv))

@@ -13,13 +13,13 @@ progressive batching over a pre-computed ``pass_rate`` column (``trl-igrpo pass-
 
 from __future__ import annotations
 
-import os
 import sys
 
 from trl import ModelConfig, TrlParser
 
 from trl_igrpo.curriculum import CurriculumGRPOConfig, CurriculumGRPOTrainer
 from trl_igrpo.rewards import make_reasoning_format_reward, reasoning_format_reward
+from trl_igrpo.scripts import parse_and_run, save_report_and_push
 from trl_igrpo.scripts.igrpo import REWARD_FUNCS as IGRPO_REWARD_FUNCS
 from trl_igrpo.scripts.igrpo import IGRPOScriptArguments, build_trainer, cpu_defaults, load_training_data
 
@@ -56,18 +56,13 @@ def main(script_args, training_args, model_args):
         script_args, training_args, model_args, train_dataset, CurriculumGRPOTrainer, registry=REWARD_FUNCS
     )
     trainer.train()
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        print(f"optimizer steps done: {trainer.state.global_step}\nmodel saved to {training_args.output_dir}")
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    save_report_and_push(trainer, training_args, script_args.dataset_name)
     return trainer
 
 
 def cli(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
-    main(script_args, training_args, model_args)
+    """Parse `argv` (flags and/or `--config file.yaml`) and train."""
+    parse_and_run(make_parser(), main, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ YAML works too: `--config recipe.yaml` (command-line flags override it).
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.data import make_arithmetic_dataset
 from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
+from trl_igrpo.scripts import parse_and_run, save_report_and_push
 from trl_igrpo.warm_start import DEFAULT_SFT_STEPS, DEMO_MAX_OPERAND, build_warm_started_model
 
 __all__ = [
@@ -179,15 +179,14 @@ def main(script_args, training_args, model_args):
     accuracy_before = evaluate_accuracy(trainer.model, trainer.processing_class, held_out, max_new_tokens=max_new)
     trainer.train()
     accuracy_after = evaluate_accuracy(trainer.model, trainer.processing_class, held_out, max_new_tokens=max_new)
-    trainer.save_model(training_args.output_dir)
 
-    if trainer.accelerator.is_main_process:
+    def report(trainer):
         print_summary(trainer, accuracy_before, accuracy_after, len(held_out))
         plot_path = plot_draft_vs_refinement(trainer.state.log_history, Path(training_args.output_dir))
         if plot_path is not None:
             print(f"draft vs refinement reward plot: {plot_path}")
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+
+    save_report_and_push(trainer, training_args, script_args.dataset_name, report)
     return trainer
 
 
@@ -240,8 +239,6 @@ def print_summary(trainer, accuracy_before: float, accuracy_after: float, num_he
         if history and key in history[0]:
             print(f"{key:40s} {history[0][key]:12.4f} {history[-1][key]:12.4f}")
     print(f"{'held-out single-pass accuracy':40s} {accuracy_before:12.4f} {accuracy_after:12.4f}  (n={num_held_out})")
-    print(f"optimizer steps done: {trainer.state.global_step}")
-    print(f"model saved to {trainer.args.output_dir}")
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
@@ -253,9 +250,7 @@ def make_parser(prog: str | None = None) -> TrlParser:
 
 def cli(argv: list[str] | None = None) -> None:
     """Parse `argv` (flags and/or `--config file.yaml`) and train."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
-    main(script_args, training_args, model_args)
+    parse_and_run(make_parser(), main, argv)
 
 
 if __name__ == "__main__":
