@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from datasets import Dataset  # noqa: E402
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser  # noqa: E402
 
+from trl_igrpo.distributed import end_distributed_run  # noqa: E402
 from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
 from trl_igrpo.tied_lora import FUSED_QKV, TiedLoraConfig  # noqa: E402
 
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None):
         trainer.processing_class.save_pretrained(os.path.join(training_args.output_dir, "merged"))
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    end_distributed_run(trainer.accelerator)  # no rank may abort or hang on exit under accelerate launch
     return trainer
 
 

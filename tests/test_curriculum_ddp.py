@@ -17,6 +17,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
     from datasets import Dataset
 
     from trl_igrpo.curriculum import CurriculumGRPOConfig, CurriculumGRPOTrainer
+    from trl_igrpo.distributed import end_distributed_run
     from trl_igrpo.testing import cpu_training_kwargs
 
     calls = []
@@ -53,6 +54,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
     Path(out_dir, f"rank{rank}.json").write_text(
         json.dumps({"calls": calls, "loss_prompts": loss_prompts, "logs": logs})
     )
+    end_distributed_run(trainer.accelerator)  # without it a rank can abort or hang on exit (pytorch#190489)
 
 
 @pytest.mark.slow

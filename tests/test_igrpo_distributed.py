@@ -20,6 +20,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
 
     from trl_igrpo import IGRPOConfig, IGRPOTrainer
     from trl_igrpo.data import make_arithmetic_examples
+    from trl_igrpo.distributed import end_distributed_run
     from trl_igrpo.testing import cpu_training_kwargs
 
     def reward(completions, solution, **kwargs):
@@ -52,6 +53,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
     Path(out_dir, f"rank{rank}.json").write_text(
         json.dumps({"digest": digest.hexdigest(), "changed": changed, "total": len(before), "logs": logs})
     )
+    end_distributed_run(trainer.accelerator)  # without it a rank can abort or hang on exit (pytorch#190489)
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ _EXPORTS_BY_SUBMODULE: dict[str, tuple[str, ...]] = {
         "compute_pass_rates",
         "filter_by_pass_rate",
     ),
+    "distributed": ("end_distributed_run",),
     "hub": ("HubMixin", "HubTokenError", "require_hub_token"),
     "igrpo_config": ("IGRPOConfig",),
     "igrpo_trainer": ("IGRPOTrainer",),
@@ -58,6 +59,7 @@ if TYPE_CHECKING:  # static analysers and the API docs (griffe) see the real obj
         compute_pass_rates,
         filter_by_pass_rate,
     )
+    from .distributed import end_distributed_run
     from .hub import HubMixin, HubTokenError, require_hub_token
     from .igrpo_config import IGRPOConfig
     from .igrpo_trainer import IGRPOTrainer

@@ -17,12 +17,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-__all__ = ["parse_and_run", "save_report_and_push"]
+from trl_igrpo.distributed import end_distributed_run
+
+__all__ = ["finish_run", "parse_and_run"]
 
 
-def save_report_and_push(trainer, training_args, dataset_name: str | None, report: Callable | None = None) -> None:
+def finish_run(trainer, training_args, dataset_name: str | None, report: Callable | None = None) -> None:
     """The end of every script: save to ``output_dir``, report on the main process (`report(trainer)`; default: the
-    step count and where the model went), then push to the Hub when ``push_to_hub`` is set."""
+    step count and where the model went), push to the Hub when ``push_to_hub`` is set, then end the run on every rank
+    with :func:`~trl_igrpo.distributed.end_distributed_run`, so that a finished multi-process run on CPU (gloo) cannot
+    abort or hang on its way out."""
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         if report is not None:
@@ -30,6 +34,7 @@ def save_report_and_push(trainer, training_args, dataset_name: str | None, repor
         print(f"optimizer steps done: {trainer.state.global_step}\nmodel saved to {training_args.output_dir}")
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=dataset_name)
+    end_distributed_run(trainer.accelerator)
 
 
 def parse_and_run(parser, main: Callable, argv: list[str] | None = None):

@@ -19,7 +19,7 @@ from trl import ModelConfig, TrlParser
 
 from trl_igrpo.curriculum import CurriculumGRPOConfig, CurriculumGRPOTrainer
 from trl_igrpo.rewards import make_reasoning_format_reward, reasoning_format_reward
-from trl_igrpo.scripts import parse_and_run, save_report_and_push
+from trl_igrpo.scripts import finish_run, parse_and_run
 from trl_igrpo.scripts.igrpo import REWARD_FUNCS as IGRPO_REWARD_FUNCS
 from trl_igrpo.scripts.igrpo import IGRPOScriptArguments, build_trainer, cpu_defaults, load_training_data
 
@@ -56,7 +56,7 @@ def main(script_args, training_args, model_args):
         script_args, training_args, model_args, train_dataset, CurriculumGRPOTrainer, registry=REWARD_FUNCS
     )
     trainer.train()
-    save_report_and_push(trainer, training_args, script_args.dataset_name)
+    finish_run(trainer, training_args, script_args.dataset_name)
     return trainer
 
 

@@ -26,7 +26,7 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.data import make_arithmetic_dataset
 from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
-from trl_igrpo.scripts import parse_and_run, save_report_and_push
+from trl_igrpo.scripts import finish_run, parse_and_run
 from trl_igrpo.warm_start import DEFAULT_SFT_STEPS, DEMO_MAX_OPERAND, build_warm_started_model
 
 __all__ = [
@@ -186,7 +186,7 @@ def main(script_args, training_args, model_args):
         if plot_path is not None:
             print(f"draft vs refinement reward plot: {plot_path}")
 
-    save_report_and_push(trainer, training_args, script_args.dataset_name, report)
+    finish_run(trainer, training_args, script_args.dataset_name, report)
     return trainer
 
 

@@ -36,7 +36,7 @@ from trl_igrpo.rpo_data import (  # noqa: E402
     synthetic_digit_reward,
 )
 from trl_igrpo.rpo_trainer import RPOTrainer  # noqa: E402
-from trl_igrpo.scripts import save_report_and_push  # noqa: E402
+from trl_igrpo.scripts import finish_run  # noqa: E402
 from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
 
 __all__ = ["DEMO_DEFAULTS", "RPOScriptArguments", "build_trainer", "load_training_data", "main", "make_parser"]
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None):
     train_dataset = load_training_data(script_args, online)
     trainer = build_trainer(script_args, training_args, model_args, train_dataset, model_path)
     trainer.train()
-    save_report_and_push(trainer, training_args, script_args.dataset_name)
+    finish_run(trainer, training_args, script_args.dataset_name)
     return trainer
 
 
