@@ -18,6 +18,10 @@ group. Call it once at the very end of a script, on every rank. The ``trl-igrpo`
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 __all__ = ["end_distributed_run"]
 
@@ -26,14 +30,14 @@ __all__ = ["end_distributed_run"]
 DEFAULT_SETTLE_SECONDS = 0.1
 
 
-def end_distributed_run(accelerator, settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> None:
+def end_distributed_run(accelerator: Accelerator, settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> None:
     """Finish a run on every rank: barrier, let collective worker threads settle, then ``accelerator.end_training()``.
 
     ``end_training`` finishes any trackers and destroys the process group. In a single process it does only the first
     of these, and the barrier and the pause are skipped. No collective may run on this rank afterwards.
 
     Args:
-        accelerator: the run's ``accelerate.Accelerator`` (``trainer.accelerator``).
+        accelerator: the run's accelerator (``trainer.accelerator``).
         settle_seconds: how long to sleep after the barrier, with the GIL released; see :data:`DEFAULT_SETTLE_SECONDS`.
     """
     if settle_seconds < 0:
