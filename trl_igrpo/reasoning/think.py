@@ -47,14 +47,12 @@ def strip_reasoning(text: str) -> str:
     """Keep only the text after the last ``</think>`` (how reasoning templates drop reasoning from history).
 
     Also right for completions whose ``<think>`` was pre-filled by the generation prompt (``reasoning</think>answer``).
-    Text without ``</think>`` is returned stripped; an unclosed ``<think>`` (truncated reasoning, no answer yet)
-    returns ``""``.
+    An unclosed ``<think>`` (truncated reasoning) is dropped with everything after it, so a completion that is all
+    reasoning gives ``""``; text without tags is returned stripped.
     """
     if THINK_CLOSE in text:
         return text.rsplit(THINK_CLOSE, 1)[1].strip()
-    if text.lstrip().startswith(THINK_OPEN):
-        return ""
-    return text.strip()
+    return text.split(THINK_OPEN, 1)[0].strip()
 
 
 def format_reasoning_response(reasoning: str | None, answer: str) -> str:
