@@ -42,6 +42,10 @@ class OnlineRPOConfig(GRPOConfig):
             Length of an RPO round in optimizer steps: at the end of each round the reference model is re-anchored on
             the current policy (TRL's `sync_ref_model` with `ref_model_mixup_alpha=1.0`). Not supported with PEFT.
 
+        sft_normalization (`str`, defaults to `"sequence_sum"`):
+            Reduction of the `"sft"` term, as in [`RPOConfig`]: `"sequence_sum"` (NeMo-Aligner: per-sequence
+            log-prob sum, mean over prompts), `"sequence_mean"` or `"token_mean"`.
+
     For every prompt's k samples to land in the same micro-batch, keep `per_device_train_batch_size` a multiple of
     `num_generations` and `steps_per_generation=1`; otherwise the loss uses whichever samples of a prompt share a
     micro-batch (pairs are never formed across prompts).
@@ -60,13 +64,23 @@ class OnlineRPOConfig(GRPOConfig):
     rpo_round_steps: int | None = field(
         default=None, metadata={"help": "Re-anchor the reference on the policy every this many steps."}
     )
+    sft_normalization: str = field(
+        default="sequence_sum",
+        metadata={"help": "'sft' term reduction: 'sequence_sum' (NeMo-Aligner), 'sequence_mean' or 'token_mean'."},
+    )
 
     def __post_init__(self):
         if isinstance(self.rpo_loss_type, str):
             self.rpo_loss_type = [self.rpo_loss_type]
         super().__post_init__()
         validate_rpo_loss_settings(
-            self.rpo_loss_type, self.rpo_loss_weights, self.beta, self.eta, self.rpo_pairing, "rpo_loss_type"
+            self.rpo_loss_type,
+            self.rpo_loss_weights,
+            self.beta,
+            self.eta,
+            self.rpo_pairing,
+            "rpo_loss_type",
+            sft_normalization=self.sft_normalization,
         )
         if self.num_generations is not None and self.num_generations < 2:
             raise ValueError("Online RPO compares samples of a prompt: `num_generations` must be >= 2.")

@@ -8,6 +8,9 @@ best-vs-worst or all pairs, or listwise). Iterative rounds that re-anchor the re
 
 Overridden GRPOTrainer methods: ``_calculate_rewards`` (keeps the raw per-function rewards), ``_generate_and_score_
 completions`` (attaches raw rewards and prompt-group ids to the batch, which survive GRPO's shuffle) and ``_compute_loss``.
+
+The ``"sft"`` term is the NLL of each prompt's highest-reward sample, reduced by ``sft_normalization`` exactly as in
+``RPOTrainer`` (NeMo-Aligner's per-sequence sum, mean over prompts, by default).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from trl import GRPOTrainer
 
 from .hub import HubMixin
 from .online_rpo_config import OnlineRPOConfig
-from .rpo_losses import group_rows, sequence_logps
+from .rpo_losses import group_rows, sequence_logps, sft_nll
 from .rpo_trainer import RPO_PAPER, compute_rpo_objective, load_reward_funcs, log_rpo_gap_metrics
 
 __all__ = ["OnlineRPOTrainer"]
@@ -95,12 +98,11 @@ class OnlineRPOTrainer(HubMixin, GRPOTrainer):
         )
         group_mask = present & grouped_scored.bool()
 
-        def sft_loss():
+        def sft_loss():  # highest-reward scored sample of each group with one
             best_slot = grouped_rewards.masked_fill(~group_mask, -torch.inf).argmax(dim=1)
             has_any = group_mask.any(dim=1)
             best_rows = grouped_rows.gather(1, best_slot[:, None]).squeeze(1)[has_any].long()
-            token_mask = mask[best_rows].to(per_token_logps.dtype)
-            return -(per_token_logps[best_rows] * token_mask).sum() / token_mask.sum().clamp_min(1.0)
+            return sft_nll(per_token_logps[best_rows], mask[best_rows], args.sft_normalization)
 
         loss, stats = compute_rpo_objective(
             args.rpo_loss_type,
