@@ -340,3 +340,10 @@ def test_online_sft_term_is_best_sample_per_prompt_with_hand_computed_normalizat
     sums, lengths = (token_logps * mask).sum(dim=1), mask.sum(dim=1)
     best = torch.tensor([1, 3])
     torch.testing.assert_close(loss, _hand_sft(sums[best], lengths[best], normalization), rtol=1e-5, atol=1e-5)
+
+
+def test_online_loss_refuses_an_incomplete_group(tiny_model_dir, tmp_path):
+    trainer = _online_sft_trainer(tiny_model_dir, tmp_path)
+    batch = _online_batch([0, 0, 1, 2], [0.3, 0.9, 0.1, 0.7])  # groups 1 and 2 hold one of their 2 samples
+    with pytest.raises(RuntimeError, match=r"incomplete prompt groups \(samples per group: \[2, 1, 1\], expected 2"):
+        trainer._compute_loss(trainer.model, batch)

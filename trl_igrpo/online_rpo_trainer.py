@@ -9,6 +9,15 @@ best-vs-worst or all pairs, or listwise). Iterative rounds that re-anchor the re
 Overridden GRPOTrainer methods: ``_calculate_rewards`` (keeps the raw per-function rewards), ``_generate_and_score_
 completions`` (attaches raw rewards and prompt-group ids to the batch, which survive GRPO's shuffle) and ``_compute_loss``.
 
+Whole prompt groups. The loss compares a prompt's k samples, so every micro-batch must hold all k of each of its prompts.
+GRPO's ``_prepare_inputs`` shuffles a generation batch and splits it into ``steps_per_generation`` micro-batches, and
+accelerate gives each rank ``per_device_train_batch_size`` contiguous rows. Rather than override ``_prepare_inputs``
+(the shuffle and split sit inside it, between generation and loss, so regrouping there means re-implementing its
+buffering), ``OnlineRPOConfig`` constrains the layout: ``steps_per_generation=1`` and a per-device batch that is a
+multiple of k, so each rank generates whole groups every micro-step and no TRL method is added to the list above. The
+shuffle then only permutes rows within the micro-batch; ``_compute_loss`` regroups them by id and raises if a group is
+ever incomplete.
+
 The ``"sft"`` term is the NLL of each prompt's highest-reward sample, reduced by ``sft_normalization`` exactly as in
 ``RPOTrainer`` (NeMo-Aligner's per-sequence sum, mean over prompts, by default).
 """
@@ -96,6 +105,15 @@ class OnlineRPOTrainer(HubMixin, GRPOTrainer):
         grouped_logratios, grouped_rewards, grouped_rows, grouped_scored, present = group_rows(
             logratios, inputs[_GROUP_KEY], torch.nan_to_num(rewards, nan=0.0), row_index, scored.to(logratios.dtype)
         )
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        sizes = present.sum(dim=1)
+        if not bool((sizes == group_size).all()):
+            raise RuntimeError(
+                f"Online RPO got a micro-batch with incomplete prompt groups (samples per group: {sizes.tolist()}, "
+                f"expected {group_size} each), so its loss would compare only some of a prompt's samples. Keep "
+                "`steps_per_generation=1` and `per_device_train_batch_size` (and `per_device_eval_batch_size`) a "
+                "multiple of `num_generations`, as OnlineRPOConfig enforces, and keep each group's rows together."
+            )
         group_mask = present & grouped_scored.bool()
 
         def sft_loss():  # highest-reward scored sample of each group with one
