@@ -26,16 +26,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config  # noqa: E402
 
-from trl_igrpo.online_rpo_config import OnlineRPOConfig  # noqa: E402
-from trl_igrpo.online_rpo_trainer import OnlineRPOTrainer  # noqa: E402
-from trl_igrpo.rpo_config import RPOConfig  # noqa: E402
-from trl_igrpo.rpo_data import (  # noqa: E402
+from trl_igrpo.demo.rpo_preferences import (  # noqa: E402
     build_synthetic_preference_dataset,
     build_synthetic_prompt_dataset,
     synthetic_answer_reward,
     synthetic_digit_reward,
 )
-from trl_igrpo.rpo_trainer import RPOTrainer  # noqa: E402
+from trl_igrpo.rpo import RPOTrainer  # noqa: E402
+from trl_igrpo.rpo.config import RPOConfig  # noqa: E402
+from trl_igrpo.rpo.online_config import OnlineRPOConfig  # noqa: E402
+from trl_igrpo.rpo.online_trainer import OnlineRPOTrainer  # noqa: E402
 from trl_igrpo.scripts import finish_run  # noqa: E402
 from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
 
