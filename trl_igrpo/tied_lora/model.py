@@ -20,6 +20,9 @@ from .layer import Linear, TiedLoraLayer, init_tied_matrix
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
+#: Tag added to the base model (``add_model_tags``), so that PEFT's model card of a saved adapter lists it.
+MODEL_CARD_TAG = "tied-lora"
+
 
 def tie_group_keys(target_name: str, in_features: int, out_features: int, fused_module_groups) -> tuple[str, str]:
     """Keys of the tied A and B a target module uses (pure function of its name and shape).
@@ -54,6 +57,11 @@ class TiedLoraModel(BaseTuner):
     # ------------------------------------------------------------------------------------------------ shared state
     def _pre_injection_hook(self, model: nn.Module, config: TiedLoraConfig, adapter_name: str) -> None:
         self._ensure_shared_containers()
+
+    def _post_injection_hook(self, model: nn.Module, config: TiedLoraConfig, adapter_name: str) -> None:
+        # PEFT's model card (README.md of save_pretrained) takes the base model's tags: name the method there
+        if hasattr(model, "add_model_tags"):
+            model.add_model_tags([MODEL_CARD_TAG])
 
     def _ensure_shared_containers(self) -> dict[str, nn.ModuleDict]:
         # BaseTuner.__getattr__ forwards unknown names to the wrapped model, so look in _modules, not hasattr
