@@ -32,8 +32,8 @@ from .config import (
     fused_qkv_trainable_parameters,
     lora_trainable_parameters,
 )
-from .layer import Linear, TiedLoraLayer, TiedLoraVector
-from .model import TiedLoraModel, tie_group_keys
+from .layer import Float32Parameter, Linear, TiedLoraLayer, TiedLoraVector
+from .model import TiedLoraModel, is_quantized_model, tie_group_keys
 
 __all__ = [
     "DEFAULT_TARGET_MODULES",
@@ -42,6 +42,7 @@ __all__ = [
     "TIED_LORA_CONFIGURATIONS",
     "TIED_LORA_PEFT_TYPE",
     "UNKNOWN_TIED_LORA_CONFIGURATIONS",
+    "Float32Parameter",
     "Linear",
     "TiedLoraConfig",
     "TiedLoraLayer",
@@ -49,6 +50,7 @@ __all__ = [
     "TiedLoraPeftType",
     "TiedLoraVector",
     "fused_qkv_trainable_parameters",
+    "is_quantized_model",
     "lora_trainable_parameters",
     "register_tied_lora",
     "tie_group_keys",
