@@ -6,11 +6,11 @@ Run as a test (it launches itself with ``accelerate launch --multi_gpu --num_pro
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import launch_two_processes
 
 
 def _worker(model_dir: str, out_dir: str) -> None:
@@ -60,11 +60,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_processes_disjoint_prompts_and_matched_refills(tiny_model_dir, tmp_path):
-    accelerate = Path(sys.executable).with_name("accelerate")
-    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--mixed_precision", "no",
-               "--main_process_port", "29517", __file__, str(tiny_model_dir), str(tmp_path)]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    result = launch_two_processes(__file__, tiny_model_dir, tmp_path, timeout=400)
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     # Same number of generation rounds on both ranks (collectives matched), with refills happening.

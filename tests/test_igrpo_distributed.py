@@ -7,11 +7,11 @@ silently runs a single process, which would make this test meaningless).
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import launch_two_processes
 
 
 def _worker(model_dir: str, out_dir: str) -> None:
@@ -60,13 +60,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
 @pytest.mark.multiprocess
 @pytest.mark.timeout(600)
 def test_two_processes_train_to_identical_weights(tiny_model_dir, tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-        __file__, tiny_model_dir, str(tmp_path),
-    ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=540)
+    result = launch_two_processes(__file__, tiny_model_dir, tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["digest"] == ranks[1]["digest"]

@@ -1,21 +1,16 @@
 """IGRPOTrainer end to end on tiny offline models."""
 
-import random
-
 import pytest
 import torch
 from datasets import Dataset
+from helpers import snapshot_trainable as snapshot
+from helpers import unchanged_parameters as unchanged
+from helpers import varied_reward as random_reward
 
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.demo.arithmetic import make_arithmetic_examples
 from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
 from trl_igrpo.testing import cpu_training_kwargs
-
-
-def random_reward(completions, **kwargs):
-    """Non-constant rewards so every group has a non-zero advantage and the loss has a gradient."""
-    rng = random.Random(len(completions) + sum(len(str(c)) for c in completions))
-    return [rng.random() for _ in completions]
 
 
 def length_reward(completions, solution, **kwargs):
@@ -42,14 +37,6 @@ def make_args(tmp_path, **overrides):
 
 def dataset(n=16, conversational=True):
     return Dataset.from_list(make_arithmetic_examples(n, seed=1, conversational=conversational))
-
-
-def snapshot(model):
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def unchanged(model, before):
-    return [name for name, p in model.named_parameters() if name in before and torch.equal(p, before[name])]
 
 
 IGRPO_METRICS = [

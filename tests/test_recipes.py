@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import snapshot_trainable
 
 RECIPES = Path(__file__).resolve().parents[1] / "examples" / "recipes"
 
@@ -40,10 +41,6 @@ def varying_accuracy_stand_in(completions, **kwargs):
 
 
 varying_accuracy_stand_in.__name__ = "math_accuracy_reward"
-
-
-def _snapshot(model):
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def _assert_trained_one_step(trainer, before):
@@ -92,7 +89,7 @@ def test_igrpo_math_7b_recipe_trains_one_step(tiny_model_dir, tmp_path, monkeypa
     assert trainer.reward_funcs == [varying_accuracy_stand_in, igrpo.REWARD_FUNCS["think_answer_format"]]
     assert trainer.ref_model is None  # beta 0: no reference model, as in the paper
 
-    before = _snapshot(trainer.model)
+    before = snapshot_trainable(trainer.model)
     trainer.train()
     _assert_trained_one_step(trainer, before)
 
@@ -127,7 +124,7 @@ def test_llama_nemotron_reasoning_grpo_recipe_trains_one_step(tiny_model_dir, tm
     assert trainer.reward_funcs == [varying_accuracy_stand_in, grpo.REWARD_FUNCS["reasoning_format_on"]]
     assert values["num_generations"] == 16 and values["generation_batch_size"] == 72 * 16
 
-    before = _snapshot(trainer.model)
+    before = snapshot_trainable(trainer.model)
     trainer.train()
     _assert_trained_one_step(trainer, before)
 
@@ -157,6 +154,6 @@ def test_online_rpo_rounds_recipe_trains_one_step(tiny_model_dir, tmp_path):
     assert args.sync_ref_model and args.ref_model_mixup_alpha == 1.0 and args.ref_model_sync_steps == 500
     assert args.rpo_loss_type == ["rpo_bwd_kl"] and args.num_generations == 4
 
-    before = _snapshot(trainer.model)
+    before = snapshot_trainable(trainer.model)
     trainer.train()
     _assert_trained_one_step(trainer, before)

@@ -7,13 +7,12 @@ two-process test launches itself with ``accelerate launch --multi_gpu --num_proc
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import launch_two_processes
 
 
 def _assert_whole_groups(micro_batch: list[tuple[int, str]], group_size: int) -> None:
@@ -141,23 +140,11 @@ def _worker(model_dir: str, out_dir: str) -> None:
     end_distributed_run(trainer.accelerator)  # without it a rank can abort or hang on exit (pytorch#190489)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.multiprocess
 @pytest.mark.timeout(600)
 def test_two_processes_each_rank_sees_whole_groups(tiny_model_dir, tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(_free_port()), __file__, str(tiny_model_dir), str(tmp_path),
-    ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=540)
+    result = launch_two_processes(__file__, tiny_model_dir, tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text())["seen"] for r in (0, 1)]
     for seen in ranks:

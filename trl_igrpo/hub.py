@@ -22,6 +22,7 @@ import dataclasses
 import enum
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -120,7 +121,13 @@ def _active_peft_types(model) -> set[str]:
     }
 
 
-class HubMixin:
+if TYPE_CHECKING:  # the mixin is only ever used with TRL's trainers; type-check it as one
+    from trl.trainer.base_trainer import _BaseTrainer as _TrainerBase
+else:
+    _TrainerBase = object
+
+
+class HubMixin(_TrainerBase):
     """Model-card and push behaviour shared by ``IGRPOTrainer``, ``RPOTrainer`` and ``OnlineRPOTrainer``.
 
     Put it first in the bases; it relies on TRL's ``_BaseTrainer`` (``create_model_card``, ``_paper``, ``_name``) and
@@ -183,10 +190,20 @@ class HubMixin:
         require_hub_token(token if token is not None else self.args.hub_token)  # every rank, so all stop together
         return super().init_hf_repo(token=token, private=private)
 
-    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, token=None, **kwargs):
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
         """``Trainer.push_to_hub``, after checking that a token exists (nothing is saved or uploaded otherwise)."""
         require_hub_token(token if token is not None else self.args.hub_token)  # every rank, before any save
-        return super().push_to_hub(commit_message=commit_message, blocking=blocking, token=token, **kwargs)
+        return super().push_to_hub(
+            commit_message=commit_message, blocking=blocking, token=token, revision=revision, private=private, **kwargs
+        )
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """``Trainer.save_model`` with the training arguments as JSON (``training_args.json``), not a pickle."""

@@ -57,6 +57,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     - from ``HubMixin``: ``create_model_card``, ``init_hf_repo``, ``push_to_hub``, ``save_model``.
     """
 
+    args: GRPOBaseConfig
     _tag_names = ["trl", "grpo", "trl-igrpo"]
     config_class: type[GRPOBaseConfig] = GRPOBaseConfig
 

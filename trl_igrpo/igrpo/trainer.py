@@ -62,6 +62,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
     ```
     """
 
+    args: IGRPOConfig
     _tag_names = ["trl", "grpo", "igrpo", "trl-igrpo"]
     _name = "iGRPO"
     _paper = IGRPO.as_trl_paper()

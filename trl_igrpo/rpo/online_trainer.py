@@ -48,6 +48,7 @@ class OnlineRPOTrainer(GRPOBaseTrainer):
     a sequence-classification reward model (loaded with ``AutoModelForSequenceClassification``).
     """
 
+    args: OnlineRPOConfig
     _tag_names = ["trl", "grpo", "rpo", "online-rpo", "trl-igrpo"]
     _name = "Online RPO"
     _paper = RPO.as_trl_paper()

@@ -49,6 +49,7 @@ class RPOTrainer(HubMixin, DPOTrainer):
         reward_weights (list of float, *optional*): weights of the reward functions (default 1 each).
     """
 
+    args: RPOConfig
     _tag_names = ["trl", "dpo", "rpo", "trl-igrpo"]
     _name = "RPO"
     _paper = RPO.as_trl_paper()

@@ -10,7 +10,7 @@ from typing import Union
 from peft.config import PeftConfig
 
 
-class TiedLoraPeftType(str, enum.Enum):
+class TiedLoraPeftType(str, enum.Enum):  # noqa: UP042 - the same base as PEFT's own PeftType
     """The PEFT type of Tied-LoRA, shaped like a member of PEFT's ``PeftType`` (a ``str``-valued enum).
 
     PEFT 0.21's ``PeftType`` is a closed enum: an out-of-tree tuner can neither add a member nor subclass it. PEFT uses

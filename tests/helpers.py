@@ -1,0 +1,66 @@
+"""Test helpers shared by several test modules (import as ``from helpers import ...``; pytest puts ``tests/`` on
+``sys.path``). Fixtures live in ``conftest.py``."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for test servers and the distributed rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_two_processes(
+    script: str | Path,
+    *script_args: str,
+    config_file: str | Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout: int = 540,
+) -> subprocess.CompletedProcess:
+    """Run ``script`` on 2 real processes (gloo on CPU) through ``accelerate launch`` and return the finished process.
+
+    ``--multi_gpu --num_processes 2`` with ``ACCELERATE_USE_CPU=true`` (``--cpu --num_processes 2`` silently runs one
+    process), ``OMP_NUM_THREADS=1`` per rank, a free rendezvous port, and an optional accelerate ``config_file``
+    (DeepSpeed, FSDP) whose engine then replaces plain DDP.
+    """
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+        **(extra_env or {}),
+    }
+    launch = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config_file is not None:
+        launch += ["--config_file", str(config_file), "--num_processes", "2"]
+    else:
+        launch += ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+        launch += ["--dynamo_backend", "no"]
+    launch += ["--main_process_port", str(free_port()), str(script), *map(str, script_args)]
+    return subprocess.run(launch, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def snapshot_trainable(model) -> dict[str, torch.Tensor]:
+    """A detached copy of every trainable parameter, by name."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def unchanged_parameters(model, before: dict[str, torch.Tensor]) -> list[str]:
+    """Names in ``before`` whose parameter is still exactly equal to its snapshot."""
+    return [name for name, p in model.named_parameters() if name in before and torch.equal(p.detach(), before[name])]
+
+
+def varied_reward(completions, **kwargs) -> list[float]:
+    """Non-constant, deterministic rewards: every group gets a non-zero advantage, so the loss has a gradient."""
+    rng = random.Random(len(completions) + sum(len(str(c)) for c in completions))
+    return [rng.random() for _ in completions]
