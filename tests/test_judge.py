@@ -659,8 +659,7 @@ def test_igrpo_trains_with_the_judge_reward_and_the_judge_ranks_the_drafts(serve
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
-    igrpo_trainer = pytest.importorskip("trl_igrpo.igrpo_trainer")
-    igrpo_config = pytest.importorskip("trl_igrpo.igrpo_config")
+    from trl_igrpo import IGRPOConfig, IGRPOTrainer  # the public names, wherever the modules live
     from trl_igrpo.rewards._text import completion_text
 
     server.respond = spread_judge
@@ -684,8 +683,8 @@ def test_igrpo_trains_with_the_judge_reward_and_the_judge_ranks_the_drafts(serve
     judge_spy.__name__ = "judge"
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    args = igrpo_config.IGRPOConfig(output_dir=str(tmp_path), num_drafts=3, **_TRAIN_ARGS)
-    trainer = igrpo_trainer.IGRPOTrainer(
+    args = IGRPOConfig(output_dir=str(tmp_path), num_drafts=3, **_TRAIN_ARGS)
+    trainer = IGRPOTrainer(
         model=model, reward_funcs=judge_spy, args=args, train_dataset=Dataset.from_list(_math_rows())
     )
     trainer.train()

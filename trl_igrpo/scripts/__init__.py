@@ -27,7 +27,8 @@ SCRIPT_USAGE = "%(prog)s [--config RECIPE.yaml] [--FLAG VALUE ...]"
 
 
 def own_fields(dataclass_type: type, *bases: type) -> list[str]:
-    """Names of the fields of `dataclass_type` that none of `bases` has (its own flags), in declaration order."""
+    """Names of the fields of `dataclass_type` that none of `bases` has (its own flags), in declaration order;
+    ``own_fields(C, *C.__bases__)`` gives the fields declared in ``C``'s own body."""
     inherited = {field.name for base in bases for field in dataclasses.fields(base)}
     return [field.name for field in dataclasses.fields(dataclass_type) if field.name not in inherited]
 

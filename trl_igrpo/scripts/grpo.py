@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import sys
 
-from trl import GRPOConfig, ModelConfig, ScriptArguments, TrlParser
+from trl import ModelConfig, ScriptArguments, TrlParser
 
 from trl_igrpo.curriculum import CurriculumGRPOConfig, CurriculumGRPOTrainer
+from trl_igrpo.curriculum.config import CurriculumConfigMixin
 from trl_igrpo.rewards import make_reasoning_format_reward, reasoning_format_reward
 from trl_igrpo.scripts import SCRIPT_USAGE, finish_run, group_flags, own_fields, parse_and_run
 from trl_igrpo.scripts.igrpo import REWARD_FUNCS as IGRPO_REWARD_FUNCS
@@ -57,7 +58,7 @@ def make_parser(prog: str | None = None) -> TrlParser:
     group_flags(
         parser,
         [
-            ("pass-rate curriculum and dynamic sampling", own_fields(CurriculumGRPOConfig, GRPOConfig)),
+            ("pass-rate curriculum and dynamic sampling", own_fields(CurriculumConfigMixin)),
             ("script options (data, rewards, default model)", own_fields(IGRPOScriptArguments, ScriptArguments)),
         ],
     )

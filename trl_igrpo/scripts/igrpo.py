@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from trl import GRPOConfig, ModelConfig, ScriptArguments, TrlParser, get_peft_config
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.curriculum.config import CurriculumConfigMixin
@@ -261,7 +261,7 @@ def make_parser(prog: str | None = None) -> TrlParser:
     group_flags(
         parser,
         [
-            ("iGRPO options (IGRPOConfig)", own_fields(IGRPOConfig, GRPOConfig, CurriculumConfigMixin)),
+            ("iGRPO options (IGRPOConfig)", own_fields(IGRPOConfig, *IGRPOConfig.__bases__)),
             ("pass-rate curriculum and dynamic sampling", own_fields(CurriculumConfigMixin)),
             ("script options (data, rewards, default model)", own_fields(IGRPOScriptArguments, ScriptArguments)),
         ],
