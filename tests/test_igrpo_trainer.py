@@ -173,7 +173,7 @@ def test_conditioning_is_real(tiny_model_dir, tmp_path, monkeypatch, conversatio
 
     def refinement_logps(draft_text):
         refined = [{**row, "prompt": row["prompt"]} for row in rows[:1]]
-        from trl_igrpo.igrpo_utils import build_refinement_prompt
+        from trl_igrpo.igrpo.drafts import build_refinement_prompt
 
         prompt = build_refinement_prompt(refined[0]["prompt"], draft_text)
         prompt_ids, _, _ = trainer._tokenize_prompts([prompt])

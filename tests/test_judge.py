@@ -659,7 +659,7 @@ def test_igrpo_trains_with_the_judge_reward_and_the_judge_ranks_the_drafts(serve
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
-    from trl_igrpo import IGRPOConfig, IGRPOTrainer  # the public names, wherever the modules live
+    from trl_igrpo import IGRPOConfig, IGRPOTrainer
     from trl_igrpo.rewards._text import completion_text
 
     server.respond = spread_judge

@@ -189,8 +189,7 @@ def test_igrpo_carries_the_mode_from_drafts_to_refinements(tiny_model_dir, tmp_p
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
-    igrpo_trainer = pytest.importorskip("trl_igrpo.igrpo_trainer")
-    igrpo_config = pytest.importorskip("trl_igrpo.igrpo_config")
+    from trl_igrpo import IGRPOConfig, IGRPOTrainer
     from trl_igrpo.reasoning import reasoning_mode_from_messages, set_system_reasoning_mode
 
     rows = []
@@ -211,7 +210,7 @@ def test_igrpo_carries_the_mode_from_drafts_to_refinements(tiny_model_dir, tmp_p
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    args = igrpo_config.IGRPOConfig(
+    args = IGRPOConfig(
         output_dir=str(tmp_path),
         num_drafts=2,
         max_steps=2,
@@ -221,7 +220,7 @@ def test_igrpo_carries_the_mode_from_drafts_to_refinements(tiny_model_dir, tmp_p
         learning_rate=1e-2,
         **cpu_training_kwargs(),
     )
-    trainer = igrpo_trainer.IGRPOTrainer(
+    trainer = IGRPOTrainer(
         model=model, reward_funcs=[reasoning_format_reward, spy], args=args, train_dataset=Dataset.from_list(rows)
     )
     trainer.train()

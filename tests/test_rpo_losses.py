@@ -22,6 +22,7 @@ from trl_igrpo.rpo_losses import (
     rpo_pairwise_loss,
     rpo_sq,
     sequence_logps,
+    sft_nll,
 )
 
 RPO_DISTANCES = {"rpo_sq": rpo_sq, "rpo_bwd_kl": rpo_bwd_kl, "rpo_fwd_kl": rpo_fwd_kl}
@@ -186,6 +187,39 @@ def test_sequence_logps_sum_and_average():
     torch.testing.assert_close(sequence_logps(per_token, mask, average=True), torch.tensor([-1.5, -0.25]))
 
 
+def test_sft_nll_hand_computed_each_normalization():
+    # Row sums S = [-6, -1], lengths n = [3, 2]; the -100s are padding and must be ignored.
+    per_token = torch.tensor([[-1.0, -2.0, -3.0, -100.0], [-0.5, -100.0, -0.5, -100.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 1, 0]])
+    assert sft_nll(per_token, mask, "sequence_sum").item() == pytest.approx(3.5)  # (6 + 1) / 2, NeMo-Aligner
+    assert sft_nll(per_token, mask, "sequence_mean").item() == pytest.approx(1.25)  # (6/3 + 1/2) / 2
+    assert sft_nll(per_token, mask, "token_mean").item() == pytest.approx(1.4)  # 7 / 5, TRL's sft
+    # token mean = sequence-sum mean / mean length, for any lengths: 3.5 / 2.5
+    assert sft_nll(per_token, mask, "token_mean").item() == pytest.approx(3.5 / 2.5)
+    assert sft_nll(per_token, mask).item() == pytest.approx(3.5)  # the default is NeMo-Aligner's
+
+
+def test_sft_nll_gradients_per_token():
+    per_token = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -0.5, -9.0]], requires_grad=True)
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    expected = {
+        "sequence_sum": [[-0.5, -0.5, -0.5], [-0.5, -0.5, 0.0]],  # -1 / N
+        "sequence_mean": [[-1 / 6, -1 / 6, -1 / 6], [-0.25, -0.25, 0.0]],  # -1 / (N n_i)
+        "token_mean": [[-0.2, -0.2, -0.2], [-0.2, -0.2, 0.0]],  # -1 / sum n_i
+    }
+    for normalization, grad in expected.items():
+        (gradient,) = torch.autograd.grad(sft_nll(per_token, mask, normalization), per_token)
+        torch.testing.assert_close(gradient, torch.tensor(grad))
+
+
+def test_sft_nll_no_rows_is_zero_with_graph_and_unknown_name_raises():
+    empty = torch.zeros(0, 3, requires_grad=True)
+    loss = sft_nll(empty, torch.zeros(0, 3), "sequence_sum")
+    assert loss.item() == 0.0 and loss.requires_grad
+    with pytest.raises(ValueError, match="Unknown SFT normalization 'sum'"):
+        sft_nll(torch.zeros(1, 2), torch.ones(1, 2), "sum")
+
+
 def test_group_pairs_best_vs_worst_and_all_pairs():
     logratios = torch.tensor([[1.0, 2.0, 4.0], [0.0, 5.0, 7.0]])
     rewards = torch.tensor([[0.0, 3.0, 1.0], [2.0, 2.0, 9.0]])
@@ -316,3 +350,12 @@ def test_ipo_equals_trl_ipo_loss(beta):
     chosen, rejected = logratios.chunk(2)
     ours = ipo(chosen - rejected, None, beta).mean()
     torch.testing.assert_close(ours, trl_loss, rtol=1e-6, atol=1e-6)
+
+
+def test_sft_token_mean_equals_trl_sft_loss_and_sequence_sum_is_mean_length_times_it():
+    token_logps, ref_chosen, ref_rejected, completion_mask = _fixed_batch()
+    trl_loss = _trl_dpo_loss("sft", token_logps, ref_chosen, ref_rejected, completion_mask, 0.1)
+    chosen_logps, chosen_mask = token_logps.chunk(2)[0], completion_mask[:, 1:].chunk(2)[0]
+    torch.testing.assert_close(sft_nll(chosen_logps, chosen_mask, "token_mean"), trl_loss)
+    mean_length = chosen_mask.sum(dim=1).float().mean()
+    torch.testing.assert_close(sft_nll(chosen_logps, chosen_mask, "sequence_sum"), trl_loss * mean_length)

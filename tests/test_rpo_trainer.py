@@ -216,3 +216,134 @@ def test_online_training_changes_every_parameter_and_reanchors_reference(tiny_mo
     # End of round 1 (step 2): the reference was re-anchored on the current policy.
     for ref_param, param in zip(trainer.ref_model.parameters(), trainer.model.parameters(), strict=True):
         assert torch.equal(ref_param, param)
+
+
+# --- the "sft" term: NeMo-Aligner normalisation, hand-computed on a known batch ------------------------------------
+
+
+def _next_token_logps(model, input_ids, attention_mask):
+    """Per-token log-probs computed independently of the trainers: log_softmax of the logits at the next token."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    return torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+
+
+def _hand_sft(sums, lengths, normalization):
+    """The three reductions written out: per-sequence sums `sums` and lengths `lengths` of the SFT targets."""
+    return {
+        "sequence_sum": -sums.mean(),
+        "sequence_mean": -(sums / lengths).mean(),
+        "token_mean": -sums.sum() / lengths.sum(),
+    }[normalization]
+
+
+def test_sft_normalization_is_validated_at_construction(tmp_path):
+    assert RPOConfig(output_dir=str(tmp_path), **CPU).sft_normalization == "sequence_sum"
+    assert _online_config(tmp_path).sft_normalization == "sequence_sum"
+    with pytest.raises(ValueError, match="`sft_normalization` must be one of .* got 'sum'"):
+        RPOConfig(output_dir=str(tmp_path), sft_normalization="sum", **CPU)
+    with pytest.raises(ValueError, match="`sft_normalization` must be one of .* got 'mean'"):
+        _online_config(tmp_path, sft_normalization="mean")
+
+
+@pytest.mark.parametrize("normalization", ["sequence_sum", "sequence_mean", "token_mean"])
+def test_offline_pairwise_sft_term_is_labelled_chosen_with_hand_computed_normalization(
+    tiny_model_dir, tmp_path, normalization
+):
+    rows = build_synthetic_preference_dataset(4).to_list()
+    for index, row in enumerate(rows):  # unequal chosen lengths, so the three reductions differ
+        row["chosen"][0]["content"] = "Let me add. " * index + row["chosen"][0]["content"]
+    rows[1]["chosen_reward"], rows[1]["rejected_reward"] = 0.0, 5.0  # reward disagrees with the label
+    args = _config(tmp_path, loss_type=["rpo_sq", "sft"], loss_weights=[0.0, 1.0], sft_normalization=normalization)
+    trainer = RPOTrainer(model=tiny_model_dir, args=args, train_dataset=Dataset.from_list(rows))
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["rpo_sft_target"].tolist() == [0, 0, 0, 0]  # NeMo-Aligner: always the labelled chosen response
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+        token_logps = _next_token_logps(trainer.model, batch["input_ids"], batch["attention_mask"])
+    mask = batch["completion_mask"][:, 1:].float()
+    sums, lengths = (token_logps * mask).sum(dim=1), mask.sum(dim=1)
+    chosen = slice(0, 4)  # [chosen; rejected] halves
+    expected = _hand_sft(sums[chosen], lengths[chosen], normalization)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    # The highest-reward response would have given another value (row 1's rejected one): the target choice matters.
+    highest = batch["rpo_rewards"].argmax(dim=1) * 4 + torch.arange(4)
+    assert not torch.allclose(expected, _hand_sft(sums[highest], lengths[highest], normalization), atol=1e-3)
+    assert lengths[chosen].unique().numel() == 4
+    other_normalizations = {"sequence_sum", "sequence_mean", "token_mean"} - {normalization}
+    for other in other_normalizations:  # the reductions are distinguishable on this batch
+        assert not torch.allclose(expected, _hand_sft(sums[chosen], lengths[chosen], other), atol=1e-3)
+    if normalization == "token_mean":  # token mean = sequence-sum mean / mean length (exact, any lengths)
+        torch.testing.assert_close(
+            loss * lengths[chosen].mean(), _hand_sft(sums[chosen], lengths[chosen], "sequence_sum")
+        )
+
+
+def test_offline_k_response_sft_term_is_highest_reward_response(tiny_model_dir, tmp_path):
+    rows = build_synthetic_preference_dataset(4, num_responses=3).to_list()
+    for row, best in zip(rows, (0, 2, 1, 2), strict=True):  # put the highest reward at varied positions
+        row["rewards"] = [1.0 if index == best else -float(index) for index in range(3)]
+    args = _config(tmp_path, loss_type=["rpo_sq", "sft"], loss_weights=[0.0, 1.0])
+    trainer = RPOTrainer(model=tiny_model_dir, args=args, train_dataset=Dataset.from_list(rows))
+    batch = next(iter(trainer.get_train_dataloader()))
+    target = batch["rpo_sft_target"]
+    assert sorted(target.tolist()) == [0, 1, 2, 2] and torch.equal(target, batch["rpo_rewards"].argmax(dim=1))
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+        token_logps = _next_token_logps(trainer.model, batch["input_ids"], batch["attention_mask"])
+    mask = batch["completion_mask"][:, 1:].float()
+    rows_of_target = target * 4 + torch.arange(4)  # response-major: response j of example i is row j * 4 + i
+    sums = (token_logps * mask).sum(dim=1)[rows_of_target]
+    torch.testing.assert_close(loss, -sums.mean(), rtol=1e-5, atol=1e-5)
+
+
+def _online_sft_trainer(tiny_model_dir, tmp_path, **overrides):
+    args = _online_config(
+        tmp_path, num_generations=2, rpo_loss_type=["rpo_sq", "sft"], rpo_loss_weights=[0.0, 1.0], **overrides
+    )
+    trainer = OnlineRPOTrainer(
+        model=tiny_model_dir,
+        reward_funcs=[synthetic_digit_reward],
+        args=args,
+        train_dataset=build_synthetic_prompt_dataset(4),
+    )
+    trainer.model.eval()  # eval mode: no division by the accumulation steps
+    return trainer
+
+
+def _online_batch(group_ids, rewards):
+    """Four rows sharing a 3-token prompt, right-padded completions of lengths 3, 2, 4, 1 (no left padding)."""
+    completion_ids = torch.tensor([[10, 11, 12, 0], [13, 14, 0, 0], [15, 16, 17, 18], [19, 0, 0, 0]])
+    completion_mask = (torch.arange(4)[None, :] < torch.tensor([3, 2, 4, 1])[:, None]).long()
+    return {
+        "prompt_ids": torch.tensor([[5, 6, 7]] * 4),
+        "prompt_mask": torch.ones(4, 3, dtype=torch.long),
+        "completion_ids": completion_ids,
+        "completion_mask": completion_mask,
+        "ref_per_token_logps": torch.zeros(4, 4),
+        "rpo_rewards": torch.tensor(rewards),
+        "rpo_group_ids": torch.tensor(group_ids),
+    }
+
+
+@pytest.mark.parametrize("normalization", ["sequence_sum", "sequence_mean", "token_mean"])
+def test_online_sft_term_is_best_sample_per_prompt_with_hand_computed_normalization(
+    tiny_model_dir, tmp_path, normalization
+):
+    trainer = _online_sft_trainer(tiny_model_dir, tmp_path, sft_normalization=normalization)
+    # Shuffled rows as GRPO leaves them: group 0 = rows 1 (0.9) and 2 (0.1); group 1 = rows 0 (0.3) and 3 (0.7).
+    batch = _online_batch([1, 0, 0, 1], [0.3, 0.9, 0.1, 0.7])
+    with torch.no_grad():
+        loss = trainer._compute_loss(trainer.model, batch)
+        input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        token_logps = _next_token_logps(trainer.model, input_ids, torch.ones_like(input_ids))[:, 2:]  # completions
+    mask = batch["completion_mask"].float()
+    sums, lengths = (token_logps * mask).sum(dim=1), mask.sum(dim=1)
+    best = torch.tensor([1, 3])
+    torch.testing.assert_close(loss, _hand_sft(sums[best], lengths[best], normalization), rtol=1e-5, atol=1e-5)
+
+
+def test_online_loss_refuses_an_incomplete_group(tiny_model_dir, tmp_path):
+    trainer = _online_sft_trainer(tiny_model_dir, tmp_path)
+    batch = _online_batch([0, 0, 1, 2], [0.3, 0.9, 0.1, 0.7])  # groups 1 and 2 hold one of their 2 samples
+    with pytest.raises(RuntimeError, match=r"incomplete prompt groups \(samples per group: \[2, 1, 1\], expected 2"):
+        trainer._compute_loss(trainer.model, batch)

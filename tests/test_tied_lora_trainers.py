@@ -116,14 +116,13 @@ def test_grpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_igrpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
-    igrpo_trainer = pytest.importorskip("trl_igrpo.igrpo_trainer")
-    igrpo_config = pytest.importorskip("trl_igrpo.igrpo_config")
+    from trl_igrpo import IGRPOConfig, IGRPOTrainer
 
-    args = igrpo_config.IGRPOConfig(
+    args = IGRPOConfig(
         output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, num_generations=4, num_drafts=2,
         max_completion_length=8, learning_rate=5e-2, temperature=1.0, seed=0, **CPU_ARGS,
     )  # fmt: skip
-    trainer = igrpo_trainer.IGRPOTrainer(
+    trainer = IGRPOTrainer(
         model=tiny_model_dir, reward_funcs=_length_reward, args=args, train_dataset=_prompt_dataset(),
         peft_config=TiedLoraConfig(r=4),
     )  # fmt: skip

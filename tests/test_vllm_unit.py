@@ -2,8 +2,10 @@
 
 import pytest
 
-from trl_igrpo.serve import ServeArguments, build_serve_command
-from trl_igrpo.vllm_sync import _uniform_runs, check_context_budget, resolve_weight_sync_backend
+from trl_igrpo.core.checks import check_context_budget
+from trl_igrpo.vllm.generation import _uniform_runs
+from trl_igrpo.vllm.serve import ServeArguments, build_serve_command
+from trl_igrpo.vllm.weight_sync import resolve_weight_sync_backend
 
 
 @pytest.mark.parametrize(
@@ -29,12 +31,22 @@ def test_backend_mode_mismatch_is_rejected():
 
 
 def test_context_budget_counts_prompt_draft_and_completion():
+    from trl_igrpo.vllm.generation import _FIX
+
     check_context_budget(100, prompt_length=40, completion_length=30, draft_length=30)  # exactly fits
     with pytest.raises(ValueError) as err:
-        check_context_budget(100, prompt_length=41, completion_length=30, draft_length=30, where="vLLM (server)")
+        check_context_budget(
+            100,
+            prompt_length=41,
+            completion_length=30,
+            draft_length=30,
+            where="vLLM (server) max_model_len=100",
+            fix=_FIX,
+        )
     message = str(err.value)
-    assert "max_model_len=100" in message and "= 101 tokens" in message
+    assert "max_model_len=100" in message and "= 101" in message and "prompt 41 + draft 30" in message
     assert "max_draft_length" in message and "--max-model-len" in message and "vllm_max_model_length" in message
+    check_context_budget(None, prompt_length=10**6, completion_length=10**6)  # no known context: nothing to check
 
 
 def test_uniform_runs_detects_repeated_prompts_only():
@@ -70,38 +82,32 @@ def test_serve_command_on_cpu_without_vllm_metadata_uses_api_server_and_no_nccl(
 
 
 def test_longest_prompt_counts_chat_templated_tokens(tiny_llama_dir):
-    from types import SimpleNamespace
-
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from trl_igrpo.vllm_sync import _longest_prompt_tokens
+    from trl_igrpo.vllm.generation import longest_prompt_tokens
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
     texts = ["What is 1 + 1?", "Solve 12x = 144 and then compute the sum of the digits of x.", "hi"]
     prompts = [[{"role": "user", "content": t}] for t in texts]
-    trainer = SimpleNamespace(
-        train_dataset=Dataset.from_dict({"prompt": prompts}),
-        processing_class=tokenizer,
-        args=SimpleNamespace(chat_template_kwargs=None),
-    )
     lengths = [
         len(tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True)["input_ids"]) for p in prompts
     ]
-    assert _longest_prompt_tokens(trainer) == max(lengths) > len(tokenizer(texts[1])["input_ids"])
-    trainer.train_dataset = Dataset.from_dict({"prompt": texts})  # plain text: no template
-    assert _longest_prompt_tokens(trainer) == len(tokenizer(texts[1])["input_ids"])
+    longest = longest_prompt_tokens(Dataset.from_dict({"prompt": prompts}), tokenizer)
+    assert longest == max(lengths) > len(tokenizer(texts[1])["input_ids"])
+    plain = Dataset.from_dict({"prompt": texts})  # plain text: no template
+    assert longest_prompt_tokens(plain, tokenizer) == len(tokenizer(texts[1])["input_ids"])
 
 
 def test_generation_class_is_swapped_only_while_the_trainer_is_built():
     import trl.trainer.grpo_trainer as grpo_module
     from trl import GRPOTrainer
 
-    from trl_igrpo.vllm_sync import _vllm_generation_factory
+    from trl_igrpo.vllm.generation import use_generation_class
 
     original = grpo_module.VLLMGeneration
     sentinel = object()
-    with pytest.raises(RuntimeError), _vllm_generation_factory(GRPOTrainer, sentinel):
+    with pytest.raises(RuntimeError), use_generation_class(GRPOTrainer, sentinel):
         assert grpo_module.VLLMGeneration is sentinel
         raise RuntimeError("constructor failed")
     assert grpo_module.VLLMGeneration is original

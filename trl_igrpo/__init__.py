@@ -23,53 +23,49 @@ __version__ = "0.1.0"
 
 # submodule -> the public names it defines (mirrors the TYPE_CHECKING imports below)
 _EXPORTS_BY_SUBMODULE: dict[str, tuple[str, ...]] = {
+    "core": ("GRPOBaseConfig", "GRPOBaseTrainer", "UnscorableRewardsError"),
+    "core.compat": ("DynamicSamplingMixin", "ProgressiveBatchingMixin", "VLLMCPUSyncMixin"),
     "curriculum": (
         "CurriculumConfigMixin",
         "CurriculumGRPOConfig",
         "CurriculumGRPOTrainer",
-        "DynamicSamplingMixin",
-        "ProgressiveBatchingMixin",
         "ProgressiveBatchSampler",
         "compute_pass_rates",
         "filter_by_pass_rate",
     ),
     "distributed": ("end_distributed_run",),
     "hub": ("HubMixin", "HubTokenError", "require_hub_token"),
-    "igrpo_config": ("IGRPOConfig",),
-    "igrpo_trainer": ("IGRPOTrainer",),
+    "igrpo": ("IGRPOConfig", "IGRPOTrainer"),
     "online_rpo_config": ("OnlineRPOConfig",),
     "online_rpo_trainer": ("OnlineRPOTrainer",),
     "rpo_config": ("RPOConfig",),
     "rpo_losses": ("rpo_bwd_kl", "rpo_fwd_kl", "rpo_listwise", "rpo_sq"),
     "rpo_trainer": ("DataCollatorForRPO", "RPOTrainer"),
     "tied_lora": ("TiedLoraConfig", "TiedLoraModel"),
-    "vllm_sync": ("VLLMCPUSyncMixin",),
 }
 _LAZY_EXPORTS = {name: submodule for submodule, names in _EXPORTS_BY_SUBMODULE.items() for name in names}
 __all__ = sorted([*_LAZY_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:  # static analysers and the API docs (griffe) see the real objects
+    from .core import GRPOBaseConfig, GRPOBaseTrainer, UnscorableRewardsError
+    from .core.compat import DynamicSamplingMixin, ProgressiveBatchingMixin, VLLMCPUSyncMixin
     from .curriculum import (
         CurriculumConfigMixin,
         CurriculumGRPOConfig,
         CurriculumGRPOTrainer,
-        DynamicSamplingMixin,
-        ProgressiveBatchingMixin,
         ProgressiveBatchSampler,
         compute_pass_rates,
         filter_by_pass_rate,
     )
     from .distributed import end_distributed_run
     from .hub import HubMixin, HubTokenError, require_hub_token
-    from .igrpo_config import IGRPOConfig
-    from .igrpo_trainer import IGRPOTrainer
+    from .igrpo import IGRPOConfig, IGRPOTrainer
     from .online_rpo_config import OnlineRPOConfig
     from .online_rpo_trainer import OnlineRPOTrainer
     from .rpo_config import RPOConfig
     from .rpo_losses import rpo_bwd_kl, rpo_fwd_kl, rpo_listwise, rpo_sq
     from .rpo_trainer import DataCollatorForRPO, RPOTrainer
     from .tied_lora import TiedLoraConfig, TiedLoraModel
-    from .vllm_sync import VLLMCPUSyncMixin
 
 
 def __getattr__(name: str):

@@ -193,7 +193,7 @@ def _training_command(name: str, help_text: str) -> Command:
 
 
 def _run_serve(argv: list[str]) -> int:
-    from trl_igrpo.serve import main as serve_main
+    from trl_igrpo.vllm.serve import main as serve_main
 
     serve_main(argv)
     return 0

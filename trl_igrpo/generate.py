@@ -1,7 +1,7 @@
 """Inference helpers for evaluation scripts: iGRPO's single-pass test-time mode and a two-pass draft -> refine mode.
 
 The paper evaluates single-pass (§3.2.1): the self-conditioning is a training device only. The two-pass mode reuses the
-training prompt construction (:func:`~trl_igrpo.igrpo_utils.build_refinement_prompt`) for diagnostics.
+training prompt construction (:func:`~trl_igrpo.igrpo.drafts.build_refinement_prompt`) for diagnostics.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from typing import Any
 
 import torch
 
-from .igrpo_utils import (
+from .igrpo.drafts import (
     DEFAULT_REFINEMENT_INSTRUCTION,
     DEFAULT_REFINEMENT_TEMPLATE,
     build_refinement_prompt,
     is_conversational_prompt,
-    strip_think,
 )
+from .reasoning.think import strip_reasoning
 
 __all__ = ["evaluate_accuracy", "generate_draft_then_refine", "generate_single_pass"]
 
@@ -82,7 +82,7 @@ def generate_draft_then_refine(
     max_new_tokens: int = 256,
     refinement_template: str = DEFAULT_REFINEMENT_TEMPLATE,
     refinement_instruction: str = DEFAULT_REFINEMENT_INSTRUCTION,
-    conversational_draft_style: str = "assistant_turn",
+    conversational_draft_style: str = "append_to_user",
     strip_draft_think: bool = False,
     **generate_kwargs,
 ) -> tuple[list[str], list[str]]:
@@ -94,7 +94,7 @@ def generate_draft_then_refine(
     refined_prompts = [
         build_refinement_prompt(
             prompt,
-            strip_think(draft) if strip_draft_think else draft,
+            strip_reasoning(draft) if strip_draft_think else draft,
             template=refinement_template,
             instruction=refinement_instruction,
             conversational_style=conversational_draft_style,

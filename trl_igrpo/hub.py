@@ -22,117 +22,20 @@ import dataclasses
 import enum
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import yaml
 
+from .citations import IGRPO, LORA, RPO, TIED_LORA, MethodCitation
+
 __all__ = [
     "CARD_EXCLUDED_FIELDS",
-    "DAPO",
     "HubMixin",
     "HubTokenError",
-    "IGRPO",
-    "LLAMA_NEMOTRON",
-    "LORA",
-    "MethodCitation",
-    "RPO",
-    "TIED_LORA",
     "methods_section",
     "non_default_args",
     "require_hub_token",
 ]
 
-
-@dataclass(frozen=True)
-class MethodCitation:
-    """A training method named on a model card: its display name, Hub tag, paper title, arXiv id and BibTeX."""
-
-    name: str
-    tag: str
-    title: str
-    arxiv_id: str
-    bibtex: str
-
-    @property
-    def paper_url(self) -> str:
-        """The paper's page on the Hugging Face Hub (``https://huggingface.co/papers/<arxiv id>``)."""
-        return f"https://huggingface.co/papers/{self.arxiv_id}"
-
-
-IGRPO = MethodCitation(
-    name="iGRPO",
-    tag="igrpo",
-    title="iGRPO: Self-Feedback-Driven LLM Reasoning",
-    arxiv_id="2602.09000",
-    bibtex="""@article{hatamizadeh2026igrpo,
-    title        = {{iGRPO: Self-Feedback-Driven LLM Reasoning}},
-    author       = {Ali Hatamizadeh and Shrimai Prabhumoye and Igor Gitman and Ximing Lu and Seungju Han and Wei Ping and Yejin Choi and Jan Kautz},
-    year         = 2026,
-    eprint       = {arXiv:2602.09000}
-}""",
-)
-RPO = MethodCitation(
-    name="RPO (reward-aware preference optimization)",
-    tag="rpo",
-    title="Reward-aware Preference Optimization: A Unified Mathematical Framework for Model Alignment",
-    arxiv_id="2502.00203",
-    bibtex="""@article{sun2025rpo,
-    title        = {{Reward-aware Preference Optimization: A Unified Mathematical Framework for Model Alignment}},
-    author       = {Shengyang Sun and others},
-    year         = 2025,
-    eprint       = {arXiv:2502.00203}
-}""",
-)
-TIED_LORA = MethodCitation(
-    name="Tied-LoRA",
-    tag="tied-lora",
-    title="Tied-LoRA: Enhancing parameter efficiency of LoRA with Weight Tying",
-    arxiv_id="2311.09578",
-    bibtex="""@inproceedings{renduchintala2024tiedlora,
-    title        = {{Tied-LoRA: Enhancing parameter efficiency of LoRA with Weight Tying}},
-    author       = {Adithya Renduchintala and Tugrul Konuk and Oleksii Kuchaiev},
-    booktitle    = {Proceedings of NAACL 2024},
-    year         = 2024,
-    eprint       = {arXiv:2311.09578}
-}""",
-)
-LORA = MethodCitation(
-    name="LoRA",
-    tag="lora",
-    title="LoRA: Low-Rank Adaptation of Large Language Models",
-    arxiv_id="2106.09685",
-    bibtex="""@inproceedings{hu2022lora,
-    title        = {{LoRA: Low-Rank Adaptation of Large Language Models}},
-    author       = {Edward J. Hu and Yelong Shen and Phillip Wallis and Zeyuan Allen-Zhu and Yuanzhi Li and Shean Wang and Lu Wang and Weizhu Chen},
-    booktitle    = {International Conference on Learning Representations},
-    year         = 2022,
-    eprint       = {arXiv:2106.09685}
-}""",
-)
-LLAMA_NEMOTRON = MethodCitation(
-    name="Pass-rate curriculum (Llama-Nemotron progressive batching)",
-    tag="pass-rate-curriculum",
-    title="Llama-Nemotron: Efficient Reasoning Models",
-    arxiv_id="2505.00949",
-    bibtex="""@article{bercovich2025llamanemotron,
-    title        = {{Llama-Nemotron: Efficient Reasoning Models}},
-    author       = {Akhiad Bercovich and others},
-    year         = 2025,
-    eprint       = {arXiv:2505.00949}
-}""",
-)
-DAPO = MethodCitation(
-    name="Dynamic sampling (DAPO)",
-    tag="dynamic-sampling",
-    title="DAPO: An Open-Source LLM Reinforcement Learning System at Scale",
-    arxiv_id="2503.14476",
-    bibtex="""@article{yu2025dapo,
-    title        = {{DAPO: An Open-Source LLM Reinforcement Learning System at Scale}},
-    author       = {Qiying Yu and others},
-    year         = 2025,
-    eprint       = {arXiv:2503.14476}
-}""",
-)
 
 #: Trainer `_paper` ids that map onto one of the citations above (the trainer's own method).
 _BY_ARXIV_ID = {method.arxiv_id: method for method in (IGRPO, RPO)}
@@ -242,11 +145,11 @@ class HubMixin:
             methods.append(TIED_LORA)
         if "LORA" in peft_types:
             methods.append(LORA)
-        if getattr(self.args, "progressive_batching", False):
-            methods.append(LLAMA_NEMOTRON)
-        if getattr(self.args, "dynamic_sampling", False):
-            methods.append(DAPO)
-        return methods
+        return methods + self._data_methods_used()
+
+    def _data_methods_used(self) -> list[MethodCitation]:
+        """Hook: methods that shape the training data (curriculum, dynamic sampling); none by default."""
+        return []
 
     def create_model_card(
         self,

@@ -42,9 +42,19 @@ class OnlineRPOConfig(GRPOConfig):
             Length of an RPO round in optimizer steps: at the end of each round the reference model is re-anchored on
             the current policy (TRL's `sync_ref_model` with `ref_model_mixup_alpha=1.0`). Not supported with PEFT.
 
-    For every prompt's k samples to land in the same micro-batch, keep `per_device_train_batch_size` a multiple of
-    `num_generations` and `steps_per_generation=1`; otherwise the loss uses whichever samples of a prompt share a
-    micro-batch (pairs are never formed across prompts).
+        sft_normalization (`str`, defaults to `"sequence_sum"`):
+            Reduction of the `"sft"` term, as in [`RPOConfig`]: `"sequence_sum"` (NeMo-Aligner: per-sequence
+            log-prob sum, mean over prompts), `"sequence_mean"` or `"token_mean"`.
+
+    Whole prompt groups (enforced here). The RPO losses compare the k samples of a prompt, so the loss must see all k
+    in one micro-batch on one rank. TRL shuffles each generation batch and splits it into `steps_per_generation`
+    micro-batches, and accelerate hands each rank `per_device_train_batch_size` contiguous rows; either would split a
+    group. So this config sets `steps_per_generation=1` when neither it nor `generation_batch_size` is given (each
+    micro-step generates its own prompts; gradient accumulation still works), and raises when
+    `per_device_train_batch_size` is not a multiple of `num_generations` or when `steps_per_generation` (set directly
+    or through `generation_batch_size`) is not 1. The cost: with accumulation, generation runs once per micro-step on
+    `per_device_train_batch_size` rows instead of once per optimizer step on a larger batch. The same rule applies to
+    `per_device_eval_batch_size` and `num_generations_eval` when evaluation is on.
     """
 
     beta: float = field(default=1e-5, metadata={"help": "Implicit-reward scale (Llama-Nemotron online RPO: 1e-5)."})
@@ -60,19 +70,64 @@ class OnlineRPOConfig(GRPOConfig):
     rpo_round_steps: int | None = field(
         default=None, metadata={"help": "Re-anchor the reference on the policy every this many steps."}
     )
+    sft_normalization: str = field(
+        default="sequence_sum",
+        metadata={"help": "'sft' term reduction: 'sequence_sum' (NeMo-Aligner), 'sequence_mean' or 'token_mean'."},
+    )
 
     def __post_init__(self):
         if isinstance(self.rpo_loss_type, str):
             self.rpo_loss_type = [self.rpo_loss_type]
-        super().__post_init__()
-        validate_rpo_loss_settings(
-            self.rpo_loss_type, self.rpo_loss_weights, self.beta, self.eta, self.rpo_pairing, "rpo_loss_type"
-        )
         if self.num_generations is not None and self.num_generations < 2:
             raise ValueError("Online RPO compares samples of a prompt: `num_generations` must be >= 2.")
+        if self.num_generations is not None:
+            _require_whole_groups(
+                self.per_device_train_batch_size, "per_device_train_batch_size", self.num_generations
+            )
+            if self.eval_strategy != "no":  # checked before GRPO's own (global) eval check so this message wins
+                _require_whole_groups(
+                    self.per_device_eval_batch_size,
+                    "per_device_eval_batch_size",
+                    self.num_generations_eval or self.num_generations,
+                    "num_generations_eval" if self.num_generations_eval else "num_generations",
+                )
+        source = "generation_batch_size" if self.generation_batch_size is not None else "steps_per_generation"
+        if self.steps_per_generation is None and self.generation_batch_size is None:
+            self.steps_per_generation = 1  # TRL would default to gradient_accumulation_steps (see the class docstring)
+        super().__post_init__()
+        if self.steps_per_generation != 1:
+            raise ValueError(
+                f"Online RPO needs `steps_per_generation=1` (got {self.steps_per_generation}, from `{source}`): TRL "
+                "shuffles a generation batch and splits it into `steps_per_generation` micro-batches, which separates "
+                "the samples of a prompt that the RPO loss compares. Leave `steps_per_generation` and "
+                "`generation_batch_size` unset (or set `steps_per_generation=1`); use `gradient_accumulation_steps` "
+                "for a larger effective batch."
+            )
+        validate_rpo_loss_settings(
+            self.rpo_loss_type,
+            self.rpo_loss_weights,
+            self.beta,
+            self.eta,
+            self.rpo_pairing,
+            "rpo_loss_type",
+            sft_normalization=self.sft_normalization,
+        )
         if self.rpo_round_steps is not None:
             if self.rpo_round_steps < 1:
                 raise ValueError(f"`rpo_round_steps` must be >= 1, got {self.rpo_round_steps}.")
             self.sync_ref_model = True
             self.ref_model_mixup_alpha = 1.0
             self.ref_model_sync_steps = self.rpo_round_steps
+
+
+def _require_whole_groups(
+    batch_size: int, batch_field: str, group_size: int, group_field: str = "num_generations"
+) -> None:
+    """Raise unless a per-device batch holds whole prompt groups of ``group_size`` samples (see OnlineRPOConfig)."""
+    if batch_size % group_size != 0:
+        raise ValueError(
+            f"Online RPO needs `{batch_field}` ({batch_size}) to be a multiple of `{group_field}` ({group_size}): "
+            f"each rank's micro-batch must hold all {group_size} samples of each of its prompts, or the RPO loss "
+            f"compares only some of them. Set `{batch_field}` to a multiple of {group_size} (e.g. "
+            f"{max(group_size, batch_size - batch_size % group_size)}) or change `{group_field}`."
+        )

@@ -8,6 +8,18 @@ best-vs-worst or all pairs, or listwise). Iterative rounds that re-anchor the re
 
 Overridden GRPOTrainer methods: ``_calculate_rewards`` (keeps the raw per-function rewards), ``_generate_and_score_
 completions`` (attaches raw rewards and prompt-group ids to the batch, which survive GRPO's shuffle) and ``_compute_loss``.
+
+Whole prompt groups. The loss compares a prompt's k samples, so every micro-batch must hold all k of each of its prompts.
+GRPO's ``_prepare_inputs`` shuffles a generation batch and splits it into ``steps_per_generation`` micro-batches, and
+accelerate gives each rank ``per_device_train_batch_size`` contiguous rows. Rather than override ``_prepare_inputs``
+(the shuffle and split sit inside it, between generation and loss, so regrouping there means re-implementing its
+buffering), ``OnlineRPOConfig`` constrains the layout: ``steps_per_generation=1`` and a per-device batch that is a
+multiple of k, so each rank generates whole groups every micro-step and no TRL method is added to the list above. The
+shuffle then only permutes rows within the micro-batch; ``_compute_loss`` regroups them by id and raises if a group is
+ever incomplete.
+
+The ``"sft"`` term is the NLL of each prompt's highest-reward sample, reduced by ``sft_normalization`` exactly as in
+``RPOTrainer`` (NeMo-Aligner's per-sequence sum, mean over prompts, by default).
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from trl import GRPOTrainer
 
 from .hub import HubMixin
 from .online_rpo_config import OnlineRPOConfig
-from .rpo_losses import group_rows, sequence_logps
+from .rpo_losses import group_rows, sequence_logps, sft_nll
 from .rpo_trainer import RPO_PAPER, compute_rpo_objective, load_reward_funcs, log_rpo_gap_metrics
 
 __all__ = ["OnlineRPOTrainer"]
@@ -93,14 +105,22 @@ class OnlineRPOTrainer(HubMixin, GRPOTrainer):
         grouped_logratios, grouped_rewards, grouped_rows, grouped_scored, present = group_rows(
             logratios, inputs[_GROUP_KEY], torch.nan_to_num(rewards, nan=0.0), row_index, scored.to(logratios.dtype)
         )
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        sizes = present.sum(dim=1)
+        if not bool((sizes == group_size).all()):
+            raise RuntimeError(
+                f"Online RPO got a micro-batch with incomplete prompt groups (samples per group: {sizes.tolist()}, "
+                f"expected {group_size} each), so its loss would compare only some of a prompt's samples. Keep "
+                "`steps_per_generation=1` and `per_device_train_batch_size` (and `per_device_eval_batch_size`) a "
+                "multiple of `num_generations`, as OnlineRPOConfig enforces, and keep each group's rows together."
+            )
         group_mask = present & grouped_scored.bool()
 
-        def sft_loss():
+        def sft_loss():  # highest-reward scored sample of each group with one
             best_slot = grouped_rewards.masked_fill(~group_mask, -torch.inf).argmax(dim=1)
             has_any = group_mask.any(dim=1)
             best_rows = grouped_rows.gather(1, best_slot[:, None]).squeeze(1)[has_any].long()
-            token_mask = mask[best_rows].to(per_token_logps.dtype)
-            return -(per_token_logps[best_rows] * token_mask).sum() / token_mask.sum().clamp_min(1.0)
+            return sft_nll(per_token_logps[best_rows], mask[best_rows], args.sft_normalization)
 
         loss, stats = compute_rpo_objective(
             args.rpo_loss_type,

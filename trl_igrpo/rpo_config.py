@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
-from .rpo_losses import RPO_LOSS_TYPES, RPO_PAIRINGS
+from .rpo_losses import RPO_LOSS_TYPES, RPO_PAIRINGS, SFT_NORMALIZATIONS
 
 __all__ = ["RPO_EXTRA_LOSS_TYPES", "RPOConfig", "validate_rpo_loss_settings"]
 
@@ -16,7 +16,14 @@ RPO_EXTRA_LOSS_TYPES = ("sft",)
 
 
 def validate_rpo_loss_settings(
-    loss_types: list[str], loss_weights: list[float] | None, beta: float, eta: float, pairing: str, field_name: str
+    loss_types: list[str],
+    loss_weights: list[float] | None,
+    beta: float,
+    eta: float,
+    pairing: str,
+    field_name: str,
+    *,
+    sft_normalization: str = "sequence_sum",
 ) -> None:
     """Shared checks for :class:`RPOConfig` and :class:`~trl_igrpo.OnlineRPOConfig`; raises ``ValueError``."""
     allowed = (*RPO_LOSS_TYPES, *RPO_EXTRA_LOSS_TYPES)
@@ -36,6 +43,11 @@ def validate_rpo_loss_settings(
         raise ValueError(f"`eta` must be a positive finite number (the explicit-reward scale), got {eta}.")
     if pairing not in RPO_PAIRINGS:
         raise ValueError(f"`rpo_pairing` must be one of {RPO_PAIRINGS}, got {pairing!r}.")
+    if sft_normalization not in SFT_NORMALIZATIONS:
+        raise ValueError(
+            f"`sft_normalization` must be one of {SFT_NORMALIZATIONS}, got {sft_normalization!r}. 'sequence_sum' is "
+            "NeMo-Aligner's (use it with NeMo-calibrated SFT weights); 'token_mean' is TRL's `sft` loss."
+        )
 
 
 @dataclass
@@ -63,7 +75,8 @@ class RPOConfig(DPOConfig):
             Losses to combine with `loss_weights`. RPO family: `"rpo_bwd_kl"` (KL(Bern(sigmoid(b)) || Bern(sigmoid(a))),
             the Nemotron-4 loss), `"rpo_fwd_kl"`, `"rpo_sq"` ((a - b)^2), `"dpo"`, `"ipo"` (in the same frame) and
             `"rpo_listwise"` (KL(softmax(eta r) || softmax(beta rho)) over k responses; equals `rpo_bwd_kl` at k = 2).
-            Can be combined with `"sft"`: NLL on the highest-reward response of each example.
+            Can be combined with `"sft"`: NLL of the labelled `chosen` response (pairwise data) or of the
+            highest-reward response (k-response data), reduced as `sft_normalization` says.
         beta (`float`, defaults to `0.2`):
             Implicit-reward scale (NeMo-Aligner `ref_policy_kl_penalty`, default 0.2).
         eta (`float`, defaults to `1.0`):
@@ -92,6 +105,12 @@ class RPOConfig(DPOConfig):
             Re-anchor the reference model on the current policy every this many optimizer steps (Nemotron-4 /
             Llama-Nemotron iterative RPO rounds). Sets TRL's `sync_ref_model=True`, `ref_model_mixup_alpha=1.0` and
             `ref_model_sync_steps`. Incompatible with `precompute_ref_log_probs` and with PEFT.
+        sft_normalization (`str`, defaults to `"sequence_sum"`):
+            Reduction of the `"sft"` term over the target responses' tokens. `"sequence_sum"`: sum each response's
+            token log-probs, mean over examples (NeMo-Aligner `sft_loss_func`, so NeMo-calibrated SFT weights such as
+            0.05 carry over). `"sequence_mean"`: token-average each response, mean over examples (NeMo-Aligner
+            `sft_average_log_probs=True`). `"token_mean"`: mean over all target tokens of the batch (TRL's `sft`);
+            it equals `"sequence_sum"` divided by the batch's mean target length.
     """
 
     loss_type: list[str] = field(
@@ -119,11 +138,21 @@ class RPOConfig(DPOConfig):
     rpo_round_steps: int | None = field(
         default=None, metadata={"help": "Re-anchor the reference on the policy every this many steps."}
     )
+    sft_normalization: str = field(
+        default="sequence_sum",
+        metadata={"help": "'sft' term reduction: 'sequence_sum' (NeMo-Aligner), 'sequence_mean' or 'token_mean'."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
         validate_rpo_loss_settings(
-            self.loss_type, self.loss_weights, self.beta, self.eta, self.rpo_pairing, "loss_type"
+            self.loss_type,
+            self.loss_weights,
+            self.beta,
+            self.eta,
+            self.rpo_pairing,
+            "loss_type",
+            sft_normalization=self.sft_normalization,
         )
         for name in ("chosen_reward_column", "rejected_reward_column", "responses_column", "rewards_column"):
             if not getattr(self, name):

@@ -37,6 +37,7 @@ __all__ = [
     "RPO_LOSS_TYPES",
     "RPO_PAIRWISE_LOSSES",
     "RPO_PAIRINGS",
+    "SFT_NORMALIZATIONS",
     "dpo",
     "group_pairs",
     "group_rows",
@@ -49,6 +50,7 @@ __all__ = [
     "rpo_pairwise_loss",
     "rpo_sq",
     "sequence_logps",
+    "sft_nll",
 ]
 
 
@@ -170,6 +172,31 @@ def sequence_logps(per_token_logps: torch.Tensor, mask: torch.Tensor, average: b
     if average:
         total = total / mask.sum(dim=-1).clamp_min(1.0)
     return total
+
+
+SFT_NORMALIZATIONS = ("sequence_sum", "sequence_mean", "token_mean")
+
+
+def sft_nll(per_token_logps: torch.Tensor, mask: torch.Tensor, normalization: str = "sequence_sum") -> torch.Tensor:
+    """Negative log-likelihood of the SFT target responses (one per row, ``mask`` marks their tokens); a scalar.
+
+    With ``S_i = sum_t mask_it * logp_it`` and ``n_i = sum_t mask_it`` over ``N`` rows:
+
+    - ``"sequence_sum"``: ``-(1/N) sum_i S_i``, NeMo-Aligner's ``sft_loss_func`` (``sft_average_log_probs=False``).
+    - ``"sequence_mean"``: ``-(1/N) sum_i S_i / n_i``, NeMo-Aligner with ``sft_average_log_probs=True``.
+    - ``"token_mean"``: ``-sum_i S_i / sum_i n_i``, TRL DPO's ``"sft"``; equals ``"sequence_sum"`` divided by the mean
+      target length ``(1/N) sum_i n_i`` (exactly, for any lengths), so it is about |y| times weaker.
+
+    No rows gives 0 (still attached to the graph).
+    """
+    if normalization not in SFT_NORMALIZATIONS:
+        raise ValueError(f"Unknown SFT normalization {normalization!r}; expected one of {SFT_NORMALIZATIONS}.")
+    if per_token_logps.size(0) == 0:
+        return per_token_logps.sum() * 0.0
+    if normalization == "token_mean":
+        mask = mask.to(per_token_logps.dtype)
+        return -(per_token_logps * mask).sum() / mask.sum().clamp_min(1.0)
+    return -sequence_logps(per_token_logps, mask, average=normalization == "sequence_mean").mean()
 
 
 def group_rows(values: torch.Tensor, group_ids: torch.Tensor, *more: torch.Tensor) -> tuple[torch.Tensor, ...]:

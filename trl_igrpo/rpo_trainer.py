@@ -10,7 +10,9 @@ What changes relative to DPO (see ``docs/rpo.md`` and ``rpo_losses.py``):
   response-major, so for k = 2 the batch is exactly TRL's ``[chosen...; rejected...]`` layout and TRL's reference
   machinery (``ref_model``, PEFT adapter switching, ``precompute_ref_log_probs``, ``sync_ref_model``) is reused as is.
 - ``_compute_loss`` computes the RPO loss family on the sequence log-ratios and logs implicit vs explicit reward gaps,
-  their correlation and the implicit ranking accuracy.
+  their correlation and the implicit ranking accuracy. The ``"sft"`` term is the NLL of the labelled chosen response
+  (pairwise data) or the highest-reward response (k-response data), reduced by ``sft_normalization`` (NeMo-Aligner's
+  per-sequence sum, mean over examples, by default).
 
 Overridden DPOTrainer methods: ``_prepare_dataset`` (k-response tokenisation only), ``_set_signature_columns_if_needed``
 and ``_compute_loss``. The collator wraps TRL's ``DataCollatorForPreference``.
@@ -43,12 +45,14 @@ from .rpo_losses import (
     rpo_listwise,
     rpo_pairwise_loss,
     sequence_logps,
+    sft_nll,
 )
 
 __all__ = ["DataCollatorForRPO", "RPOTrainer", "RPO_PAPER", "compute_rpo_objective", "load_reward_funcs"]
 
 REWARDS_KEY = "rpo_rewards"
 RESPONSES_IDS_KEY = "rpo_responses_ids"
+SFT_TARGET_KEY = "rpo_sft_target"
 
 RPO_PAPER = {
     "title": "Reward-aware Preference Optimization: A Unified Mathematical Framework for Model Alignment",
@@ -233,9 +237,11 @@ def _raise_unscored(scores: list[float], name: str, column: str) -> None:
 class DataCollatorForRPO(DataCollatorMixin):
     """Collates RPO examples: TRL's preference collator for pairs, response-major k-response batches otherwise.
 
-    Adds ``rpo_rewards`` (float, shape ``(B, k)``). For k responses the rows are ``[response 0 of every example;
-    response 1 of every example; ...]`` with right padding, which for k = 2 is TRL's ``[chosen; rejected]`` layout.
-    Raises ``ValueError`` on a non-finite reward (the only check possible for streaming datasets).
+    Adds ``rpo_rewards`` (float, shape ``(B, k)``) and ``rpo_sft_target`` (long, shape ``(B,)``): which response the
+    ``"sft"`` term trains on, the labelled chosen one (0) for pairwise data as in NeMo-Aligner, the highest-reward one
+    for k-response data as in NeMo-Aligner PR #311 (first on ties). For k responses the rows are ``[response 0 of every
+    example; response 1 of every example; ...]`` with right padding, which for k = 2 is TRL's ``[chosen; rejected]``
+    layout. Raises ``ValueError`` on a non-finite reward (the only check possible for streaming datasets).
     """
 
     pad_token_id: int
@@ -253,6 +259,7 @@ class DataCollatorForRPO(DataCollatorMixin):
         if RESPONSES_IDS_KEY not in examples[0]:
             output = self.base_collator(examples)
             output[REWARDS_KEY] = rewards
+            output[SFT_TARGET_KEY] = torch.zeros(len(examples), dtype=torch.long)
             return output
         k = len(examples[0][RESPONSES_IDS_KEY])
         sequences, masks = [], []
@@ -277,6 +284,7 @@ class DataCollatorForRPO(DataCollatorMixin):
                 [torch.tensor(mask, dtype=torch.long) for mask in masks], padding_value=0, **padding
             ),
             REWARDS_KEY: rewards,
+            SFT_TARGET_KEY: rewards.argmax(dim=1),
         }
 
 
@@ -446,6 +454,7 @@ class RPOTrainer(HubMixin, DPOTrainer):
         mode = "train" if self.model.training else "eval"
         inputs = dict(inputs)
         rewards = inputs.pop(REWARDS_KEY)
+        sft_target = inputs.pop(SFT_TARGET_KEY)
         num_examples, k = rewards.shape
         non_model_keys = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
         model_kwargs = {key: value for key, value in inputs.items() if key not in non_model_keys}
@@ -474,12 +483,11 @@ class RPOTrainer(HubMixin, DPOTrainer):
         rewards = rewards.to(logratios.device)
         best = rewards.argmax(dim=1)
 
-        def sft_loss():
-            token_logps = per_token_logps.view(k, num_examples, -1)
-            token_mask = shift_mask.view(k, num_examples, -1)
-            rows = torch.arange(num_examples, device=best.device)
-            best_logps, best_mask = token_logps[best, rows], token_mask[best, rows].to(token_logps.dtype)
-            return -(best_logps * best_mask).sum() / best_mask.sum().clamp_min(1.0)
+        def sft_loss():  # response-major rows: response j of example i is row j * num_examples + i
+            rows = sft_target.to(per_token_logps.device) * num_examples + torch.arange(
+                num_examples, device=per_token_logps.device
+            )
+            return sft_nll(per_token_logps[rows], shift_mask[rows], self.args.sft_normalization)
 
         loss, stats = compute_rpo_objective(
             self.loss_types,

@@ -6,7 +6,7 @@ variance and nothing is learned. :func:`build_warm_started_model` builds the tin
 only) on worked solutions in the ``<think>...</think><answer>\\boxed{}</answer>`` format. The SFT is deliberately short
 (:data:`DEFAULT_SFT_STEPS`), so the model masters the format but only part of the arithmetic: sampled groups then mix
 right and wrong answers, which is exactly what GRPO and iGRPO learn from. A fraction of the SFT prompts
-(``refinement_fraction``) are iGRPO Stage-2 prompts (:func:`~trl_igrpo.igrpo_utils.build_refinement_prompt` with the
+(``refinement_fraction``) are iGRPO Stage-2 prompts (:func:`~trl_igrpo.igrpo.drafts.build_refinement_prompt` with the
 default template) holding a prior draft that is right or off by a little, with the correct solution as the target: an
 instruction-tuned model follows "improve this draft" prompts, and the tiny model needs the same interface or iGRPO's
 Stage 2 starts from zero reward. The result is saved with ``save_pretrained``
@@ -98,7 +98,7 @@ def build_warm_started_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .data import make_arithmetic_examples
-    from .igrpo_utils import build_refinement_prompt
+    from .igrpo.drafts import build_refinement_prompt
     from .testing import build_tiny_model
 
     if sft_steps < 0:
@@ -122,6 +122,7 @@ def build_warm_started_model(
         teacher_slip_rate=teacher_slip_rate,
         max_operand=max_operand,
         data_seed=SFT_DATA_SEED,
+        refinement_prompt_format=2,  # 2: draft inside the last user message (iGRPO's default since 0.2)
     )
     stamp = output_dir / _STAMP
     if not overwrite and stamp.exists() and json.loads(stamp.read_text()).get("settings") == settings:

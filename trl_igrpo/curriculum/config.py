@@ -1,20 +1,12 @@
 """Configuration of the pass-rate curriculum (progressive batching) and of dynamic sampling.
 
-``CurriculumConfigMixin`` is a dataclass mixin: every field has a default and everything is off by default, so it can be
-mixed into any GRPO-style config::
-
-    @dataclass
-    class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
-        def __post_init__(self):
-            super().__post_init__()
-            self._validate_curriculum()
+``CurriculumConfigMixin`` is a dataclass mixin (every field has a default, everything off) that
+:class:`~trl_igrpo.core.GRPOBaseConfig` includes, so every GRPO-based config of the package has these fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from trl import GRPOConfig
 
 from .schedule import SCHEDULES
 
@@ -110,12 +102,3 @@ class CurriculumConfigMixin:
             raise ValueError(
                 f"`dynamic_sampling_shortfall` must be one of {SHORTFALL_POLICIES}, got {self.dynamic_sampling_shortfall!r}"
             )
-
-
-@dataclass
-class CurriculumGRPOConfig(CurriculumConfigMixin, GRPOConfig):
-    """``GRPOConfig`` plus the curriculum / dynamic-sampling fields of :class:`CurriculumConfigMixin`."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._validate_curriculum()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from ..rewards.aggregation import weighted_reward_sum
+
 # Output keys padded like TRL pads them in `_generate_and_score_completions`.
 PROMPT_ALIGNED_PAD = {"prompt_ids": None, "prompt_mask": 0}  # None: the tokenizer's pad id; left padding
 COMPLETION_ALIGNED_PAD = {"completion_ids": None, "completion_mask": 0, "tool_mask": 1}  # right padding; others pad 0
@@ -52,10 +54,7 @@ def informative_group_mask(
             f"rewards of shape {tuple(rewards_per_func.shape)} do not split into groups of {num_generations}"
         )
     if aggregation == "sum_then_normalize":
-        unscorable = torch.isnan(rewards_per_func).all(dim=1)
-        combined = (rewards_per_func * reward_weights.to(rewards_per_func).unsqueeze(0)).nansum(dim=1)
-        combined[unscorable] = torch.nan
-        columns = combined.view(-1, num_generations, 1)
+        columns = weighted_reward_sum(rewards_per_func, reward_weights).view(-1, num_generations, 1)
     elif aggregation == "normalize_then_sum":
         columns = rewards_per_func.view(-1, num_generations, rewards_per_func.size(1))
     else:
@@ -146,61 +145,47 @@ def merge_rollout_outputs(
     return merged
 
 
-class DynamicSamplingMixin:
-    """Trainer mixin: with ``args.dynamic_sampling``, constant-reward groups never reach the loss.
+class DynamicSampler:
+    """DAPO dynamic sampling as a helper object: constant-reward groups never reach the loss.
 
-    Put it first in the bases so that a refill re-runs the whole pipeline below it (for iGRPO, both stages)::
+    :class:`~trl_igrpo.core.GRPOBaseTrainer` calls :meth:`fill` instead of one rollout round when
+    ``dynamic_sampling=True`` (training only). Per generation batch:
 
-        class IGRPOTrainer(DynamicSamplingMixin, ProgressiveBatchingMixin, TwoStageCore): ...
-
-    Mechanics, per training generation batch (evaluation is untouched):
-
-    1. ``super()._generate_and_score_completions(inputs)``; the gathered rewards of that call are captured by
-       ``_calculate_rewards`` (the last call wins, i.e. the Stage-2 rewards of a two-stage trainer).
-    2. Groups are judged on the *gathered* rewards, so every process reaches the same decision and makes the same number
-       of collective calls. A process needs as many informative rows as its local batch holds.
-    3. While some process is short and fewer than ``dynamic_sampling_max_extra_rounds`` extra rounds ran, a refill batch is
-       drawn from ``train_dataset`` with the same layout as TRL's sampler (global list of prompts, each repeated G times,
-       cut into contiguous per-process slices) and scored by ``super()`` again. Prompts come uniformly from the dataset,
-       or from the curriculum's current Gaussian when progressive batching is on. The draw is seeded by
-       ``(seed, global_step, accumulation position, round)``, so it is identical on all processes and after a resume.
+    1. ``trainer._rollout(inputs)`` runs one round (for iGRPO: both stages) and leaves the gathered rewards of its final
+       rollouts in ``trainer.last_rollout_rewards``.
+    2. Groups are judged on the *gathered* rewards, so every process reaches the same decision and makes the same
+       number of collective calls. A process needs as many informative rows as its local batch holds.
+    3. While some process is short and fewer than ``dynamic_sampling_max_extra_rounds`` extra rounds ran, a refill
+       batch is drawn from the training set with the layout of TRL's sampler (each prompt repeated G times, cut into
+       contiguous per-process slices) and rolled out again. Prompts come uniformly from the dataset, or from the
+       curriculum's current Gaussian when progressive batching is on. The draw is seeded by ``(seed, global_step,
+       accumulation position, round)``: identical on all processes and after a resume.
     4. The kept rows (earliest rounds first) are merged with the padding TRL uses, and ``num_items_in_batch`` is
-       recomputed. If rows are still missing, ``dynamic_sampling_shortfall="mask"`` fills the gap with dropped rows whose
-       completion mask and advantage are zero (no token of theirs enters the loss or the token count); "raise" errors.
+       recomputed. If rows are still missing, ``dynamic_sampling_shortfall="mask"`` fills the gap with dropped rows
+       whose completion mask and advantage are zero; ``"raise"`` errors.
 
     Metrics: ``dynamic_sampling/dropped_fraction`` (constant groups / groups generated, all rounds),
-    ``dynamic_sampling/rounds`` (generation rounds used, 1 = no refill), ``dynamic_sampling/masked_fraction`` (share of
-    the returned rows that are masked fillers).
+    ``dynamic_sampling/rounds`` (1 = no refill), ``dynamic_sampling/masked_fraction`` (masked filler rows / rows).
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if getattr(self.args, "dynamic_sampling", False):
-            if (
-                self.train_dataset is None
-                or not hasattr(self.train_dataset, "__getitem__")
-                or not hasattr(self.train_dataset, "__len__")
-            ):
-                raise ValueError("`dynamic_sampling=True` needs a map-style train dataset to refill batches from")
-        self._dynamic_sampling_rewards = None
+    def __init__(self, args, train_dataset):
+        if train_dataset is None or not hasattr(train_dataset, "__getitem__") or not hasattr(train_dataset, "__len__"):
+            raise ValueError("`dynamic_sampling=True` needs a map-style train dataset to refill batches from")
+        self.args = args
+        self.train_dataset = train_dataset
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._dynamic_sampling_rewards = rewards
-        return rewards
-
-    def _dynamic_sampling_refill_inputs(self, template_inputs: list[dict], round_index: int) -> list[dict]:
+    def refill_rows(self, trainer, template_inputs: list[dict], round_index: int) -> list[dict]:
         """This process's slice of a fresh global generation batch, laid out like TRL's ``RepeatSampler`` output."""
-        group_size = self.num_generations
+        group_size = trainer.num_generations
         local_rows = len(template_inputs)
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        world, rank = trainer.accelerator.num_processes, trainer.accelerator.process_index
         num_prompts = local_rows * world // group_size
-        accumulation_position = self._step % self.args.gradient_accumulation_steps
-        seed = ((self.args.seed * 1_000_003 + self.state.global_step) * 131 + accumulation_position) * 17 + round_index
-        generator = torch.Generator().manual_seed(seed % (2**63))
-        sampler = getattr(self, "_progressive_sampler", None)
+        accumulation_position = trainer._step % self.args.gradient_accumulation_steps
+        seed = ((self.args.seed * 1_000_003 + trainer.state.global_step) * 131 + accumulation_position) * 17
+        generator = torch.Generator().manual_seed((seed + round_index) % (2**63))
+        sampler = trainer.curriculum_sampler
         if sampler is not None:
-            prompts = sampler.sample_refill(num_prompts, self._curriculum_batch_index(), generator)
+            prompts = sampler.sample_refill(num_prompts, trainer.curriculum_batch_index(), generator)
         else:
             prompts = torch.randint(len(self.train_dataset), (num_prompts,), generator=generator).tolist()
         global_rows = [index for index in prompts for _ in range(group_size)]
@@ -209,32 +194,30 @@ class DynamicSamplingMixin:
         rows = [self.train_dataset[index] for index in local]
         return [{key: row[key] for key in keys if key in row} for row in rows]
 
-    def _generate_and_score_completions(self, inputs):
-        if not getattr(self.args, "dynamic_sampling", False) or not self.model.training:
-            return super()._generate_and_score_completions(inputs)
-        group_size = self.num_generations
+    def fill(self, trainer, inputs: list[dict]) -> dict:
+        """Roll out ``inputs`` (and refills) until every process holds a full batch of informative rows."""
+        group_size = trainer.num_generations
         local_rows = len(inputs)
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        world, rank = trainer.accelerator.num_processes, trainer.accelerator.process_index
         outputs, local_keep_masks = [], []
         kept_per_rank = torch.zeros(world, dtype=torch.long)
         groups_seen = groups_dropped = 0
         round_inputs = inputs
         for round_index in range(1 + self.args.dynamic_sampling_max_extra_rounds):
             if round_index > 0:
-                round_inputs = self._dynamic_sampling_refill_inputs(inputs, round_index)
-            self._dynamic_sampling_rewards = None
-            outputs.append(super()._generate_and_score_completions(round_inputs))
-            rewards = self._dynamic_sampling_rewards
+                round_inputs = self.refill_rows(trainer, inputs, round_index)
+            outputs.append(trainer._rollout(round_inputs))
+            rewards = trainer.last_rollout_rewards
             if rewards is None or rewards.size(0) != local_rows * world:
                 raise RuntimeError(
-                    "dynamic sampling could not find the gathered rewards of the batch: `_calculate_rewards` must be "
-                    "called by `_generate_and_score_completions` for the final rollouts"
+                    "dynamic sampling could not find the gathered rewards of the final rollouts: `_rollout` must end "
+                    "with `super()._rollout(rows)` (TRL's generation and scoring of the rows it returns)"
                 )
             informative = informative_group_mask(
                 rewards.detach().float().cpu(),
-                self.reward_weights.float().cpu(),
+                trainer.reward_weights.float().cpu(),
                 group_size,
-                self.multi_objective_aggregation,
+                trainer.multi_objective_aggregation,
             )
             groups_seen += informative.numel()
             groups_dropped += int((~informative).sum())
@@ -252,23 +235,21 @@ class DynamicSamplingMixin:
             )
         selections, fillers = plan_row_selection(local_keep_masks, local_rows)
         sequence_level_keys = ()
-        if str(getattr(self, "vllm_importance_sampling_mode", "")).startswith("sequence"):
+        if str(trainer.vllm_importance_sampling_mode).startswith("sequence"):
             sequence_level_keys = ("importance_sampling_ratio",)
-        output = merge_rollout_outputs(outputs, selections, self._tokenizer.pad_token_id, sequence_level_keys)
+        output = merge_rollout_outputs(outputs, selections, trainer._tokenizer.pad_token_id, sequence_level_keys)
         filler = torch.cat(fillers).to(output["completion_mask"].device)
         if filler.any():
-            output["completion_mask"] = output["completion_mask"] * (~filler).unsqueeze(1).to(
-                output["completion_mask"]
-            )
+            completion_mask = output["completion_mask"]
+            output["completion_mask"] = completion_mask * (~filler).unsqueeze(1).to(completion_mask)
             advantages = output["advantages"]
-            zero = filler.view(-1, *([1] * (advantages.dim() - 1)))
-            output["advantages"] = advantages.masked_fill(zero, 0.0)
+            output["advantages"] = advantages.masked_fill(filler.view(-1, *([1] * (advantages.dim() - 1))), 0.0)
         loss_mask = output["completion_mask"]
         if output.get("tool_mask") is not None:
             loss_mask = loss_mask * output["tool_mask"]
-        output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
-        filler_count = self.accelerator.gather(filler.sum().to(loss_mask.device)).sum().item()
-        metrics = self._metrics["train"]
+        output["num_items_in_batch"] = trainer.accelerator.gather(loss_mask.sum()).sum()
+        filler_count = trainer.accelerator.gather(filler.sum().to(loss_mask.device)).sum().item()
+        metrics = trainer._metrics["train"]
         metrics["dynamic_sampling/dropped_fraction"].append(groups_dropped / groups_seen)
         metrics["dynamic_sampling/rounds"].append(float(rounds))
         metrics["dynamic_sampling/masked_fraction"].append(filler_count / (local_rows * world))

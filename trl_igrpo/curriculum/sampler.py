@@ -131,44 +131,34 @@ class ProgressiveBatchSampler(Sampler[int]):
         return picks
 
 
-class ProgressiveBatchingMixin:
-    """Trainer mixin: with ``args.progressive_batching``, train on a :class:`ProgressiveBatchSampler`.
+def build_progressive_sampler(args, dataset, num_generations: int, num_iterations: int) -> ProgressiveBatchSampler:
+    """The curriculum sampler for a GRPO-style trainer, laid out like TRL's ``RepeatSampler``: each prompt repeated
+    ``num_generations`` times, each generation batch repeated ``num_iterations * steps_per_generation`` times.
 
-    Overrides only ``_get_train_sampler``; everything else (dataloader, sharding, buffering) stays TRL's. The pass rates are
-    read from ``self.train_dataset`` (the full dataset, before ``remove_unused_columns`` could drop the column).
+    ``args`` carries the fields of :class:`~trl_igrpo.curriculum.CurriculumConfigMixin`; the pass rates are read from
+    ``dataset`` (the full training set, before ``remove_unused_columns`` could drop the column).
     """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._progressive_sampler = None
-        if getattr(self.args, "progressive_batching", False):
-            if self.train_dataset is None:
-                raise ValueError("`progressive_batching=True` needs a train dataset with a pass-rate column")
-            read_pass_rates(self.train_dataset, self.args.pass_rate_column)  # fail before any compute
-
-    def _get_train_sampler(self, dataset=None):
-        if not getattr(self.args, "progressive_batching", False):
-            return super()._get_train_sampler(dataset)
-        self._progressive_sampler = ProgressiveBatchSampler(
-            read_pass_rates(self.train_dataset, self.args.pass_rate_column),
-            mini_repeat_count=self.num_generations,
-            batch_size=self.args.generation_batch_size // self.num_generations,
-            repeat_count=self.num_iterations * self.args.steps_per_generation,
-            sigma=self.args.curriculum_sigma,
-            start=self.args.curriculum_start,
-            end=self.args.curriculum_end,
-            schedule=self.args.curriculum_schedule,
-            seed=self.args.seed,
-            balance_pool=self.args.curriculum_balance_pool,
-        )
-        return self._progressive_sampler
-
-    def _curriculum_batch_index(self) -> int:
-        """Index (within the epoch) of the sampler batch the current optimisation step trains on."""
-        micro_steps_per_batch = self.num_iterations * self.args.steps_per_generation
-        micro_step = self.state.global_step * self.args.gradient_accumulation_steps
-        sampler = self._progressive_sampler
-        return (micro_step // micro_steps_per_batch) % max(1, sampler.num_batches if sampler else 1)
+    return ProgressiveBatchSampler(
+        read_pass_rates(dataset, args.pass_rate_column),
+        mini_repeat_count=num_generations,
+        batch_size=args.generation_batch_size // num_generations,
+        repeat_count=num_iterations * args.steps_per_generation,
+        sigma=args.curriculum_sigma,
+        start=args.curriculum_start,
+        end=args.curriculum_end,
+        schedule=args.curriculum_schedule,
+        seed=args.seed,
+        balance_pool=args.curriculum_balance_pool,
+    )
 
 
-__all__ = ["ProgressiveBatchSampler", "ProgressiveBatchingMixin", "read_pass_rates"]
+def curriculum_batch_index(
+    global_step: int, args, num_iterations: int, sampler: ProgressiveBatchSampler | None
+) -> int:
+    """Index (within the epoch) of the sampler batch that optimizer step ``global_step`` trains on."""
+    micro_steps_per_batch = num_iterations * args.steps_per_generation
+    micro_step = global_step * args.gradient_accumulation_steps
+    return (micro_step // micro_steps_per_batch) % max(1, sampler.num_batches if sampler else 1)
+
+
+__all__ = ["ProgressiveBatchSampler", "build_progressive_sampler", "curriculum_batch_index", "read_pass_rates"]

@@ -1,20 +1,27 @@
-"""Plain-GRPO trainer with the pass-rate curriculum and dynamic sampling (for users who do not need iGRPO)."""
+"""Plain GRPO with the pass-rate curriculum and dynamic sampling (for users who do not need iGRPO)."""
 
 from __future__ import annotations
 
-from trl import GRPOTrainer
+from dataclasses import dataclass
 
-from ..hub import HubMixin
-from .dynamic_sampling import DynamicSamplingMixin
-from .sampler import ProgressiveBatchingMixin
+from ..core.config import GRPOBaseConfig
+from ..core.trainer import GRPOBaseTrainer
+
+__all__ = ["CurriculumGRPOConfig", "CurriculumGRPOTrainer"]
 
 
-class CurriculumGRPOTrainer(HubMixin, DynamicSamplingMixin, ProgressiveBatchingMixin, GRPOTrainer):
-    """``GRPOTrainer`` with progressive batching and dynamic sampling, both switched on by
-    :class:`~trl_igrpo.curriculum.CurriculumGRPOConfig` fields (``progressive_batching``, ``dynamic_sampling``).
+@dataclass
+class CurriculumGRPOConfig(GRPOBaseConfig):
+    """``GRPOConfig`` plus the shared fields of [`~trl_igrpo.core.GRPOBaseConfig`]: switch on ``progressive_batching``
+    (pass-rate curriculum) and/or ``dynamic_sampling`` (DAPO)."""
 
-    Its model cards (:class:`~trl_igrpo.hub.HubMixin`) cite GRPO and, when switched on, the Llama-Nemotron curriculum
-    and DAPO's dynamic sampling; a push without a Hub token fails before anything is saved or uploaded.
+
+class CurriculumGRPOTrainer(GRPOBaseTrainer):
+    """GRPO with progressive batching and dynamic sampling, both switched on by :class:`CurriculumGRPOConfig` fields.
+
+    The base class does all the work (it is shared with ``IGRPOTrainer``); this class only names the configuration and
+    the model-card tags. Its cards cite GRPO and, when switched on, the Llama-Nemotron curriculum and DAPO's dynamic
+    sampling; a push without a Hub token fails before anything is saved or uploaded.
     """
 
-    _tag_names = ["trl", "grpo", "trl-igrpo"]
+    config_class = CurriculumGRPOConfig

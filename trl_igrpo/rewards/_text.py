@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..reasoning.think import message_text
+
 
 def completion_text(completion: Any) -> str:
     """Return the text of one completion, plain (``str``) or conversational (``[{"role": ..., "content": ...}, ...]``).
 
     For conversational completions the assistant messages are concatenated (TRL produces exactly one); message
-    content given as a list of parts (``[{"type": "text", "text": ...}]``) is flattened to its text parts.
+    content given as a list of parts (``[{"type": "text", "text": ...}]``) is flattened to its text parts, and
+    reasoning that TRL's ``parse_response`` split into ``reasoning_content`` is put back as a leading think block
+    (:func:`~trl_igrpo.reasoning.think.message_text`), so rewards see one text whichever way TRL decoded it.
     """
     if isinstance(completion, str):
         return completion
@@ -22,9 +26,6 @@ def completion_text(completion: Any) -> str:
                 raise TypeError(f"Conversational completions must be lists of message dicts, got {type(message)!r}.")
             if message.get("role", "assistant") != "assistant":
                 continue
-            content = message.get("content", "")
-            if isinstance(content, list):
-                content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-            texts.append(content or "")
+            texts.append(message_text(message))
         return "".join(texts)
     raise TypeError(f"A completion must be a string or a list of messages, got {type(completion)!r}.")

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import re
 
+from ..reasoning.think import split_reasoning
 from ._text import completion_text
 
 __all__ = ["think_answer_format_reward"]
 
-# One think block, then one answer block, nothing else but whitespace around them. The tempered dots forbid any
-# nested or repeated tag inside a block, so duplicates and wrong order never match.
-_NO_TAG = r"(?:(?!</?think>|</?answer>).)"
-THINK_ANSWER_PATTERN = re.compile(
-    rf"\A\s*<think>(?P<think>{_NO_TAG}*)</think>\s*<answer>(?P<answer>{_NO_TAG}*)</answer>\s*\Z", re.DOTALL
-)
+# After the think block: exactly one answer block. The tempered dots forbid any nested or repeated tag inside it.
+_ANSWER_BLOCK = re.compile(r"\A<answer>(?P<answer>(?:(?!</?think>|</?answer>).)*)</answer>\Z", re.DOTALL)
+
+
+def _is_think_answer(text: str) -> bool:
+    reasoning, rest = split_reasoning(text)  # one well-formed think block at the start, stripped parts
+    if reasoning is None or "<answer>" in reasoning or "</answer>" in reasoning:
+        return False
+    match = _ANSWER_BLOCK.match(rest)
+    return match is not None and bool(match.group("answer").strip())
 
 
 def think_answer_format_reward(completions, **kwargs) -> list[float]:
@@ -31,6 +36,5 @@ def think_answer_format_reward(completions, **kwargs) -> list[float]:
     """
     rewards = []
     for completion in completions:
-        match = THINK_ANSWER_PATTERN.match(completion_text(completion))
-        rewards.append(1.0 if match is not None and match.group("answer").strip() else 0.0)
+        rewards.append(1.0 if _is_think_answer(completion_text(completion)) else 0.0)
     return rewards

@@ -18,19 +18,14 @@ a per-row ``chat_template_kwargs`` with ``enable_thinking``, or a ``detailed thi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..reasoning import ON, THINK_CLOSE, THINK_OPEN, normalize_reasoning_mode, reasoning_mode_from_messages
+from ..reasoning.modes import ON, normalize_reasoning_mode, reasoning_mode_from_messages
+from ..reasoning.think import THINK_CLOSE, THINK_LIKE_TAG, THINK_OPEN, split_reasoning
 from ._text import completion_text
 
 __all__ = ["make_reasoning_format_reward", "reasoning_format_reward", "reasoning_format_score"]
-
-# Anything that looks like a think tag, so near-misses (<Think>, < think>, <think foo>, <thinking>) never pass silently.
-_THINK_LIKE_TAG = re.compile(r"<\s*/?\s*think[a-z_-]*\b[^<>]*>", re.IGNORECASE)
-_ON_PATTERN = re.compile(r"\A\s*<think>(?P<reasoning>.*?)</think>(?P<answer>.*)\Z", re.DOTALL)
-_OFF_EMPTY_BLOCK = re.compile(r"\A\s*<think>\s*</think>(?P<answer>.*)\Z", re.DOTALL)
 
 
 def reasoning_format_score(
@@ -43,23 +38,19 @@ def reasoning_format_score(
     completion opens a block itself, which then counts as a second block).
     """
     mode = normalize_reasoning_mode(mode)
-    tags = _THINK_LIKE_TAG.findall(text)
-    if mode == ON:
-        if think_prefilled:
-            text = THINK_OPEN + text
-            tags = [THINK_OPEN, *tags]
-        match = _ON_PATTERN.match(text)
-        if tags != [THINK_OPEN, THINK_CLOSE] or match is None:
-            return 0.0
-        if not allow_empty_reasoning and not match.group("reasoning").strip():
-            return 0.0
-        return 1.0 if match.group("answer").strip() else 0.0
-    if not tags:
+    # Anything that looks like a think tag counts, so near-misses (<Think>, < think>, <thinking>) never pass silently.
+    tags = THINK_LIKE_TAG.findall(text)
+    if mode == ON and think_prefilled:
+        text = THINK_OPEN + text
+        tags = [THINK_OPEN, *tags]
+    if mode != ON and not tags:
         return 1.0 if text.strip() else 0.0
-    match = _OFF_EMPTY_BLOCK.match(text)
-    if tags != [THINK_OPEN, THINK_CLOSE] or match is None:
+    reasoning, answer = split_reasoning(text)
+    if tags != [THINK_OPEN, THINK_CLOSE] or reasoning is None or not answer:
         return 0.0
-    return 1.0 if match.group("answer").strip() else 0.0
+    if mode == ON:
+        return 1.0 if reasoning or allow_empty_reasoning else 0.0
+    return 1.0 if not reasoning else 0.0  # OFF: only an empty pre-filled block is allowed
 
 
 def _row_modes(n: int, fixed_mode: Any, mode_column: str, prompts: Any, kwargs: dict[str, Any]) -> list[str]:

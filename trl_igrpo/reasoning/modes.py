@@ -1,4 +1,4 @@
-"""Reasoning ON/OFF: chat-template modes, ``<think>`` handling, paired/mixed datasets and per-mode generation defaults.
+"""Reasoning ON/OFF: chat-template modes, paired/mixed datasets and per-mode generation defaults.
 
 Llama-Nemotron (arXiv 2505.00949, §2 "reasoning toggle") trains one model whose reasoning a system prompt switches:
 ``detailed thinking on`` makes it reason inside ``<think>...</think>`` before answering, ``detailed thinking off`` makes
@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .think import format_reasoning_response, split_reasoning, strip_reasoning
+
 __all__ = [
     "DETAILED_THINKING_OFF",
     "DETAILED_THINKING_ON",
@@ -36,13 +38,10 @@ __all__ = [
     "REASONING_STYLES",
     "REASONING_TEMPLATE_PATH",
     "SYSTEM_PROMPT_STYLE",
-    "THINK_CLOSE",
-    "THINK_OPEN",
     "apply_reasoning_mode",
     "chat_template_kwargs_for_mode",
     "detect_reasoning_style",
     "format_reasoning_example",
-    "format_reasoning_response",
     "generate_with_reasoning_mode",
     "generation_config_for_mode",
     "generation_kwargs_for_mode",
@@ -56,9 +55,7 @@ __all__ = [
     "render_with_reasoning_mode",
     "resolve_reasoning_style",
     "set_system_reasoning_mode",
-    "split_reasoning",
     "strip_history_reasoning",
-    "strip_reasoning",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,14 +68,12 @@ REASONING_STYLES = (SYSTEM_PROMPT_STYLE, ENABLE_THINKING_STYLE)
 
 DETAILED_THINKING_ON = "detailed thinking on"  # Llama-Nemotron system prompts (paper §2, model cards)
 DETAILED_THINKING_OFF = "detailed thinking off"
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
-REASONING_TEMPLATE_PATH = Path(__file__).parent / "templates" / "reasoning_chatml.jinja"
+REASONING_TEMPLATE_PATH = Path(__file__).parent.parent / "templates" / "reasoning_chatml.jinja"
 
 # A leading "detailed thinking on|off" line (plus the blank line that separates it from the rest of the system prompt).
 _CONTROL_LINE = re.compile(r"\A\s*detailed thinking (on|off)[ \t]*(?:\r?\n[ \t]*)*", re.IGNORECASE)
 _CONTROL_ANYWHERE = re.compile(r"\bdetailed thinking (on|off)\b", re.IGNORECASE)
-_WELL_FORMED_THINK = re.compile(r"\A\s*<think>(?P<reasoning>(?:(?!</?think>).)*)</think>(?P<answer>.*)\Z", re.DOTALL)
 
 # Sampling per mode (Llama-Nemotron paper §7.1 and model cards): ON samples at T=0.6, top-p 0.95; OFF is greedy.
 _GENERATION_DEFAULTS = {
@@ -262,46 +257,6 @@ def render_with_reasoning_mode(
     messages, kwargs = apply_reasoning_mode(messages, mode, style, chat_template_kwargs)
     return tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
-    )
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# <think> content
-# --------------------------------------------------------------------------------------------------------------------
-def split_reasoning(text: str) -> tuple[str | None, str]:
-    """Split ``"<think>reasoning</think>answer"`` into ``("reasoning", "answer")``, both stripped.
-
-    Returns ``(None, text.strip())`` when the text does not start with exactly one well-formed think block (no tags,
-    unclosed, nested or repeated blocks); an empty block gives ``("", answer)``.
-    """
-    match = _WELL_FORMED_THINK.match(text)
-    if match is None or THINK_OPEN in match.group("answer") or THINK_CLOSE in match.group("answer"):
-        return None, text.strip()
-    return match.group("reasoning").strip(), match.group("answer").strip()
-
-
-def strip_reasoning(text: str) -> str:
-    """Keep only the text after the last ``</think>`` (how the Nemotron templates drop reasoning from history).
-
-    Text without ``</think>`` is returned stripped; an unclosed ``<think>`` (truncated reasoning, no answer yet)
-    returns ``""``.
-    """
-    if THINK_CLOSE in text:
-        return text.rsplit(THINK_CLOSE, 1)[1].strip()
-    if text.lstrip().startswith(THINK_OPEN):
-        return ""
-    return text.strip()
-
-
-def format_reasoning_response(reasoning: str | None, answer: str) -> str:
-    """``"<think>\\n{reasoning}\\n</think>\\n{answer}"`` (the Nemotron 3 / TRL layout); ``reasoning=None`` gives the answer."""
-    if reasoning is None:
-        return answer.strip()
-    reasoning = reasoning.strip()
-    return (
-        f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n{answer.strip()}"
-        if reasoning
-        else f"{THINK_OPEN}\n{THINK_CLOSE}\n{answer.strip()}"
     )
 
 

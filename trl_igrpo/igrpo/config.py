@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import GRPOConfig
-
-from .curriculum.config import CurriculumConfigMixin
-from .igrpo_utils import DEFAULT_REFINEMENT_INSTRUCTION, DEFAULT_REFINEMENT_TEMPLATE, template_placeholders
+from ..core.config import GRPOBaseConfig
+from ..rewards.aggregation import AGGREGATIONS
+from .drafts import (
+    CONVERSATIONAL_DRAFT_STYLES,
+    DEFAULT_REFINEMENT_INSTRUCTION,
+    DEFAULT_REFINEMENT_TEMPLATE,
+    template_placeholders,
+)
 
 #: Loss types TRL 1.16's GRPOTrainer implements (TRL itself only checks this inside the first loss computation).
 SUPPORTED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo")
 DRAFT_SELECTION_STRATEGIES = ("best", "random")
-CONVERSATIONAL_DRAFT_STYLES = ("assistant_turn", "append_to_user")
 
 
 @dataclass
-class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
+class IGRPOConfig(GRPOBaseConfig):
     r"""Configuration for iGRPO: two-stage GRPO with best-draft self-conditioning (Hatamizadeh et al., 2026).
 
     Every step, Stage 1 samples ``num_drafts`` (N) drafts per prompt from the current policy without gradient, scores
@@ -49,36 +52,36 @@ class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
             `"best"`: argmax of the weighted reward sum (first index on ties; unscorable drafts rank last) as in the
             paper. `"random"`: a uniformly random draft, for ablations.
         strip_draft_think (`bool`, defaults to `False`):
-            Remove the draft's `<think>...</think>` block before appending it (the paper does not say; off keeps the
-            literal Concat(q, d̂)).
+            Keep only the text after the draft's last `</think>` before appending it (the paper does not say; off
+            keeps the literal Concat(q, d̂), reasoning included).
         refinement_template (`str`):
-            For plain-text prompts, a `str.format` template with exactly the placeholders `{prompt}` and `{draft}`.
+            A `str.format` template with exactly the placeholders `{prompt}` and `{draft}`: the whole plain-text
+            prompt, or the last user message of a conversational prompt (`"append_to_user"`).
         refinement_instruction (`str`):
-            For conversational prompts with `conversational_draft_style="assistant_turn"`, the user message that
-            follows the draft (given as an assistant turn).
-        conversational_draft_style (`str`, defaults to `"assistant_turn"`):
-            `"assistant_turn"` or `"append_to_user"` (render `refinement_template` into the last user message).
+            `conversational_draft_style="assistant_turn"` only: the user message that follows the draft.
+        conversational_draft_style (`str`, defaults to `"append_to_user"`):
+            Where a conversational prompt gets the draft. `"append_to_user"` renders `refinement_template` into the
+            last user message, which every chat template shows verbatim, so the model sees the whole draft.
+            `"assistant_turn"` adds the draft as an earlier assistant turn plus a user turn with
+            `refinement_instruction`; the chat templates of reasoning models (DeepSeek-R1-Distill, Qwen3, Nemotron 3,
+            ...) delete `<think>` reasoning from earlier assistant turns, so there the model would see only the
+            draft's answer (the runtime guard below then stops the run).
+        verify_draft_in_prompt (`bool`, defaults to `True`):
+            On every step, check that the rendered, tokenized Stage-2 prompt of each prompt group contains the whole
+            selected draft, and raise before generating refinements if a chat template dropped any of it. Costs one
+            decode per prompt group (see docs/igrpo.md).
         draft_success_threshold (`float`, defaults to `0.0`):
             A draft "succeeds" when its weighted reward is above this; `igrpo/all_drafts_failed_frac` reports prompts
             where no draft did. With accuracy + format rewards at weights 1/1, 1.0 means "correct answer".
         two_stage_eval (`bool`, defaults to `False`):
             Evaluate with draft -> refine instead of the paper's single-pass protocol.
-        vllm_weight_sync (`str`, defaults to `"auto"`):
-            How policy weights reach vLLM after each optimizer step (one sync serves both stages): `"nccl"` (TRL's
-            path, needs CUDA), `"reload"` (colocate: vLLM's model runner reloads the weights in place) or
-            `"filesystem"` (server: safetensors written to `vllm_weight_sync_dir`, then the server reloads them).
-            `"auto"` picks `"nccl"` on CUDA and a reload path otherwise. See `trl_igrpo.vllm_sync`.
-        vllm_weight_sync_dir (`str` or `None`, defaults to `None`):
-            `"filesystem"` only: a directory the server can read (a shared path when it runs on another node);
-            `None` uses a temporary directory.
-        vllm_engine_kwargs (`dict`, `str` or `None`, defaults to `None`):
-            Extra `vllm.LLM(...)` arguments in colocate mode, e.g. `{"quantization": "fp8"}` for FP8 rollouts as in
-            Llama-Nemotron, or `{"dtype": "float32"}`. A JSON string works on the command line. Server mode: pass
-            them to `trl-igrpo serve` instead.
+    Draft ranking uses the scalar Stage 2's advantage is monotone in, under either `multi_objective_aggregation`:
+    the weighted reward sum (`"sum_then_normalize"`) or GDPO's per-function z-scores within the N drafts
+    (`"normalize_then_sum"`).
 
-    The pass-rate curriculum and dynamic-sampling fields of
-    [`~trl_igrpo.curriculum.CurriculumConfigMixin`] (`progressive_batching`, `dynamic_sampling`, ...) are available too,
-    all off by default; with `dynamic_sampling=True` a refill re-runs both stages for the new prompts.
+    The shared fields of [`~trl_igrpo.core.GRPOBaseConfig`] (checks, vLLM weight sync, pass-rate curriculum and
+    dynamic sampling, all off by default) are available too; with `dynamic_sampling=True` a refill re-runs both
+    stages for the new prompts.
     """
 
     num_drafts: int = field(
@@ -92,39 +95,32 @@ class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
         default="best", metadata={"help": "'best' (paper: argmax of the summed weighted reward) or 'random'."}
     )
     strip_draft_think: bool = field(
-        default=False, metadata={"help": "Strip the draft's <think>...</think> block before conditioning on it."}
+        default=False, metadata={"help": "Keep only the draft's text after its last </think> before conditioning."}
     )
     refinement_template: str = field(
         default=DEFAULT_REFINEMENT_TEMPLATE,
-        metadata={"help": "Plain-text Stage-2 prompt template with {prompt} and {draft}."},
+        metadata={"help": "Stage-2 template with {prompt} and {draft} (plain prompt, or last user message)."},
     )
     refinement_instruction: str = field(
         default=DEFAULT_REFINEMENT_INSTRUCTION,
-        metadata={"help": "Conversational prompts: the user turn that follows the draft (an assistant turn)."},
+        metadata={"help": "conversational_draft_style='assistant_turn': the user turn after the draft."},
     )
     conversational_draft_style: str = field(
-        default="assistant_turn", metadata={"help": "'assistant_turn' or 'append_to_user'."}
+        default="append_to_user",
+        metadata={
+            "help": "'append_to_user' (the draft inside the last user message; every template keeps it) or "
+            "'assistant_turn' (reasoning templates delete the draft's <think> part there)."
+        },
+    )
+    verify_draft_in_prompt: bool = field(
+        default=True,
+        metadata={"help": "Raise if a rendered Stage-2 prompt does not contain the whole selected draft."},
     )
     draft_success_threshold: float = field(
         default=0.0, metadata={"help": "A draft succeeds when its weighted reward exceeds this (for metrics only)."}
     )
     two_stage_eval: bool = field(
         default=False, metadata={"help": "Evaluate draft -> refine instead of single pass (paper: single pass)."}
-    )
-    vllm_weight_sync: str = field(
-        default="auto",
-        metadata={
-            "help": "vLLM weight sync: 'auto' (nccl on CUDA, else reload/filesystem), 'nccl', 'reload', 'filesystem'."
-        },
-    )
-    vllm_weight_sync_dir: str | None = field(
-        default=None, metadata={"help": "Directory the vLLM server reloads weights from ('filesystem' sync)."}
-    )
-    vllm_engine_kwargs: dict | str | None = field(
-        default=None,
-        metadata={
-            "help": 'Extra vllm.LLM kwargs in colocate mode (JSON string on the CLI), e.g. \'{"quantization": "fp8"}\'.'
-        },
     )
     # Paper defaults that differ from GRPOConfig.
     loss_type: str = field(
@@ -141,27 +137,9 @@ class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
     def __post_init__(self):
         self._validate_igrpo_fields()
         super().__post_init__()
-        self._validate_curriculum()
         self._validate_igrpo_batch_layout()
 
-    _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["vllm_engine_kwargs"]
-
     def _validate_igrpo_fields(self) -> None:
-        from .vllm_sync import WEIGHT_SYNC_BACKENDS
-
-        if self.vllm_weight_sync not in WEIGHT_SYNC_BACKENDS:
-            raise ValueError(f"vllm_weight_sync must be one of {WEIGHT_SYNC_BACKENDS}, got {self.vllm_weight_sync!r}.")
-        if isinstance(
-            self.vllm_engine_kwargs, str
-        ):  # usually already parsed by TrainingArguments (_VALID_DICT_FIELDS)
-            import json
-
-            try:
-                self.vllm_engine_kwargs = json.loads(self.vllm_engine_kwargs)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"vllm_engine_kwargs must be a dict or a JSON object string: {error}") from error
-        if self.vllm_engine_kwargs is not None and not isinstance(self.vllm_engine_kwargs, dict):
-            raise ValueError(f"vllm_engine_kwargs must be a dict, got {type(self.vllm_engine_kwargs).__name__}.")
         if not isinstance(self.num_drafts, int) or self.num_drafts < 1:
             raise ValueError(f"num_drafts (N) must be an integer >= 1, got {self.num_drafts!r}.")
         if self.max_draft_length is not None and self.max_draft_length < 1:
@@ -186,6 +164,10 @@ class IGRPOConfig(CurriculumConfigMixin, GRPOConfig):
             )
         if not self.refinement_instruction or not self.refinement_instruction.strip():
             raise ValueError("refinement_instruction must be a non-empty string.")
+        if self.multi_objective_aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"multi_objective_aggregation must be one of {AGGREGATIONS}, got {self.multi_objective_aggregation!r}."
+            )
         if self.loss_type not in SUPPORTED_LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {SUPPORTED_LOSS_TYPES}, got {self.loss_type!r}.")
 

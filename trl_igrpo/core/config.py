@@ -1,0 +1,57 @@
+"""The config every GRPO-based trainer of the package takes (``IGRPOConfig``, ``CurriculumGRPOConfig``, ...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from ..curriculum.config import CurriculumConfigMixin
+from ..vllm.config import VLLMSyncConfigMixin
+
+__all__ = ["GRPOBaseConfig"]
+
+
+@dataclass
+class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
+    """[`~trl.GRPOConfig`] plus the fields shared by the package's GRPO-based trainers.
+
+    The mixins only add fields (each validated by its own method, called below), so their order does not matter:
+    [`~trl_igrpo.curriculum.CurriculumConfigMixin`] (pass-rate curriculum, dynamic sampling; off by default) and
+    [`~trl_igrpo.vllm.VLLMSyncConfigMixin`] (vLLM weight sync).
+
+    Args:
+        max_unscorable_reward_batches (`int`, defaults to `0`):
+            How many reward batches in which every reward function returned None/NaN for every completion a run
+            tolerates (each one is a step without learning signal, counted in `rewards/unscorable_batches`) before it
+            stops with an error naming the reward functions. 0 stops at the first.
+        context_length (`int` or `None`, defaults to `None`):
+            Tokens the policy can attend to. `None` reads the model config's `max_position_embeddings`. Prompts
+            (plus, for iGRPO, the draft) plus `max_completion_length` must fit: checked at construction on the
+            longest of the first 2048 training prompts and again on every tokenized batch.
+    """
+
+    max_unscorable_reward_batches: int = field(
+        default=0,
+        metadata={
+            "help": "Reward batches with no score at all (every function None/NaN) tolerated before stopping; 0 stops "
+            "at the first."
+        },
+    )
+    context_length: int | None = field(
+        default=None,
+        metadata={"help": "Usable context of the policy; None reads max_position_embeddings from the model config."},
+    )
+
+    _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["vllm_engine_kwargs"]
+
+    def __post_init__(self):
+        self._validate_vllm_sync()
+        super().__post_init__()
+        self._validate_curriculum()
+        if not isinstance(self.max_unscorable_reward_batches, int) or self.max_unscorable_reward_batches < 0:
+            raise ValueError(
+                f"max_unscorable_reward_batches must be an integer >= 0, got {self.max_unscorable_reward_batches!r}."
+            )
+        if self.context_length is not None and self.context_length < 1:
+            raise ValueError(f"context_length must be >= 1 or None, got {self.context_length}.")

@@ -1,0 +1,229 @@
+"""``GRPOBaseTrainer``: TRL's ``GRPOTrainer`` plus what every GRPO-based trainer of trl-igrpo shares.
+
+A rollout round is one overridable method, :meth:`GRPOBaseTrainer._rollout` (TRL's generation, rewards and advantages
+for a batch of rows). Subclasses change what reaches TRL (iGRPO: prompts conditioned on a draft) and call
+``super()._rollout(rows)``; every optional behaviour is a helper object switched on by a config field, not a base class
+whose position in the MRO matters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from ..citations import DAPO, LLAMA_NEMOTRON, MethodCitation
+from ..curriculum.dynamic_sampling import DynamicSampler
+from ..curriculum.sampler import build_progressive_sampler, curriculum_batch_index, read_pass_rates
+from ..hub import HubMixin
+from ..vllm.generation import generation_class, longest_prompt_tokens, use_generation_class
+from .checks import (
+    NoOptimizerStepCallback,
+    UnscorableBatchCounter,
+    check_context_budget,
+    check_dataset_fills_a_batch,
+    model_context_length,
+)
+from .config import GRPOBaseConfig
+
+__all__ = ["GRPOBaseTrainer"]
+
+
+class GRPOBaseTrainer(HubMixin, GRPOTrainer):
+    """[`~trl.GRPOTrainer`] with the package's checks, vLLM weight sync, curriculum, dynamic sampling and Hub cards.
+
+    Takes the arguments of ``GRPOTrainer`` with a [`GRPOBaseConfig`] (or a subclass). What it adds, each behind one
+    switch of that config:
+
+    - **checks** (always on): an empty or too small dataset, prompts + completions beyond the model context (at
+      construction and on every tokenized batch), and batches that no reward function could score
+      (``max_unscorable_reward_batches``) stop the run with an error naming the problem and the fix; a run that ends
+      without an optimizer step raises;
+    - **vLLM** (``use_vllm``): weight sync with or without CUDA and context checks (:mod:`trl_igrpo.vllm`);
+    - **pass-rate curriculum** (``progressive_batching``) and **dynamic sampling** (``dynamic_sampling``), see
+      :mod:`trl_igrpo.curriculum`;
+    - **Hub cards** citing every method used, and a token check before any push (:class:`~trl_igrpo.hub.HubMixin`).
+
+    Subclasses change one rollout round by overriding :meth:`_rollout` (and :meth:`_extra_prompt_tokens` when their
+    prompts grow). TRL methods overridden here, and why:
+
+    - ``__init__``: the checks above, the vLLM generation class, the helper objects;
+    - ``_generate_and_score_completions``: one :meth:`_rollout`, or dynamic sampling around it;
+    - ``_calculate_rewards``: the unscorable-batch check, and the rewards of the final rollouts for dynamic sampling;
+    - ``_tokenize_prompts``: every tokenized batch must fit the context with its completion budget;
+    - ``_get_train_sampler``: the curriculum sampler when ``progressive_batching=True``;
+    - from ``HubMixin``: ``create_model_card``, ``init_hf_repo``, ``push_to_hub``, ``save_model``.
+    """
+
+    _tag_names = ["trl", "grpo", "trl-igrpo"]
+    config_class: type[GRPOBaseConfig] = GRPOBaseConfig
+
+    def __init__(self, model, reward_funcs=None, args: GRPOBaseConfig | None = None, train_dataset=None, **kwargs):
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            args = self.config_class(f"{str(model_name).rstrip('/').split('/')[-1]}-{self._name}")
+        if not isinstance(args, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__} (it carries the curriculum, dynamic "
+                f"sampling, vLLM sync and check fields), got {type(args).__name__}."
+            )
+        self._check_train_dataset(train_dataset, args)
+        self._max_new_tokens = args.max_completion_length  # the completion budget of the batch being tokenized
+        self._max_new_tokens_field = "max_completion_length"
+        self._capturing_rollout_rewards = False
+        self._longest_prompt: int | None = None
+        self.last_rollout_rewards: torch.Tensor | None = None
+        self.curriculum_sampler = None
+        with use_generation_class(type(self), self._make_vllm_generation):
+            super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
+        self.unscorable_batches = UnscorableBatchCounter(args.max_unscorable_reward_batches)
+        self.dynamic_sampler = DynamicSampler(args, self.train_dataset) if args.dynamic_sampling else None
+        if args.progressive_batching:
+            if self.train_dataset is None:
+                raise ValueError("`progressive_batching=True` needs a train dataset with a pass-rate column")
+            read_pass_rates(self.train_dataset, args.pass_rate_column)  # fail before any compute
+        self.context_length = model_context_length(self.accelerator.unwrap_model(self.model), args.context_length)
+        check_context_budget(
+            self.context_length,
+            self._longest_train_prompt(),
+            args.max_completion_length,
+            draft_length=self._extra_prompt_tokens(),
+            where=self._context_description(),
+            fix=self._context_fix(),
+        )
+        self.add_callback(NoOptimizerStepCallback())
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Hooks for subclasses.
+    def _rollout(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """One rollout round: TRL's generation, rewards and advantages for ``inputs`` (G consecutive rows per prompt).
+
+        The gathered rewards of these rows are left in :attr:`last_rollout_rewards` (dynamic sampling reads them).
+        """
+        self.last_rollout_rewards = None
+        self._capturing_rollout_rewards = True
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self._capturing_rollout_rewards = False
+
+    def _extra_prompt_tokens(self) -> int:
+        """Tokens a rollout adds to a dataset prompt before generation (iGRPO: the draft); 0 here."""
+        return 0
+
+    def _check_train_dataset(self, dataset, args: GRPOBaseConfig) -> None:
+        """Refuse data that cannot train: no ``prompt`` column, no rows, fewer rows than one generation batch."""
+        columns = getattr(dataset, "column_names", None)
+        if isinstance(columns, list) and "prompt" not in columns:
+            raise ValueError(f"train_dataset needs a 'prompt' column (str or list of messages); found {columns}.")
+        check_dataset_fills_a_batch(dataset, args.generation_batch_size // args.num_generations)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # TRL overrides.
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.dynamic_sampler is not None and self.model.training:
+            return self.dynamic_sampler.fill(self, inputs)
+        return self._rollout(inputs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        mode = "train" if self.model.training else "eval"
+        stage = "final rollouts" if self._capturing_rollout_rewards else "drafts"
+        fraction = self.unscorable_batches.check(rewards, self.reward_func_names, stage=stage)
+        prefix = "rewards" if self._capturing_rollout_rewards else "rewards/drafts"
+        self._metrics[mode][f"{prefix}/unscorable_frac"].append(fraction)
+        self._metrics[mode]["rewards/unscorable_batches"] = [float(self.unscorable_batches.count)]
+        if self._capturing_rollout_rewards:
+            self.last_rollout_rewards = rewards
+        return rewards
+
+    def _tokenize_prompts(self, prompts: list):
+        prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
+        if self.context_length is not None and len(prompt_ids):
+            check_context_budget(
+                self.context_length,
+                max(len(ids) for ids in prompt_ids),
+                self._max_new_tokens,
+                where=self._context_description(),
+                completion_name=self._max_new_tokens_field,
+                fix=self._context_fix(),
+            )
+        return prompt_ids, images, multimodal_fields
+
+    def _get_train_sampler(self, dataset=None):
+        if not self.args.progressive_batching:
+            return super()._get_train_sampler(dataset)
+        self.curriculum_sampler = build_progressive_sampler(
+            self.args, self.train_dataset, self.num_generations, self.num_iterations
+        )
+        return self.curriculum_sampler
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Helpers.
+    def curriculum_batch_index(self) -> int:
+        """Index (within the epoch) of the curriculum batch the current optimizer step trains on."""
+        return curriculum_batch_index(self.state.global_step, self.args, self.num_iterations, self.curriculum_sampler)
+
+    @contextlib.contextmanager
+    def _completion_budget(self, max_new_tokens: int, field_name: str):
+        """Generate at most ``max_new_tokens`` per completion inside the block, on every generation backend."""
+        targets = [(self, "_max_new_tokens"), (self, "_max_new_tokens_field")]
+        values = [max_new_tokens, field_name]
+        if getattr(self, "generation_config", None) is not None:
+            targets.append((self.generation_config, "max_new_tokens"))
+            values.append(max_new_tokens)
+        if getattr(self, "vllm_generation", None) is not None:
+            targets.append((self.vllm_generation, "max_completion_length"))
+            values.append(max_new_tokens)
+        saved = [getattr(obj, name) for obj, name in targets]
+        kwargs = self.generation_kwargs if isinstance(getattr(self, "generation_kwargs", None), dict) else None
+        saved_kwarg = kwargs.get("max_new_tokens") if kwargs is not None else None
+        try:
+            for (obj, name), value in zip(targets, values):
+                setattr(obj, name, value)
+            if kwargs is not None:
+                kwargs["max_new_tokens"] = max_new_tokens
+            yield
+        finally:
+            for (obj, name), value in zip(targets, saved):
+                setattr(obj, name, value)
+            if kwargs is not None:
+                kwargs["max_new_tokens"] = saved_kwarg
+
+    def _longest_train_prompt(self) -> int:
+        """Tokens in the longest of the first 2048 training prompts (chat template applied); computed once."""
+        if self._longest_prompt is None:
+            self._longest_prompt = longest_prompt_tokens(
+                self.train_dataset, self._tokenizer, self.args.chat_template_kwargs
+            )
+        return self._longest_prompt
+
+    def _context_description(self) -> str:
+        source = "context_length" if self.args.context_length is not None else "max_position_embeddings"
+        return f"The policy's context ({source}={self.context_length})"
+
+    def _context_fix(self) -> str:
+        return (
+            "Shorten the prompts or lower max_completion_length"
+            + (" / max_draft_length" if self._extra_prompt_tokens() else "")
+            + "; set context_length only if the model really attends further (e.g. RoPE scaling)."
+        )
+
+    def _make_vllm_generation(self, **generation_kwargs):
+        """Builds the package's ``VLLMGeneration`` inside ``GRPOTrainer.__init__`` (see :mod:`trl_igrpo.vllm`)."""
+        args = self.args
+        return generation_class()(
+            weight_sync=args.vllm_weight_sync,
+            weight_sync_dir=args.vllm_weight_sync_dir,
+            context_budget=(self._longest_train_prompt(), self._extra_prompt_tokens()),
+            engine_kwargs=args.vllm_engine_kwargs,
+            **generation_kwargs,
+        )
+
+    def _data_methods_used(self) -> list[MethodCitation]:
+        """Hub card: the curriculum and DAPO dynamic sampling when switched on."""
+        return ([LLAMA_NEMOTRON] if self.args.progressive_batching else []) + (
+            [DAPO] if self.args.dynamic_sampling else []
+        )

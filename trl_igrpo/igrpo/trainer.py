@@ -1,0 +1,247 @@
+"""IGRPOTrainer: iterative GRPO with best-draft self-conditioning (Hatamizadeh et al., arXiv 2602.09000).
+
+The only change to GRPO is the rollout (:meth:`IGRPOTrainer._rollout`), which reads top to bottom:
+
+1. Stage 1: sample N drafts per prompt from the current policy, decoded exactly as TRL decodes completions;
+2. score them with the training reward functions and rank them by the scalar Stage 2's advantage is monotone in;
+3. build q' = Concat(q, d̂) with the best draft and check that the chat template kept the whole draft;
+4. Stage 2: TRL's own generation, rewards, advantages on G refinements of q' (``super()._rollout``).
+
+Everything after the rollout (old/reference log-probs, every loss type, KL, vLLM importance sampling, buffering over
+``steps_per_generation``/``num_iterations``) is TRL's, conditioned on q'; only refinement tokens are trained.
+
+Deviations and choices where the paper is silent (docs/igrpo.md): the join text between q and d̂ is configurable and
+goes into the last user message; ties go to the first best draft; evaluation is single-pass unless
+``two_stage_eval=True``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from ..citations import IGRPO
+from ..core.decoding import decode_completions
+from ..core.trainer import GRPOBaseTrainer
+from ..reasoning.think import strip_reasoning
+from ..rewards.aggregation import group_ranking_scores, weighted_reward_sum
+from .config import IGRPOConfig
+from .drafts import build_refinement_prompt, drafts_missing_from_prompts, is_conversational_prompt, select_drafts
+
+__all__ = ["IGRPOTrainer"]
+
+#: Dataset columns the trainer adds to Stage-2 rows (reward functions receive them).
+RESERVED_COLUMNS = ("draft", "original_prompt")
+
+
+class IGRPOTrainer(GRPOBaseTrainer):
+    """GRPO with a draft stage: every step, condition the GRPO group on the best of N self-generated drafts.
+
+    Takes exactly the arguments of [`~trl.GRPOTrainer`] with an [`IGRPOConfig`]. Reward functions are used for both
+    stages; Stage-2 calls also receive the columns ``draft`` (the draft text placed in the prompt) and
+    ``original_prompt``. ``tools``, ``rollout_func`` and ``environment_factory`` are refused (single-turn text only).
+
+    The only change is the rollout: :meth:`_rollout` (a hook of [`~trl_igrpo.core.GRPOBaseTrainer`]). This class
+    overrides no TRL method itself; the base class lists the five it overrides for the whole package.
+
+    Example:
+
+    ```python
+    from trl_igrpo import IGRPOConfig, IGRPOTrainer
+    from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
+
+    trainer = IGRPOTrainer(
+        model="Qwen/Qwen2.5-Math-1.5B",
+        reward_funcs=[math_accuracy_reward, think_answer_format_reward],
+        args=IGRPOConfig(output_dir="out", num_drafts=4, num_generations=4),
+        train_dataset=dataset,  # columns: prompt, solution
+    )
+    trainer.train()
+    ```
+    """
+
+    _tag_names = ["trl", "grpo", "igrpo", "trl-igrpo"]
+    _name = "iGRPO"
+    _paper = IGRPO.as_trl_paper()
+    config_class = IGRPOConfig
+
+    def __init__(self, model, reward_funcs=None, args: IGRPOConfig | None = None, train_dataset=None, **kwargs):
+        for unsupported in ("tools", "rollout_func", "environment_factory"):
+            if kwargs.get(unsupported) is not None:
+                raise ValueError(
+                    f"IGRPOTrainer does not support `{unsupported}`: the two-stage rollout is single-turn text only."
+                )
+        if reward_funcs is None or (isinstance(reward_funcs, (list, tuple)) and len(reward_funcs) == 0):
+            raise ValueError("IGRPOTrainer needs reward_funcs: Stage 1 ranks the drafts with them.")
+        self._framing_tokens: int | None = None
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
+        self._draft_generator = torch.Generator().manual_seed(
+            self.args.seed + 1_000_003 * self.accelerator.process_index
+        )
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # The rollout: draft, rank, condition, refine.
+    def _rollout(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        mode = "train" if self.model.training else "eval"
+        if mode == "eval" and not self.args.two_stage_eval:
+            return super()._rollout(inputs)  # paper: single-pass inference
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        if len(inputs) % group_size:
+            raise RuntimeError(
+                f"iGRPO received {len(inputs)} rows, not a multiple of the group size {group_size}; check the batch "
+                "arithmetic in IGRPOConfig."
+            )
+        prompt_rows = inputs[::group_size]
+
+        # Stage 1: N drafts per prompt, decoded as TRL decodes completions, ranked with the training rewards.
+        draft_texts, draft_scores = self._sample_and_score_drafts(prompt_rows)
+        chosen = select_drafts(draft_scores.cpu(), self.args.draft_selection, generator=self._draft_generator)
+        num_drafts = self.args.num_drafts
+        drafts = [draft_texts[i * num_drafts + int(column)] for i, column in enumerate(chosen)]
+        if self.args.strip_draft_think:
+            drafts = [strip_reasoning(text) for text in drafts]
+
+        # q' = Concat(q, d̂), for every row of each prompt's group; the guard checks the template kept the draft.
+        refined_prompts = [self._refinement_prompt(row["prompt"], draft) for row, draft in zip(prompt_rows, drafts)]
+        if self.args.verify_draft_in_prompt:
+            self._verify_drafts_in_prompts(refined_prompts, drafts)
+        refined_inputs = [
+            {
+                **row,
+                "prompt": refined_prompts[i // group_size],
+                "original_prompt": row["prompt"],
+                "draft": drafts[i // group_size],
+            }
+            for i, row in enumerate(inputs)
+        ]
+        self._log_completion_extra("draft", [row["draft"] for row in refined_inputs])
+
+        # Stage 2: TRL's GRPO on G refinements of q'.
+        output = super()._rollout(refined_inputs)
+        self._log_refinement_metrics(output, mode)
+        return output
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Stage 1.
+    def _sample_and_score_drafts(self, prompt_rows: list[dict[str, Any]]) -> tuple[list[str], torch.Tensor]:
+        """Generate N drafts per prompt; return their texts and this process's ranking scores, shape (prompts, N)."""
+        num_drafts = self.args.num_drafts
+        draft_rows = [row for row in prompt_rows for _ in range(num_drafts)]
+        prompts = [copy.deepcopy(row["prompt"]) for row in draft_rows]
+        draft_budget = self.args.max_draft_length or self.max_completion_length
+        with self._completion_budget(draft_budget, "max_draft_length"):
+            prompt_ids, images, multimodal_fields = self._tokenize_prompts(prompts)
+            draft_ids, _ = self._generate_single_turn(prompt_ids, images, multimodal_fields, num_drafts)
+        # Reward functions see drafts exactly as they see refinements; the prompt gets the literal decoded text.
+        completions = decode_completions(self, prompts, prompt_ids, draft_ids)
+        texts = self._tokenizer.batch_decode(draft_ids, skip_special_tokens=True)
+
+        rewards_per_func = self._calculate_rewards(draft_rows, prompts, completions, draft_ids)  # gathered
+        # Reward functions may have logged table columns/metrics for the drafts: keep them out of Stage 2's table.
+        self._pending_extra_logs.clear()
+        self._pending_metrics.clear()
+        scores = group_ranking_scores(
+            rewards_per_func, self.reward_weights, num_drafts, self.multi_objective_aggregation
+        )
+        rank = self.accelerator.process_index
+        local = scores[rank * len(draft_rows) : (rank + 1) * len(draft_rows)].view(-1, num_drafts)
+        self._log_draft_metrics(weighted_reward_sum(rewards_per_func, self.reward_weights), draft_ids)
+        return texts, local
+
+    def _refinement_prompt(self, prompt, draft: str):
+        return build_refinement_prompt(
+            prompt,
+            draft,
+            template=self.args.refinement_template,
+            instruction=self.args.refinement_instruction,
+            conversational_style=self.args.conversational_draft_style,
+        )
+
+    def _verify_drafts_in_prompts(self, refined_prompts: list, drafts: list[str]) -> None:
+        """Raise when the tokenized Stage-2 prompt of a prompt group lost any part of its draft (a chat template that
+        drops earlier assistant reasoning, a truncating template, ...). Runs before Stage-2 generation."""
+        prompt_ids, _, _ = self._tokenize_prompts(copy.deepcopy(refined_prompts))
+        rendered = self._tokenizer.batch_decode(prompt_ids, skip_special_tokens=True)
+        missing = drafts_missing_from_prompts(rendered, drafts)
+        if not missing:
+            return
+        index = missing[0]
+        style = self.args.conversational_draft_style
+        raise RuntimeError(
+            f"The Stage-2 prompt does not contain the selected draft ({len(missing)} of {len(drafts)} prompt groups): "
+            f"the chat template dropped part of it, so Stage 2 would condition on text the model never sees. With "
+            f"conversational_draft_style={style!r} and strip_draft_think={self.args.strip_draft_think}, draft "
+            f"{drafts[index][:200]!r} was rendered as {rendered[index][-400:]!r}. Reasoning templates (DeepSeek-R1, "
+            "Qwen3, Nemotron 3, ...) delete <think> from earlier assistant turns: use "
+            "conversational_draft_style='append_to_user' (the default), or strip_draft_think=True to condition on "
+            "the draft's answer only; verify_draft_in_prompt=False turns this check off."
+        )
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Hooks of GRPOBaseTrainer.
+    def _extra_prompt_tokens(self) -> int:
+        """A Stage-2 prompt is the dataset prompt + a draft (``max_draft_length``) + the template's framing text."""
+        if self._framing_tokens is None:
+            self._framing_tokens = self._measure_framing_tokens()
+        return int(self.args.max_draft_length or self.args.max_completion_length) + self._framing_tokens
+
+    def _measure_framing_tokens(self) -> int:
+        example = "What is 1 + 1?"
+        prompt = [{"role": "user", "content": example}] if self._conversational_dataset() else example
+        tokenizer = self._tokenizer
+        plain, framed = (
+            tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) if isinstance(p, list) else p
+            for p in (prompt, self._refinement_prompt(prompt, ""))
+        )
+        return max(0, len(tokenizer(framed)["input_ids"]) - len(tokenizer(plain)["input_ids"]))
+
+    def _conversational_dataset(self) -> bool:
+        dataset = self.train_dataset
+        if (
+            dataset is None
+            or not hasattr(dataset, "__getitem__")
+            or not hasattr(dataset, "__len__")
+            or not len(dataset)
+        ):
+            return False
+        return is_conversational_prompt(dataset[0]["prompt"])
+
+    def _check_train_dataset(self, dataset, args) -> None:
+        super()._check_train_dataset(dataset, args)
+        columns = getattr(dataset, "column_names", None)
+        reserved = set(RESERVED_COLUMNS) & set(columns) if isinstance(columns, list) else set()
+        if reserved:
+            raise ValueError(
+                f"train_dataset has column(s) {sorted(reserved)}, which IGRPOTrainer adds to Stage-2 rows; rename them."
+            )
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Metrics.
+    def _log_draft_metrics(self, rewards: torch.Tensor, draft_ids: list[list[int]]) -> None:
+        """Stage-1 metrics over all processes; ``rewards`` is the gathered weighted reward sum of every draft."""
+        mode = "train" if self.model.training else "eval"
+        metrics = self._metrics[mode]
+        scores = rewards.view(-1, self.args.num_drafts)
+        finite = torch.where(torch.isnan(scores), torch.full_like(scores, float("-inf")), scores)
+        best = finite.max(dim=1).values
+        best = torch.where(torch.isinf(best), torch.full_like(best, float("nan")), best)
+        self._last_best_draft_reward = torch.nanmean(best).item()
+        metrics["igrpo/draft_reward_mean"].append(torch.nanmean(scores).item())
+        metrics["igrpo/best_draft_reward_mean"].append(self._last_best_draft_reward)
+        succeeded = (finite > self.args.draft_success_threshold).any(dim=1)
+        metrics["igrpo/all_drafts_failed_frac"].append((~succeeded).float().mean().item())
+        lengths = torch.tensor([len(ids) for ids in draft_ids], dtype=torch.float32, device=self.accelerator.device)
+        metrics["igrpo/draft_mean_length"].append(self.accelerator.gather(lengths).mean().item())
+        metrics["igrpo/num_drafts_per_prompt"].append(float(self.args.num_drafts))
+
+    def _log_refinement_metrics(self, output: dict[str, Any], mode: str) -> None:
+        metrics = self._metrics[mode]
+        refinement_reward = metrics["reward"][-1] if metrics.get("reward") else float("nan")
+        metrics["igrpo/refinement_reward_mean"].append(refinement_reward)
+        metrics["igrpo/refinement_minus_best_draft"].append(refinement_reward - self._last_best_draft_reward)
+        lengths = output["completion_mask"].sum(dim=1).float()
+        metrics["igrpo/refinement_mean_length"].append(self.accelerator.gather(lengths).mean().item())
+        prompt_lengths = output["prompt_mask"].sum(dim=1).float()
+        metrics["igrpo/refinement_prompt_mean_length"].append(self.accelerator.gather(prompt_lengths).mean().item())
