@@ -2,7 +2,7 @@
 
 For each loss variant (``grpo``: the paper's Eq. 5 aggregation, ``dapo``, and GSPO = sequence-level importance
 sampling) and each seed, both methods train for the same number of optimizer steps on the built-in arithmetic task,
-from the same offline warm start (:func:`trl_igrpo.warm_start.build_warm_started_model`), with the same prompts per
+from the same offline warm start (:func:`trl_igrpo.demo.warm_start.build_warm_started_model`), with the same prompts per
 step. Reported per method: held-out single-pass greedy accuracy after training (the paper's evaluation protocol) and
 every ``--eval-every`` steps during training (the learning curve: an endpoint alone hides whether a method learns
 faster and then drifts), wall-clock per optimizer step, peak resident memory of the training process, and the policy
@@ -49,7 +49,7 @@ def run_one(spec: dict) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from trl_igrpo import IGRPOConfig, IGRPOTrainer
-    from trl_igrpo.data import make_arithmetic_dataset
+    from trl_igrpo.demo.arithmetic import make_arithmetic_dataset
     from trl_igrpo.generate import evaluate_accuracy
     from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
 
@@ -175,7 +175,7 @@ def main() -> None:
         print(json.dumps(run_one(json.loads(args.worker))))
         return
 
-    from trl_igrpo.warm_start import DEMO_MAX_OPERAND, build_warm_started_model
+    from trl_igrpo.demo.warm_start import DEMO_MAX_OPERAND, build_warm_started_model
 
     model = build_warm_started_model(ROOT / args.model_dir)  # the demo's defaults: same checkpoint as `make demo`
     base = dict(

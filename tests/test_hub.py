@@ -16,8 +16,8 @@ from trl_igrpo import (
     RPOTrainer,
     TiedLoraConfig,
 )
+from trl_igrpo.demo.rpo_preferences import build_synthetic_preference_dataset
 from trl_igrpo.hub import HubTokenError, non_default_args, require_hub_token
-from trl_igrpo.rpo_data import build_synthetic_preference_dataset
 from trl_igrpo.testing import cpu_training_kwargs
 
 CPU = cpu_training_kwargs()

@@ -19,7 +19,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
     from datasets import Dataset
 
     from trl_igrpo import IGRPOConfig, IGRPOTrainer
-    from trl_igrpo.data import make_arithmetic_examples
+    from trl_igrpo.demo.arithmetic import make_arithmetic_examples
     from trl_igrpo.distributed import end_distributed_run
     from trl_igrpo.testing import cpu_training_kwargs
 

@@ -7,7 +7,7 @@ import torch
 from datasets import Dataset
 
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
-from trl_igrpo.data import make_arithmetic_examples
+from trl_igrpo.demo.arithmetic import make_arithmetic_examples
 from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
 from trl_igrpo.testing import cpu_training_kwargs
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from trl.trainer.dpo_trainer import DPOTrainer
 
-from trl_igrpo.rpo_losses import (
+from trl_igrpo.rpo.losses import (
     RPO_PAIRWISE_LOSSES,
     dpo,
     group_pairs,

@@ -27,8 +27,12 @@ def _assert_whole_groups(micro_batch: list[tuple[int, str]], group_size: int) ->
 
 
 def _recording_trainer(model_dir, args, num_prompts):
-    from trl_igrpo.online_rpo_trainer import OnlineRPOTrainer
-    from trl_igrpo.rpo_data import build_synthetic_prompt_dataset, synthetic_answer_reward, synthetic_digit_reward
+    from trl_igrpo.demo.rpo_preferences import (
+        build_synthetic_prompt_dataset,
+        synthetic_answer_reward,
+        synthetic_digit_reward,
+    )
+    from trl_igrpo.rpo.online_trainer import OnlineRPOTrainer
 
     class Recording(OnlineRPOTrainer):
         def _compute_loss(self, model, inputs):
@@ -50,7 +54,7 @@ def _recording_trainer(model_dir, args, num_prompts):
 
 
 def _online_config(tmp_path, **overrides):
-    from trl_igrpo.online_rpo_config import OnlineRPOConfig
+    from trl_igrpo.rpo.online_config import OnlineRPOConfig
     from trl_igrpo.testing import cpu_training_kwargs
 
     values = dict(per_device_train_batch_size=4, num_generations=2, max_completion_length=6, beta=0.1)
@@ -98,7 +102,7 @@ def test_layouts_that_split_groups_fail_at_construction_naming_the_fields(tmp_pa
 def test_gradient_accumulation_micro_batches_hold_whole_groups(tiny_model_dir, tmp_path):
     """GA 2, k = 2, 4 rows per micro-batch. TRL's default layout (one generation of 8 rows, shuffled, split in 2)
     splits groups in almost every step; each micro-batch must instead hold 2 whole groups."""
-    from trl_igrpo.online_rpo_config import OnlineRPOConfig
+    from trl_igrpo.rpo.online_config import OnlineRPOConfig
     from trl_igrpo.testing import cpu_training_kwargs
 
     args = OnlineRPOConfig(
@@ -120,7 +124,7 @@ def test_gradient_accumulation_micro_batches_hold_whole_groups(tiny_model_dir, t
 
 def _worker(model_dir: str, out_dir: str) -> None:
     from trl_igrpo.distributed import end_distributed_run
-    from trl_igrpo.online_rpo_config import OnlineRPOConfig
+    from trl_igrpo.rpo.online_config import OnlineRPOConfig
     from trl_igrpo.testing import cpu_training_kwargs
 
     # 2 ranks x 4 rows, k = 2, GA 2. TRL's default layout would generate 8 local rows once per optimizer step and

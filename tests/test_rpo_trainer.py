@@ -7,16 +7,16 @@ import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from trl_igrpo.online_rpo_config import OnlineRPOConfig
-from trl_igrpo.online_rpo_trainer import OnlineRPOTrainer
-from trl_igrpo.rpo_config import RPOConfig
-from trl_igrpo.rpo_data import (
+from trl_igrpo.demo.rpo_preferences import (
     build_synthetic_preference_dataset,
     build_synthetic_prompt_dataset,
     synthetic_answer_reward,
     synthetic_digit_reward,
 )
-from trl_igrpo.rpo_trainer import DataCollatorForRPO, RPOTrainer
+from trl_igrpo.rpo import DataCollatorForRPO, RPOTrainer
+from trl_igrpo.rpo.config import RPOConfig
+from trl_igrpo.rpo.online_config import OnlineRPOConfig
+from trl_igrpo.rpo.online_trainer import OnlineRPOTrainer
 from trl_igrpo.testing import cpu_training_kwargs
 
 CPU = cpu_training_kwargs()

@@ -11,13 +11,17 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from trl_igrpo.tied_lora import (
+    LOAD_REQUIRES,
+    TIED_LORA_PEFT_TYPE,
     TiedLoraConfig,
     TiedLoraLayer,
     TiedLoraModel,
+    TiedLoraPeftType,
     fused_qkv_trainable_parameters,
     lora_trainable_parameters,
     tie_group_keys,
 )
+from trl_igrpo.tied_lora.config import LOADING_NOTE_HEADING
 
 QKV = ["q_proj", "k_proj", "v_proj"]
 ALL_LINEAR = QKV + ["o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -388,3 +392,136 @@ def test_importing_trl_igrpo_registers_tied_lora_with_peft(tmp_path, prelude):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------- peft_type and PEFT helpers
+def test_peft_type_is_a_str_enum_member_that_saves_and_looks_up_as_the_string_TIEDLORA(tmp_path):
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
+
+    peft_type = TiedLoraConfig(r=2).peft_type
+    assert peft_type is TIED_LORA_PEFT_TYPE is TiedLoraPeftType.TIEDLORA
+    assert peft_type.value == "TIEDLORA" and peft_type == "TIEDLORA" and hash(peft_type) == hash("TIEDLORA")
+    assert str(peft_type) == f"{peft_type}" == "TIEDLORA"
+    # PEFT looks the plain string read from adapter_config.json up in its mappings
+    assert PEFT_TYPE_TO_CONFIG_MAPPING["TIEDLORA"] is TiedLoraConfig
+    assert PEFT_TYPE_TO_TUNER_MAPPING["TIEDLORA"] is TiedLoraModel
+    assert PEFT_TYPE_TO_PREFIX_MAPPING["TIEDLORA"] == "tiedlora_"
+
+    TiedLoraConfig(r=2).save_pretrained(tmp_path)
+    with open(os.path.join(tmp_path, "adapter_config.json")) as f:
+        saved = json.load(f)
+    assert type(saved["peft_type"]) is str and saved["peft_type"] == "TIEDLORA"
+    assert saved["load_requires"] == LOAD_REQUIRES and LOAD_REQUIRES.startswith("import trl_igrpo  #")
+    assert not os.path.exists(os.path.join(tmp_path, "README.md"))  # a bare config save writes no model card
+    assert PeftConfig.from_pretrained(tmp_path).peft_type is TIED_LORA_PEFT_TYPE
+
+
+def test_model_card_tags_tied_lora_and_says_how_to_load(base_model, tmp_path):
+    from huggingface_hub import ModelCard
+
+    model = get_peft_model(base_model, TiedLoraConfig(r=2))
+    tags = model._get_peft_specific_model_tags()  # PEFT's helper, which reads peft_type
+    assert "transformers" in tags and "lora" not in tags  # TIEDLORA is not taken for LoRA
+    model.save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)  # saving again must not repeat the loading note
+    card = ModelCard.load(os.path.join(tmp_path, "README.md"))
+    assert card.data.library_name == "peft"
+    assert "tied-lora" in card.data.tags
+    assert card.text.count(LOADING_NOTE_HEADING) == 1
+    assert "import trl_igrpo" in card.text and "KeyError: 'TIEDLORA'" in card.text
+
+
+def test_mixed_model_refuses_tied_lora_with_peft_s_compatibility_message(base_model):
+    with pytest.raises(
+        ValueError, match=r"^The provided `peft_type` 'TIEDLORA' is not compatible with the `PeftMixedModel`\."
+    ):
+        get_peft_model(base_model, TiedLoraConfig(r=2), mixed=True)
+
+
+def test_hotswap_refuses_tied_lora_with_peft_s_message_and_leaves_the_adapter(tiny_model_dir, input_ids, tmp_path):
+    from peft.utils.hotswap import hotswap_adapter
+
+    for name, seed in (("first", 0), ("second", 1)):
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        get_peft_model(base, TiedLoraConfig(r=2, init_weights=False)).save_pretrained(tmp_path / name)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "first")
+    before = _logits(model, input_ids)
+    with pytest.raises(ValueError, match=r"^Hotswapping only supports LORA but TIEDLORA was passed\.$"):
+        hotswap_adapter(model, str(tmp_path / "second"), adapter_name="default")
+    assert torch.equal(_logits(model, input_ids), before)
+
+
+# ------------------------------------------------------------------------------------ loading in a fresh interpreter
+@pytest.mark.slow
+def test_fresh_interpreter_needs_import_trl_igrpo_and_the_saved_files_say_so(base_model, tiny_model_dir, tmp_path):
+    """PEFT 0.21 has no plugin discovery and looks "TIEDLORA" up before any trl_igrpo code can run: without the import
+    loading fails with PEFT's KeyError; the saved adapter_config.json and README.md say what to do, and doing it works."""
+    import subprocess
+    import sys
+
+    adapter_dir = tmp_path / "adapter"
+    model = get_peft_model(base_model, TiedLoraConfig(r=2, init_weights=False))
+    input_ids = torch.tensor([[1, 2, 3, 4, 5]])
+    torch.save(_logits(model, input_ids), tmp_path / "expected.pt")
+    model.save_pretrained(adapter_dir)
+
+    with open(adapter_dir / "adapter_config.json") as f:
+        instruction = json.load(f)["load_requires"].split("#")[0].strip()
+    assert instruction == "import trl_igrpo"
+    assert "import trl_igrpo" in (adapter_dir / "README.md").read_text()
+
+    load = (
+        "import sys, torch\n"
+        "from peft import PeftModel\n"
+        "from transformers import AutoModelForCausalLM\n"
+        f"base = AutoModelForCausalLM.from_pretrained({str(tiny_model_dir)!r})\n"
+        "try:\n"
+        f"    model = PeftModel.from_pretrained(base, {str(adapter_dir)!r})\n"
+        "except KeyError as error:\n"
+        "    print('KeyError', error, 'trl_igrpo' in sys.modules); sys.exit(3)\n"
+        "with torch.no_grad():\n"
+        "    logits = model(input_ids=torch.tensor([[1, 2, 3, 4, 5]])).logits\n"
+        f"assert torch.equal(logits, torch.load({str(tmp_path / 'expected.pt')!r})), 'reloaded logits differ'\n"
+        "print(type(model.base_model).__name__)\n"
+    )
+
+    def run(code):
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    without = run(load)
+    assert without.returncode == 3, without.stderr[-2000:]
+    assert without.stdout.strip() == "KeyError 'TIEDLORA' False"
+    following_the_note = run(f"{instruction}\n{load}")
+    assert following_the_note.returncode == 0, following_the_note.stderr[-2000:]
+    assert following_the_note.stdout.strip() == "TiedLoraModel"
+
+
+def test_trl_igrpo_trainer_card_of_a_tied_lora_run_keeps_the_loading_note(tmp_path):
+    """TRL's create_model_card rewrites README.md (dropping PEFT's card); HubMixin puts the loading note back."""
+    from transformers import TrainingArguments
+
+    from trl_igrpo.hub import LORA, TIED_LORA, HubMixin
+
+    class _TrlTrainer:
+        def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+            (tmp_path / "README.md").write_text("---\ntags:\n- trl\n---\n\n# A TRL card\n")
+
+    class _Trainer(HubMixin, _TrlTrainer):
+        args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+        methods = [TIED_LORA]
+
+        def methods_used(self):
+            return self.methods
+
+        def is_world_process_zero(self):
+            return True
+
+    trainer = _Trainer()
+    trainer.create_model_card()
+    trainer.create_model_card()
+    card = (tmp_path / "README.md").read_text()
+    assert card.count(LOADING_NOTE_HEADING) == 1 and card.index("## Methods") < card.index(LOADING_NOTE_HEADING)
+    trainer.methods = [LORA]
+    trainer.create_model_card()
+    assert LOADING_NOTE_HEADING not in (tmp_path / "README.md").read_text()

@@ -133,9 +133,9 @@ def test_igrpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_rpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
-    rpo_trainer = pytest.importorskip("trl_igrpo.rpo_trainer")
-    rpo_config = pytest.importorskip("trl_igrpo.rpo_config")
-    rpo_data = pytest.importorskip("trl_igrpo.rpo_data")
+    from trl_igrpo.demo import rpo_preferences as rpo_data
+    from trl_igrpo.rpo import config as rpo_config
+    from trl_igrpo.rpo import trainer as rpo_trainer
 
     args = rpo_config.RPOConfig(
         output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, max_length=64, learning_rate=5e-2,

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from trl_igrpo.data import make_arithmetic_examples
+from trl_igrpo.demo.arithmetic import make_arithmetic_examples
+from trl_igrpo.demo.warm_start import build_warm_started_model, worked_solution
 from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
-from trl_igrpo.warm_start import build_warm_started_model, worked_solution
 
 
 def _as_completions(texts):

@@ -36,11 +36,17 @@ _EXPORTS_BY_SUBMODULE: dict[str, tuple[str, ...]] = {
     "distributed": ("end_distributed_run",),
     "hub": ("HubMixin", "HubTokenError", "require_hub_token"),
     "igrpo": ("IGRPOConfig", "IGRPOTrainer"),
-    "online_rpo_config": ("OnlineRPOConfig",),
-    "online_rpo_trainer": ("OnlineRPOTrainer",),
-    "rpo_config": ("RPOConfig",),
-    "rpo_losses": ("rpo_bwd_kl", "rpo_fwd_kl", "rpo_listwise", "rpo_sq"),
-    "rpo_trainer": ("DataCollatorForRPO", "RPOTrainer"),
+    "rpo": (
+        "DataCollatorForRPO",
+        "OnlineRPOConfig",
+        "OnlineRPOTrainer",
+        "RPOConfig",
+        "RPOTrainer",
+        "rpo_bwd_kl",
+        "rpo_fwd_kl",
+        "rpo_listwise",
+        "rpo_sq",
+    ),
     "tied_lora": ("TiedLoraConfig", "TiedLoraModel"),
 }
 _LAZY_EXPORTS = {name: submodule for submodule, names in _EXPORTS_BY_SUBMODULE.items() for name in names}
@@ -60,11 +66,17 @@ if TYPE_CHECKING:  # static analysers and the API docs (griffe) see the real obj
     from .distributed import end_distributed_run
     from .hub import HubMixin, HubTokenError, require_hub_token
     from .igrpo import IGRPOConfig, IGRPOTrainer
-    from .online_rpo_config import OnlineRPOConfig
-    from .online_rpo_trainer import OnlineRPOTrainer
-    from .rpo_config import RPOConfig
-    from .rpo_losses import rpo_bwd_kl, rpo_fwd_kl, rpo_listwise, rpo_sq
-    from .rpo_trainer import DataCollatorForRPO, RPOTrainer
+    from .rpo import (
+        DataCollatorForRPO,
+        OnlineRPOConfig,
+        OnlineRPOTrainer,
+        RPOConfig,
+        RPOTrainer,
+        rpo_bwd_kl,
+        rpo_fwd_kl,
+        rpo_listwise,
+        rpo_sq,
+    )
     from .tied_lora import TiedLoraConfig, TiedLoraModel
 
 

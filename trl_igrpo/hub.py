@@ -172,6 +172,11 @@ class HubMixin:
         card = card.rstrip() + "\n\n" + section if anchor < 0 else card[:anchor] + section + "\n" + card[anchor:]
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(card)
+        if TIED_LORA in methods:
+            # TRL's card replaced PEFT's README.md and the loading note the adapter config appended to it
+            from .tied_lora.config import add_loading_note_to_model_card
+
+            add_loading_note_to_model_card(self.args.output_dir)
 
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
         """``Trainer.init_hf_repo`` (run at start-up when ``push_to_hub=True``), after checking that a token exists."""

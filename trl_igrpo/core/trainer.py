@@ -63,7 +63,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     def __init__(self, model, reward_funcs=None, args: GRPOBaseConfig | None = None, train_dataset=None, **kwargs):
         if args is None:
             model_name = model if isinstance(model, str) else model.config._name_or_path
-            args = self.config_class(f"{str(model_name).rstrip('/').split('/')[-1]}-{self._name}")
+            args = self.config_class(f"{str(model_name).rstrip('/').split('/')[-1]}-{self._name.replace(' ', '')}")
         if not isinstance(args, self.config_class):
             raise TypeError(
                 f"{type(self).__name__} needs a {self.config_class.__name__} (it carries the curriculum, dynamic "

@@ -66,17 +66,20 @@ def read_shard(path: str | os.PathLike) -> dict[int, dict]:
 
 
 def _combined_rewards(reward_funcs, reward_weights, kwargs) -> list[float | None]:
-    """Weighted NaN-aware sum over reward functions, as GRPO combines them (None when every function returns None)."""
-    per_func = [func(**kwargs) for func in reward_funcs]
-    combined = []
-    for row in zip(*per_func):
-        values = [(w, r) for w, r in zip(reward_weights, row) if r is not None and not math.isnan(r)]
-        combined.append(sum(w * r for w, r in values) if values else None)
-    return combined
+    """The scalar GRPO trains on (:func:`~trl_igrpo.rewards.aggregation.weighted_reward_sum`); None if unscorable."""
+    import torch
+
+    from ..rewards.aggregation import weighted_reward_sum
+
+    per_func = [[math.nan if r is None else float(r) for r in func(**kwargs)] for func in reward_funcs]
+    combined = weighted_reward_sum(torch.tensor(per_func, dtype=torch.float64).T, reward_weights).tolist()
+    return [None if math.isnan(value) else value for value in combined]
 
 
 def _is_conversational(prompt) -> bool:
-    return isinstance(prompt, list) and bool(prompt) and isinstance(prompt[0], dict) and "role" in prompt[0]
+    from trl.data_utils import is_conversational
+
+    return is_conversational({"prompt": prompt})
 
 
 class _TransformersSampler:

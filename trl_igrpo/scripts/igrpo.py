@@ -25,11 +25,11 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.curriculum.config import CurriculumConfigMixin
-from trl_igrpo.data import make_arithmetic_dataset
+from trl_igrpo.demo.arithmetic import make_arithmetic_dataset
+from trl_igrpo.demo.warm_start import DEFAULT_SFT_STEPS, DEMO_MAX_OPERAND, build_warm_started_model
 from trl_igrpo.model_loading import check_model_path
 from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
 from trl_igrpo.scripts import SCRIPT_USAGE, finish_run, group_flags, own_fields, parse_and_run
-from trl_igrpo.warm_start import DEFAULT_SFT_STEPS, DEMO_MAX_OPERAND, build_warm_started_model
 
 __all__ = [
     "REWARD_FUNCS",
@@ -137,7 +137,7 @@ def cpu_defaults() -> dict:
 def resolve_default_model(script_args) -> str:
     """Path of the model used when no `--model_name_or_path` is given: the offline warm-started tiny model.
 
-    Built once (see :func:`trl_igrpo.warm_start.build_warm_started_model`) and cached in `tiny_model_dir`.
+    Built once (see :func:`trl_igrpo.demo.warm_start.build_warm_started_model`) and cached in `tiny_model_dir`.
     """
     return build_warm_started_model(
         script_args.tiny_model_dir,

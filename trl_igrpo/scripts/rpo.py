@@ -24,19 +24,19 @@ from dataclasses import dataclass, field
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from trl import DPOConfig, GRPOConfig, ModelConfig, ScriptArguments, TrlParser, get_peft_config  # noqa: E402
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config  # noqa: E402
 
-from trl_igrpo.model_loading import check_model_path  # noqa: E402
-from trl_igrpo.online_rpo_config import OnlineRPOConfig  # noqa: E402
-from trl_igrpo.online_rpo_trainer import OnlineRPOTrainer  # noqa: E402
-from trl_igrpo.rpo_config import RPOConfig  # noqa: E402
-from trl_igrpo.rpo_data import (  # noqa: E402
+from trl_igrpo.demo.rpo_preferences import (  # noqa: E402
     build_synthetic_preference_dataset,
     build_synthetic_prompt_dataset,
     synthetic_answer_reward,
     synthetic_digit_reward,
 )
-from trl_igrpo.rpo_trainer import RPOTrainer  # noqa: E402
+from trl_igrpo.model_loading import check_model_path  # noqa: E402
+from trl_igrpo.rpo import RPOTrainer  # noqa: E402
+from trl_igrpo.rpo.config import RPOConfig, RPOSharedConfigMixin  # noqa: E402
+from trl_igrpo.rpo.online_config import OnlineRPOConfig  # noqa: E402
+from trl_igrpo.rpo.online_trainer import OnlineRPOTrainer  # noqa: E402
 from trl_igrpo.scripts import SCRIPT_USAGE, finish_run, group_flags, own_fields  # noqa: E402
 from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
 
@@ -118,11 +118,12 @@ def make_parser(online: bool = False, prog: str | None = None, demo: bool = Fals
             **DEMO_DEFAULTS,
             **({"beta": 0.1, "max_completion_length": 12, "num_generations": 4} if online else {"max_length": 64}),
         )
-    base = GRPOConfig if online else DPOConfig
+    # The RPO flags: the config's own plus the offline/online shared ones, not those of its TRL or package base.
+    bases = [base for base in config_class.__bases__ if base is not RPOSharedConfigMixin]
     group_flags(
         parser,
         [
-            (f"{'online ' if online else ''}RPO options ({config_class.__name__})", own_fields(config_class, base)),
+            (f"{'online ' if online else ''}RPO options ({config_class.__name__})", own_fields(config_class, *bases)),
             ("script options (data, synthetic demo, reward model)", own_fields(RPOScriptArguments, ScriptArguments)),
         ],
     )

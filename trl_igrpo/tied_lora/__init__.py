@@ -4,9 +4,15 @@ Importing this package registers the tuner with PEFT so that ``peft.get_peft_mod
 ``PeftModel.from_pretrained`` and ``PeftConfig.from_pretrained`` handle Tied-LoRA adapters.
 
 Registration note: ``peft.register_peft_method`` requires a member of the closed ``PeftType`` enum, which an external
-package cannot add. PEFT 0.21 only uses the peft type as a dict key (it never calls ``PeftType(...)``), so the config
-sets ``peft_type = "TIEDLORA"`` (a plain string) and we insert that key into PEFT's three mapping dicts directly. This
-relies on private PEFT structures, hence the ``peft>=0.21,<0.22`` pin.
+package cannot add. PEFT 0.21 uses the peft type as a dict key (it never calls ``PeftType(...)``) and reads ``.value``
+in some messages, so the config sets ``peft_type = TiedLoraPeftType.TIEDLORA`` (a ``str`` enum member equal to
+``"TIEDLORA"``) and we insert that key into PEFT's three mapping dicts directly. This relies on private PEFT
+structures, hence the ``peft>=0.21,<0.22`` pin.
+
+Loading a saved adapter needs this registration first (``import trl_igrpo`` does it). PEFT 0.21 has no plugin or
+entry-point discovery, and it looks ``"TIEDLORA"`` up before any code of this package could run, so a process that
+never imported ``trl_igrpo`` gets PEFT's bare ``KeyError: 'TIEDLORA'``. The saved files say what to do instead: the
+``load_requires`` field of ``adapter_config.json`` and a section of the adapter's README.md.
 """
 
 from __future__ import annotations
@@ -17,28 +23,34 @@ from packaging.version import Version
 from .config import (
     DEFAULT_TARGET_MODULES,
     FUSED_QKV,
+    LOAD_REQUIRES,
     TIED_LORA_CONFIGURATIONS,
     TIED_LORA_PEFT_TYPE,
     UNKNOWN_TIED_LORA_CONFIGURATIONS,
     TiedLoraConfig,
+    TiedLoraPeftType,
     fused_qkv_trainable_parameters,
     lora_trainable_parameters,
 )
-from .layer import Linear, TiedLoraLayer, TiedLoraVector
-from .model import TiedLoraModel, tie_group_keys
+from .layer import Float32Parameter, Linear, TiedLoraLayer, TiedLoraVector
+from .model import TiedLoraModel, is_quantized_model, tie_group_keys
 
 __all__ = [
     "DEFAULT_TARGET_MODULES",
     "FUSED_QKV",
+    "LOAD_REQUIRES",
     "TIED_LORA_CONFIGURATIONS",
     "TIED_LORA_PEFT_TYPE",
     "UNKNOWN_TIED_LORA_CONFIGURATIONS",
+    "Float32Parameter",
     "Linear",
     "TiedLoraConfig",
     "TiedLoraLayer",
     "TiedLoraModel",
+    "TiedLoraPeftType",
     "TiedLoraVector",
     "fused_qkv_trainable_parameters",
+    "is_quantized_model",
     "lora_trainable_parameters",
     "register_tied_lora",
     "tie_group_keys",

@@ -2,20 +2,85 @@
 
 from __future__ import annotations
 
+import enum
+import os
 from dataclasses import dataclass, field
 from typing import Union
 
 from peft.config import PeftConfig
 
-#: The PEFT type string of Tied-LoRA. PEFT 0.21's ``PeftType`` is a closed enum, so the tuner is registered under this
-#: plain string key (see ``trl_igrpo/tied_lora/__init__.py``); PEFT only ever uses it as a dict key.
-TIED_LORA_PEFT_TYPE = "TIEDLORA"
+
+class TiedLoraPeftType(str, enum.Enum):
+    """The PEFT type of Tied-LoRA, shaped like a member of PEFT's ``PeftType`` (a ``str``-valued enum).
+
+    PEFT 0.21's ``PeftType`` is a closed enum: an out-of-tree tuner can neither add a member nor subclass it. PEFT uses
+    ``config.peft_type`` in two ways: as a key of its mapping dicts (looked up with the plain string read from
+    ``adapter_config.json``) and through ``.value`` in messages (``get_peft_model(..., mixed=True)``,
+    ``hotswap_adapter``, ``Trainer``'s best-model reload). A ``str`` enum member serves both: it equals and hashes like
+    ``"TIEDLORA"``, JSON writes it as ``"TIEDLORA"``, and it has ``.value``. ``str()`` and f-strings give
+    ``"TIEDLORA"`` too, on every Python version.
+    """
+
+    TIEDLORA = "TIEDLORA"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, format_spec: str) -> str:
+        return format(self.value, format_spec)
+
+
+#: The PEFT type of Tied-LoRA: ``TiedLoraPeftType.TIEDLORA``, equal to the string ``"TIEDLORA"`` that
+#: ``adapter_config.json`` stores. The tuner is registered under it in PEFT's mapping dicts (see
+#: ``trl_igrpo/tied_lora/__init__.py``).
+TIED_LORA_PEFT_TYPE = TiedLoraPeftType.TIEDLORA
+
+#: Written into every saved ``adapter_config.json`` (field ``load_requires``) and the adapter's README: PEFT knows
+#: ``"TIEDLORA"`` only after ``trl_igrpo`` registered it, and without that PEFT fails with a bare ``KeyError: 'TIEDLORA'``
+#: before any code of this package can run, so the saved files are the only place to say what to do.
+LOAD_REQUIRES = (
+    "import trl_igrpo  # before PeftModel.from_pretrained / PeftConfig.from_pretrained (pip install trl-igrpo): "
+    "PEFT has no built-in TIEDLORA type, and this import registers the Tied-LoRA tuner with PEFT; without it PEFT "
+    "raises KeyError: 'TIEDLORA'"
+)
 
 #: Target modules used when ``target_modules`` is ``None``: the paper adapts the attention input projections only.
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj")
 
 #: The paper's fused QKV projection expressed over separate q/k/v modules (the default ``fused_module_groups``).
 FUSED_QKV = ("q_proj", "k_proj", "v_proj")
+
+#: Heading of the section ``TiedLoraConfig.save_pretrained`` appends to an adapter's README.md (once).
+LOADING_NOTE_HEADING = "## Loading this Tied-LoRA adapter"
+LOADING_NOTE = f"""
+{LOADING_NOTE_HEADING}
+
+This is a [Tied-LoRA](https://arxiv.org/abs/2311.09578) adapter (`"peft_type": "TIEDLORA"` in `adapter_config.json`),
+saved by [trl-igrpo](https://github.com/trl-igrpo/trl-igrpo). PEFT has no built-in Tied-LoRA type: install
+`trl-igrpo` and `import trl_igrpo` before loading it, otherwise PEFT stops with `KeyError: 'TIEDLORA'`.
+
+```python
+import trl_igrpo  # registers the Tied-LoRA tuner with PEFT
+from peft import PeftModel
+
+model = PeftModel.from_pretrained(base_model, "path/or/repo-of-this-adapter")
+```
+"""
+
+
+def add_loading_note_to_model_card(directory: str) -> bool:
+    """Append :data:`LOADING_NOTE` to ``directory/README.md`` if that file exists and lacks it; True if appended."""
+    path = os.path.join(directory, "README.md")
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if LOADING_NOTE_HEADING in text:
+        return False
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(("" if text.endswith("\n") else "\n") + LOADING_NOTE)
+    return True
+
 
 #: Named configurations of the paper, as (train_A, train_B, train_u, train_v). Only the names we could establish are
 #: listed: TL6 (everything trainable; reproduces the paper's "12.5 % of LoRA's parameters" at r=8 on LLaMA-2-7B) and
@@ -69,6 +134,8 @@ class TiedLoraConfig(PeftConfig):
         modules_to_save: Extra modules trained in full and saved with the adapter (e.g. a classification head).
         layers_to_transform: Restrict adaptation to these layer indices, as in ``LoraConfig``.
         layers_pattern: Name of the layer list used with ``layers_to_transform``, as in ``LoraConfig``.
+        load_requires: Not a setting. A note saved in ``adapter_config.json`` that says to ``import trl_igrpo``
+            before loading (PEFT cannot find the ``TIEDLORA`` type otherwise); always reset to the current note.
     """
 
     r: int = field(default=8, metadata={"help": "Rank of the tied A (r x in) and B (out x r) matrices."})
@@ -109,10 +176,18 @@ class TiedLoraConfig(PeftConfig):
     layers_pattern: Union[list[str], str] | None = field(
         default=None, metadata={"help": "Name of the nn.ModuleList holding the layers, used with layers_to_transform."}
     )
+    load_requires: str = field(
+        default=LOAD_REQUIRES,
+        metadata={
+            "help": "Not a setting: a note saved in adapter_config.json for readers who hit PEFT's KeyError: "
+            "'TIEDLORA'. Always reset to the current note."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
         self.peft_type = TIED_LORA_PEFT_TYPE
+        self.load_requires = LOAD_REQUIRES
         if isinstance(self.target_modules, (list, tuple)):
             self.target_modules = set(self.target_modules)
         if isinstance(self.exclude_modules, (list, tuple)):
@@ -155,6 +230,12 @@ class TiedLoraConfig(PeftConfig):
             seen.update(group)
             validated.append(group)
         return validated
+
+    def save_pretrained(self, save_directory: str, **kwargs) -> None:
+        """PEFT's ``save_pretrained``, plus the loading note in the README.md that ``PeftModel.save_pretrained`` wrote
+        into the same directory just before (a bare config save writes no README and gets none)."""
+        super().save_pretrained(save_directory, **kwargs)
+        add_loading_note_to_model_card(save_directory)
 
     @property
     def scaling(self) -> float:

@@ -17,11 +17,69 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
+from peft.utils import resolve_quantization_backend
 from peft.utils.other import transpose
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from .config import TiedLoraConfig
+
+#: The C-level ``Tensor.data`` descriptor that :class:`Float32Parameter` wraps.
+_TENSOR_DATA = torch.Tensor.data
+
+KEEP_FLOAT32_WARNING = (
+    "Tied-LoRA keeps its adapter parameters in float32 on a quantized base model and ignored a cast to {dtype} (TRL "
+    "casts the trainable parameters of 4-/8-bit models to bfloat16). In bfloat16 the per-layer vectors u and v, which "
+    "start at 1.0 where the spacing is 2^-7, could not take optimiser steps of ~lr: they would silently stop "
+    "training. The adapter forward casts its input to float32 and its output back to the model's dtype instead."
+)
+
+
+class Float32Parameter(nn.Parameter):
+    """An ``nn.Parameter`` whose values stay float32 whatever assigns lower-precision data to it later.
+
+    Used for every Tied-LoRA adapter parameter on a quantized base model. TRL's SFT, GRPO and DPO trainers run
+    ``param.data = param.data.to(torch.bfloat16)`` over all trainable parameters of a bitsandbytes 4-/8-bit model, and
+    ``Module.to(dtype)`` / ``.half()`` assign ``param.data`` too; this parameter upcasts such data back to float32 (with
+    a warning) instead of storing it. Device moves and float32 data pass through unchanged. Deep copies and pickling
+    keep the class.
+    """
+
+    def __new__(cls, data: torch.Tensor | None = None, requires_grad: bool = True):
+        if data is None:
+            data = torch.empty(0)
+        # a parameter passed in (accelerate's and PEFT's init_empty_weights re-wrap parameters with their own class) is
+        # unwrapped to its plain tensor, which nn.Parameter requires of tensors of a Parameter subclass
+        data = data.detach() if isinstance(data, nn.Parameter) else data
+        if data.is_floating_point() and data.dtype != torch.float32:
+            data = data.to(torch.float32)
+        return super().__new__(cls, data, requires_grad)
+
+    @property
+    def data(self) -> torch.Tensor:
+        """The parameter's tensor, as ``Tensor.data``; assigning non-float32 floating-point data stores it upcast."""
+        return _TENSOR_DATA.__get__(self)
+
+    @data.setter
+    def data(self, value: torch.Tensor) -> None:
+        if value.is_floating_point() and value.dtype != torch.float32:
+            warnings.warn(KEEP_FLOAT32_WARNING.format(dtype=value.dtype), stacklevel=2)
+            value = value.to(torch.float32)
+        _TENSOR_DATA.__set__(self, value)
+
+    def __reduce_ex__(self, protocol):
+        return (_rebuild_float32_parameter, (self.detach(), self.requires_grad))
+
+
+def _rebuild_float32_parameter(data: torch.Tensor, requires_grad: bool) -> Float32Parameter:
+    return Float32Parameter(data, requires_grad=requires_grad)
+
+
+def as_float32_parameter(param: nn.Parameter) -> Float32Parameter:
+    """``param`` itself if it already is a :class:`Float32Parameter`, else one holding its values in float32."""
+    if isinstance(param, Float32Parameter):
+        return param
+    return Float32Parameter(param.detach(), requires_grad=param.requires_grad)
 
 
 class TiedLoraVector(nn.Module):
@@ -82,6 +140,11 @@ class TiedLoraLayer(BaseTunerLayer):
             raise TypeError(f"Tied-LoRA supports nn.Linear and Conv1D target modules, got {type(base).__name__}.")
         self.in_features = in_features
         self.out_features = out_features
+        # PEFT's quantization backend of the base layer (bitsandbytes 4-/8-bit, ...): None when it is not quantized;
+        # merge/unmerge go through it to dequantize and requantize the base weight
+        self.quantization_backend = resolve_quantization_backend(
+            base, get_apply_tensor_subclass=kwargs.get("get_apply_tensor_subclass")
+        )
         self.kwargs = kwargs
 
     def update_layer(
@@ -138,9 +201,11 @@ class TiedLoraLayer(BaseTunerLayer):
         return A, B, u, v
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
-        """``scaling * diag(v) B diag(u) A`` in the layout of the base weight (transposed for ``fan_in_fan_out``)."""
+        """``scaling * diag(v) B diag(u) A`` in the layout of the base weight (transposed for ``fan_in_fan_out``), in
+        the base weight's dtype (in the adapter's compute dtype when the base weight is quantized)."""
         A, B, u, v = self.tied_factors(adapter)
         weight = self.get_base_layer().weight
+        quantized = self.quantization_backend is not None or not weight.dtype.is_floating_point
         # half-precision matmuls on CPU are slow or unsupported: compute in fp32 and cast back, as PEFT's LoRA does
         compute_dtype = (
             torch.float32 if weight.device.type == "cpu" and A.dtype in (torch.float16, torch.bfloat16) else A.dtype
@@ -151,7 +216,7 @@ class TiedLoraLayer(BaseTunerLayer):
         if v is not None:
             B = B * v.to(compute_dtype)[:, None]
         delta = (B @ A) * self.scaling[adapter]
-        return transpose(delta, self.fan_in_fan_out).to(weight.dtype)
+        return transpose(delta, self.fan_in_fan_out).to(delta.dtype if quantized else weight.dtype)
 
     # ------------------------------------------------------------------------------------------------ merge/unmerge
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
@@ -159,18 +224,16 @@ class TiedLoraLayer(BaseTunerLayer):
         adapter_names = check_adapters_to_merge(self, adapter_names)
         if not adapter_names:
             return
-        base = self.get_base_layer()
+        self._check_base_weight_mergeable()
         for adapter in adapter_names:
             if adapter not in self.r:
                 continue
-            delta = self.get_delta_weight(adapter)
-            if safe_merge:
-                merged = base.weight.data + delta
-                if not torch.isfinite(merged).all():
-                    raise ValueError(f"NaNs detected in the merged weights. The adapter {adapter} seems to be broken")
-                base.weight.data = merged
-            else:
-                base.weight.data += delta
+            # get/set_base_weight (PEFT) dequantize and requantize a quantized base weight; plain .data otherwise
+            weight = self.get_base_weight()
+            merged = weight + self.get_delta_weight(adapter).to(weight.dtype)
+            if safe_merge and not torch.isfinite(merged).all():
+                raise ValueError(f"NaNs detected in the merged weights. The adapter {adapter} seems to be broken")
+            self.set_base_weight(merged)
             self.merged_adapters.append(adapter)
 
     def unmerge(self) -> None:
@@ -178,11 +241,28 @@ class TiedLoraLayer(BaseTunerLayer):
         if not self.merged:
             warnings.warn("Already unmerged. Nothing to do.", stacklevel=2)
             return
-        base = self.get_base_layer()
+        self._check_base_weight_mergeable()
         while self.merged_adapters:
             adapter = self.merged_adapters.pop()
             if adapter in self.r:
-                base.weight.data -= self.get_delta_weight(adapter)
+                weight = self.get_base_weight()
+                self.set_base_weight(weight - self.get_delta_weight(adapter).to(weight.dtype))
+
+    def _check_base_weight_mergeable(self) -> None:
+        backend = self.quantization_backend
+        if backend is None:
+            return
+        if not backend.supports_merge:
+            raise TypeError(
+                f"Cannot merge a Tied-LoRA adapter into a {backend.backend_name} quantized layer: PEFT cannot "
+                "dequantize and requantize its weight. Keep the adapter unmerged, or load the base model unquantized "
+                "to merge."
+            )
+        warnings.warn(
+            f"Merging or unmerging Tied-LoRA in a {backend.backend_name} quantized layer requantizes the base weight: "
+            "the result differs from the unmerged model by rounding errors.",
+            stacklevel=3,
+        )
 
     # ------------------------------------------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -12,13 +12,27 @@ import warnings
 
 import torch
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.utils import get_quantization_kwargs, resolve_quantization_backend
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from .config import DEFAULT_TARGET_MODULES, TiedLoraConfig
-from .layer import Linear, TiedLoraLayer, init_tied_matrix
+from .layer import Float32Parameter, Linear, TiedLoraLayer, as_float32_parameter, init_tied_matrix
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+#: Tag added to the base model (``add_model_tags``), so that PEFT's model card of a saved adapter lists it.
+MODEL_CARD_TAG = "tied-lora"
+
+
+def is_quantized_model(model: nn.Module) -> bool:
+    """Whether ``model`` was loaded quantized: TRL's test (``is_loaded_in_4bit``/``8bit``, on which it casts trainable
+    parameters to bfloat16) or any transformers quantizer (``hf_quantizer``)."""
+    return bool(
+        getattr(model, "is_loaded_in_4bit", False)
+        or getattr(model, "is_loaded_in_8bit", False)
+        or getattr(model, "hf_quantizer", None) is not None
+    )
 
 
 def tie_group_keys(target_name: str, in_features: int, out_features: int, fused_module_groups) -> tuple[str, str]:
@@ -55,6 +69,11 @@ class TiedLoraModel(BaseTuner):
     def _pre_injection_hook(self, model: nn.Module, config: TiedLoraConfig, adapter_name: str) -> None:
         self._ensure_shared_containers()
 
+    def _post_injection_hook(self, model: nn.Module, config: TiedLoraConfig, adapter_name: str) -> None:
+        # PEFT's model card (README.md of save_pretrained) takes the base model's tags: name the method there
+        if hasattr(model, "add_model_tags"):
+            model.add_model_tags([MODEL_CARD_TAG])
+
     def _ensure_shared_containers(self) -> dict[str, nn.ModuleDict]:
         # BaseTuner.__getattr__ forwards unknown names to the wrapped model, so look in _modules, not hasattr
         if "tiedlora_A" not in self._modules:
@@ -74,12 +93,47 @@ class TiedLoraModel(BaseTuner):
                 raise ValueError(f"tied {factor} {key!r} has shape {tuple(bank[key].shape)}, expected {shape}")
             return
         weight = base_layer.weight
-        dtype = weight.dtype if weight.dtype.is_floating_point else torch.float32
+        # quantized: float32 from the start (a packed weight may even have a float storage dtype, e.g. bf16 4-bit)
+        keep_float32 = (
+            self._has_quantized_base()
+            or resolve_quantization_backend(base_layer, **get_quantization_kwargs(self.model)) is not None
+        )
+        dtype = weight.dtype if weight.dtype.is_floating_point and not keep_float32 else torch.float32
         zero = config.init_weights and config.zero_initialised_factor() == factor
         trainable = config.train_A if factor == "A" else config.train_B
-        bank[key] = nn.Parameter(
+        parameter_cls = Float32Parameter if keep_float32 else nn.Parameter
+        bank[key] = parameter_cls(
             init_tied_matrix(shape, zero, device=weight.device, dtype=dtype), requires_grad=trainable
         )
+
+    def _has_quantized_base(self) -> bool:
+        """Whether the base model is quantized (see :func:`is_quantized_model`) or any adapted layer is."""
+        return is_quantized_model(self.model) or any(
+            m.quantization_backend is not None for m in self.model.modules() if isinstance(m, TiedLoraLayer)
+        )
+
+    def _keep_adapter_float32(self, adapter_name: str) -> None:
+        """On a quantized base model, make every parameter of ``adapter_name`` a float32
+        [`Float32Parameter`][trl_igrpo.tied_lora.Float32Parameter] (idempotent).
+
+        TRL casts the trainable parameters of bitsandbytes models to bfloat16 after ``get_peft_model``; u and v start
+        at 1.0, where bfloat16 cannot represent steps below 2^-8, so they would never train (TL6 silently becoming
+        TL5). Runs after injection and after PEFT loads weights (``_cast_adapter_dtype``), which may replace parameters.
+        """
+        if not self._has_quantized_base():
+            return
+        for module in self.model.modules():
+            if not isinstance(module, TiedLoraLayer):
+                continue
+            for container in (module.tiedlora_u, module.tiedlora_v):
+                if adapter_name in container:
+                    vector = container[adapter_name]
+                    vector.weight = as_float32_parameter(vector.weight)
+        for container in self._ensure_shared_containers().values():
+            if adapter_name in container:
+                bank = container[adapter_name]
+                for key in list(bank.keys()):
+                    bank[key] = as_float32_parameter(bank[key])
 
     def tied_parameters(self, adapter_name: str | None = None) -> dict[str, nn.Parameter]:
         """The tied matrices as ``{"A/<group>": param, "B/<group>": param}`` for one adapter (default: active)."""
@@ -168,7 +222,7 @@ class TiedLoraModel(BaseTuner):
         else:
             new_module = Linear(
                 target, adapter_name, tiedlora_config, shared, a_key, b_key, u_source=u_source,
-                is_target_conv_1d_layer=is_conv1d,
+                is_target_conv_1d_layer=is_conv1d, **get_quantization_kwargs(self.model),
             )  # fmt: skip
             if adapter_name not in self.active_adapters:
                 # adding an additional adapter: it is not automatically trainable
@@ -188,6 +242,7 @@ class TiedLoraModel(BaseTuner):
         for flags in saved.values():
             for param, requires_grad in flags:
                 param.requires_grad_(requires_grad)
+        self._keep_adapter_float32(adapter_name)
 
     # ------------------------------------------------------------------------------------ trainability & adapters
     def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
@@ -216,8 +271,14 @@ class TiedLoraModel(BaseTuner):
                 del container[adapter_name]
 
     def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
-        """Upcast fp16/bf16 adapter weights to fp32 like PEFT does for LoRA, including the model-level tied ones."""
+        """Upcast fp16/bf16 adapter weights to fp32 like PEFT does for LoRA, including the model-level tied ones.
+
+        On a quantized base model every adapter parameter becomes a float32
+        [`Float32Parameter`][trl_igrpo.tied_lora.Float32Parameter], even with ``autocast_adapter_dtype=False``.
+        PEFT calls this after creating and after loading an adapter.
+        """
         super()._cast_adapter_dtype(adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+        self._keep_adapter_float32(adapter_name)
         if not autocast_adapter_dtype:
             return
         for container in self._ensure_shared_containers().values():

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import GRPOConfig
-
-from .rpo_config import validate_rpo_loss_settings
+from ..core.config import GRPOBaseConfig
+from .config import RPOSharedConfigMixin
 
 __all__ = ["OnlineRPOConfig"]
 
 
 @dataclass
-class OnlineRPOConfig(GRPOConfig):
+class OnlineRPOConfig(RPOSharedConfigMixin, GRPOBaseConfig):
     r"""
     Configuration for [`OnlineRPOTrainer`]: sample k = `num_generations` responses per prompt from the current policy
     (TRL's GRPO generation: transformers, paged, or vLLM), score them with reward functions or a reward model, and
@@ -34,17 +33,11 @@ class OnlineRPOConfig(GRPOConfig):
             `rpo_bwd_kl`, `rpo_fwd_kl`, `rpo_sq`, `dpo`, `ipo`, `rpo_listwise`, optionally plus `sft` (NLL on the
             best sample of each prompt), combined with `rpo_loss_weights`.
         rpo_loss_weights (`list[float]` or `None`): one weight per loss (default 1 each).
-        rpo_pairing (`str`, defaults to `"best_vs_worst"`):
-            Pairwise losses use the best and worst sample per prompt, or `"all_pairs"` (with `rpo_sq` this is the RLOO
-            estimator).
-        average_log_probs (`bool`, defaults to `False`): token-average the sequence log-ratios.
-        rpo_round_steps (`int` or `None`, defaults to `None`):
-            Length of an RPO round in optimizer steps: at the end of each round the reference model is re-anchored on
-            the current policy (TRL's `sync_ref_model` with `ref_model_mixup_alpha=1.0`). Not supported with PEFT.
 
-        sft_normalization (`str`, defaults to `"sequence_sum"`):
-            Reduction of the `"sft"` term, as in [`RPOConfig`]: `"sequence_sum"` (NeMo-Aligner: per-sequence
-            log-prob sum, mean over prompts), `"sequence_mean"` or `"token_mean"`.
+    The shared RPO fields (`average_log_probs`, `rpo_pairing`, `rpo_round_steps`, `sft_normalization`) are those of
+    [`RPOSharedConfigMixin`]; the checks, vLLM sync and curriculum fields those of [`~trl_igrpo.core.GRPOBaseConfig`]
+    (`dynamic_sampling` is refused: dropping constant-reward groups changes which prompts the RPO loss sees, and a
+    refill would mix prompt groups across rounds).
 
     Whole prompt groups (enforced here). The RPO losses compare the k samples of a prompt, so the loss must see all k
     in one micro-batch on one rank. TRL shuffles each generation batch and splits it into `steps_per_generation`
@@ -65,15 +58,6 @@ class OnlineRPOConfig(GRPOConfig):
         metadata={"help": "RPO losses: rpo_bwd_kl, rpo_fwd_kl, rpo_sq, dpo, ipo, rpo_listwise; may add 'sft'."},
     )
     rpo_loss_weights: list[float] | None = field(default=None, metadata={"help": "Weights of `rpo_loss_type`."})
-    rpo_pairing: str = field(default="best_vs_worst", metadata={"help": "'best_vs_worst' or 'all_pairs'."})
-    average_log_probs: bool = field(default=False, metadata={"help": "Token-average the sequence log-ratios."})
-    rpo_round_steps: int | None = field(
-        default=None, metadata={"help": "Re-anchor the reference on the policy every this many steps."}
-    )
-    sft_normalization: str = field(
-        default="sequence_sum",
-        metadata={"help": "'sft' term reduction: 'sequence_sum' (NeMo-Aligner), 'sequence_mean' or 'token_mean'."},
-    )
 
     def __post_init__(self):
         if isinstance(self.rpo_loss_type, str):
@@ -103,21 +87,13 @@ class OnlineRPOConfig(GRPOConfig):
                 "`generation_batch_size` unset (or set `steps_per_generation=1`); use `gradient_accumulation_steps` "
                 "for a larger effective batch."
             )
-        validate_rpo_loss_settings(
-            self.rpo_loss_type,
-            self.rpo_loss_weights,
-            self.beta,
-            self.eta,
-            self.rpo_pairing,
-            "rpo_loss_type",
-            sft_normalization=self.sft_normalization,
-        )
-        if self.rpo_round_steps is not None:
-            if self.rpo_round_steps < 1:
-                raise ValueError(f"`rpo_round_steps` must be >= 1, got {self.rpo_round_steps}.")
-            self.sync_ref_model = True
-            self.ref_model_mixup_alpha = 1.0
-            self.ref_model_sync_steps = self.rpo_round_steps
+        self._validate_rpo(self.rpo_loss_type, self.rpo_loss_weights, "rpo_loss_type")
+        if self.dynamic_sampling:
+            raise ValueError(
+                "Online RPO does not support `dynamic_sampling`: constant-reward groups still carry a target (an "
+                "implicit gap of 0), and refill rounds would mix prompt groups. Use progressive_batching to shape the "
+                "prompt mix instead."
+            )
 
 
 def _require_whole_groups(

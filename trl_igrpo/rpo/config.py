@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
-from .rpo_losses import RPO_LOSS_TYPES, RPO_PAIRINGS, SFT_NORMALIZATIONS
+from .losses import RPO_LOSS_TYPES, RPO_PAIRINGS, SFT_NORMALIZATIONS
 
-__all__ = ["RPO_EXTRA_LOSS_TYPES", "RPOConfig", "validate_rpo_loss_settings"]
+__all__ = ["RPO_EXTRA_LOSS_TYPES", "RPOConfig", "RPOSharedConfigMixin", "validate_rpo_loss_settings"]
 
 # Loss types an RPO loss can be combined with inside the RPO loss loop (besides the RPO family itself).
 RPO_EXTRA_LOSS_TYPES = ("sft",)
@@ -51,7 +51,68 @@ def validate_rpo_loss_settings(
 
 
 @dataclass
-class RPOConfig(DPOConfig):
+class RPOSharedConfigMixin:
+    """Fields the offline (:class:`RPOConfig`) and online (:class:`~trl_igrpo.OnlineRPOConfig`) RPO configs share.
+
+    Args:
+        eta (`float`, defaults to `1.0`):
+            Explicit-reward scale (NeMo-Aligner `gt_reward_scale`). Rewards are used raw, without normalisation; tune
+            eta to the reward model's scale (the RPO author used 1).
+        average_log_probs (`bool`, defaults to `False`):
+            Token-average the sequence log-ratios instead of summing them (NeMo-Aligner
+            `preference_average_log_probs`). Set `True` to make `"ipo"` equal TRL's `ipo`.
+        rpo_pairing (`str`, defaults to `"best_vs_worst"`):
+            How pairwise losses see k > 2 responses: `"best_vs_worst"` (one pair per prompt) or `"all_pairs"` (with
+            `rpo_sq` this is the RLOO estimator).
+        rpo_round_steps (`int` or `None`, defaults to `None`):
+            Re-anchor the reference model on the current policy every this many optimizer steps (Nemotron-4 /
+            Llama-Nemotron iterative RPO rounds). Sets TRL's `sync_ref_model=True`, `ref_model_mixup_alpha=1.0` and
+            `ref_model_sync_steps`. Incompatible with `precompute_ref_log_probs` and with PEFT.
+        sft_normalization (`str`, defaults to `"sequence_sum"`):
+            Reduction of the `"sft"` term over the target responses' tokens. `"sequence_sum"`: sum each response's
+            token log-probs, mean over examples (NeMo-Aligner `sft_loss_func`, so NeMo-calibrated SFT weights such as
+            0.05 carry over). `"sequence_mean"`: token-average each response, mean over examples (NeMo-Aligner
+            `sft_average_log_probs=True`). `"token_mean"`: mean over all target tokens of the batch (TRL's `sft`);
+            it equals `"sequence_sum"` divided by the batch's mean target length.
+    """
+
+    eta: float = field(default=1.0, metadata={"help": "Explicit-reward scale eta (NeMo-Aligner default 1.0)."})
+    average_log_probs: bool = field(
+        default=False, metadata={"help": "Token-average sequence log-ratios instead of summing them."}
+    )
+    rpo_pairing: str = field(
+        default="best_vs_worst", metadata={"help": "Pairing of k > 2 responses: 'best_vs_worst' or 'all_pairs'."}
+    )
+    rpo_round_steps: int | None = field(
+        default=None, metadata={"help": "Re-anchor the reference on the policy every this many steps."}
+    )
+    sft_normalization: str = field(
+        default="sequence_sum",
+        metadata={"help": "'sft' term reduction: 'sequence_sum' (NeMo-Aligner), 'sequence_mean' or 'token_mean'."},
+    )
+
+    def _validate_rpo(self, loss_types: list[str], loss_weights: list[float] | None, field_name: str) -> None:
+        """Check the RPO fields and switch on TRL's reference re-anchoring for ``rpo_round_steps`` (call from
+        ``__post_init__``, after the TRL config's own)."""
+        validate_rpo_loss_settings(
+            loss_types,
+            loss_weights,
+            self.beta,
+            self.eta,
+            self.rpo_pairing,
+            field_name,
+            sft_normalization=self.sft_normalization,
+        )
+        if self.rpo_round_steps is not None:
+            if self.rpo_round_steps < 1:
+                raise ValueError(f"`rpo_round_steps` must be >= 1, got {self.rpo_round_steps}.")
+            self.sync_ref_model = True
+            self.ref_model_mixup_alpha = 1.0
+            self.ref_model_sync_steps = self.rpo_round_steps
+
+
+@dataclass
+class RPOConfig(RPOSharedConfigMixin, DPOConfig):
     r"""
     Configuration for [`RPOTrainer`]: offline reward-aware preference optimization.
 
@@ -79,12 +140,6 @@ class RPOConfig(DPOConfig):
             highest-reward response (k-response data), reduced as `sft_normalization` says.
         beta (`float`, defaults to `0.2`):
             Implicit-reward scale (NeMo-Aligner `ref_policy_kl_penalty`, default 0.2).
-        eta (`float`, defaults to `1.0`):
-            Explicit-reward scale (NeMo-Aligner `gt_reward_scale`). Rewards are used raw, without normalisation; tune
-            eta to the reward model's scale (the RPO author used 1).
-        average_log_probs (`bool`, defaults to `False`):
-            Token-average the sequence log-ratios instead of summing them (NeMo-Aligner
-            `preference_average_log_probs`). Set `True` to make `"ipo"` equal TRL's `ipo`.
         chosen_reward_column (`str`, defaults to `"chosen_reward"`):
             Scalar reward column of the chosen response in a pairwise dataset (`prompt`, `chosen`, `rejected`).
         rejected_reward_column (`str`, defaults to `"rejected_reward"`):
@@ -99,18 +154,9 @@ class RPOConfig(DPOConfig):
             given. `None` (default) makes a missing column an error instead.
         default_rejected_reward (`float` or `None`, defaults to `None`):
             The matching fallback rejected reward (NeMo-Aligner: 0.0).
-        rpo_pairing (`str`, defaults to `"best_vs_worst"`):
-            How pairwise losses see k > 2 responses: `"best_vs_worst"` (one pair per prompt) or `"all_pairs"`.
-        rpo_round_steps (`int` or `None`, defaults to `None`):
-            Re-anchor the reference model on the current policy every this many optimizer steps (Nemotron-4 /
-            Llama-Nemotron iterative RPO rounds). Sets TRL's `sync_ref_model=True`, `ref_model_mixup_alpha=1.0` and
-            `ref_model_sync_steps`. Incompatible with `precompute_ref_log_probs` and with PEFT.
-        sft_normalization (`str`, defaults to `"sequence_sum"`):
-            Reduction of the `"sft"` term over the target responses' tokens. `"sequence_sum"`: sum each response's
-            token log-probs, mean over examples (NeMo-Aligner `sft_loss_func`, so NeMo-calibrated SFT weights such as
-            0.05 carry over). `"sequence_mean"`: token-average each response, mean over examples (NeMo-Aligner
-            `sft_average_log_probs=True`). `"token_mean"`: mean over all target tokens of the batch (TRL's `sft`);
-            it equals `"sequence_sum"` divided by the batch's mean target length.
+
+    The shared fields `eta`, `average_log_probs`, `rpo_pairing`, `rpo_round_steps` and `sft_normalization` are those
+    of [`RPOSharedConfigMixin`].
     """
 
     loss_type: list[str] = field(
@@ -118,10 +164,6 @@ class RPOConfig(DPOConfig):
         metadata={"help": "RPO losses: rpo_bwd_kl, rpo_fwd_kl, rpo_sq, dpo, ipo, rpo_listwise; may add 'sft'."},
     )
     beta: float = field(default=0.2, metadata={"help": "Implicit-reward scale beta (NeMo-Aligner default 0.2)."})
-    eta: float = field(default=1.0, metadata={"help": "Explicit-reward scale eta (NeMo-Aligner default 1.0)."})
-    average_log_probs: bool = field(
-        default=False, metadata={"help": "Token-average sequence log-ratios instead of summing them."}
-    )
     chosen_reward_column: str = field(default="chosen_reward", metadata={"help": "Reward column of `chosen`."})
     rejected_reward_column: str = field(default="rejected_reward", metadata={"help": "Reward column of `rejected`."})
     responses_column: str = field(default="responses", metadata={"help": "k-response datasets: completions column."})
@@ -132,28 +174,10 @@ class RPOConfig(DPOConfig):
     default_rejected_reward: float | None = field(
         default=None, metadata={"help": "Fallback rejected reward when the column is absent (NeMo-Aligner: 0.0)."}
     )
-    rpo_pairing: str = field(
-        default="best_vs_worst", metadata={"help": "Pairing of k > 2 responses: 'best_vs_worst' or 'all_pairs'."}
-    )
-    rpo_round_steps: int | None = field(
-        default=None, metadata={"help": "Re-anchor the reference on the policy every this many steps."}
-    )
-    sft_normalization: str = field(
-        default="sequence_sum",
-        metadata={"help": "'sft' term reduction: 'sequence_sum' (NeMo-Aligner), 'sequence_mean' or 'token_mean'."},
-    )
 
     def __post_init__(self):
         super().__post_init__()
-        validate_rpo_loss_settings(
-            self.loss_type,
-            self.loss_weights,
-            self.beta,
-            self.eta,
-            self.rpo_pairing,
-            "loss_type",
-            sft_normalization=self.sft_normalization,
-        )
+        self._validate_rpo(self.loss_type, self.loss_weights, "loss_type")
         for name in ("chosen_reward_column", "rejected_reward_column", "responses_column", "rewards_column"):
             if not getattr(self, name):
                 raise ValueError(f"`{name}` must be a non-empty column name.")
@@ -161,9 +185,3 @@ class RPOConfig(DPOConfig):
             raise ValueError(
                 "RPO losses support neither `ld_alpha`, a non-default `f_divergence_type`, nor `use_weighting`."
             )
-        if self.rpo_round_steps is not None:
-            if self.rpo_round_steps < 1:
-                raise ValueError(f"`rpo_round_steps` must be >= 1, got {self.rpo_round_steps}.")
-            self.sync_ref_model = True
-            self.ref_model_mixup_alpha = 1.0
-            self.ref_model_sync_steps = self.rpo_round_steps

@@ -20,7 +20,7 @@ find and remove. Held-out accuracy is then bounded by how well the tiny model ad
 that), and RL's gain comes from dropping the slip, not from learning arithmetic.
 
 The SFT problems come from a seed disjoint from the RL training and held-out sets of the demo
-(:func:`~trl_igrpo.data.make_arithmetic_examples` with ``seed=SFT_DATA_SEED``); overlap is possible only by chance,
+(:func:`~trl_igrpo.demo.arithmetic.make_arithmetic_examples` with ``seed=SFT_DATA_SEED``); overlap is possible only by chance,
 since the problem space is small, and is the same for every method compared.
 """
 
@@ -97,9 +97,9 @@ def build_warm_started_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .data import make_arithmetic_examples
-    from .igrpo.drafts import build_refinement_prompt
-    from .testing import build_tiny_model
+    from ..igrpo.drafts import build_refinement_prompt
+    from ..testing import build_tiny_model
+    from .arithmetic import make_arithmetic_examples
 
     if sft_steps < 0:
         raise ValueError(f"sft_steps must be >= 0, got {sft_steps}.")

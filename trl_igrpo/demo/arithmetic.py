@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from .igrpo.drafts import IGRPO_SYSTEM_PROMPT
+from ..igrpo.drafts import IGRPO_SYSTEM_PROMPT
 
 __all__ = ["ARITHMETIC_INSTRUCTION", "make_arithmetic_dataset", "make_arithmetic_examples"]
 

@@ -6,8 +6,9 @@ keeps all of that and replaces only the loss: the k samples of a prompt are comp
 best-vs-worst or all pairs, or listwise). Iterative rounds that re-anchor the reference on the previous round's policy
 (Nemotron-4 340B, Llama-Nemotron) reuse TRL's ``SyncRefModelCallback`` with mixup alpha 1.
 
-Overridden GRPOTrainer methods: ``_calculate_rewards`` (keeps the raw per-function rewards), ``_generate_and_score_
-completions`` (attaches raw rewards and prompt-group ids to the batch, which survive GRPO's shuffle) and ``_compute_loss``.
+It builds on :class:`~trl_igrpo.core.GRPOBaseTrainer` (checks, vLLM sync, curriculum sampler, Hub cards), like every
+GRPO-based trainer of the package. Overridden: the base's rollout hook ``_rollout`` (attaches the raw rewards of the
+final rollouts and prompt-group ids to the batch, which survive GRPO's shuffle) and TRL's ``_compute_loss``.
 
 Whole prompt groups. The loss compares a prompt's k samples, so every micro-batch must hold all k of each of its prompts.
 GRPO's ``_prepare_inputs`` shuffles a generation batch and splits it into ``steps_per_generation`` micro-batches, and
@@ -25,12 +26,14 @@ The ``"sft"`` term is the NLL of each prompt's highest-reward sample, reduced by
 from __future__ import annotations
 
 import torch
-from trl import GRPOTrainer
 
-from .hub import HubMixin
-from .online_rpo_config import OnlineRPOConfig
-from .rpo_losses import group_rows, sequence_logps, sft_nll
-from .rpo_trainer import RPO_PAPER, compute_rpo_objective, load_reward_funcs, log_rpo_gap_metrics
+from ..citations import RPO
+from ..core.trainer import GRPOBaseTrainer
+from ..rewards.aggregation import weighted_reward_sum
+from .losses import group_rows, sequence_logps, sft_nll
+from .objective import compute_rpo_objective, log_rpo_gap_metrics
+from .online_config import OnlineRPOConfig
+from .rewards import load_reward_funcs
 
 __all__ = ["OnlineRPOTrainer"]
 
@@ -38,7 +41,7 @@ _REWARDS_KEY = "rpo_rewards"
 _GROUP_KEY = "rpo_group_ids"
 
 
-class OnlineRPOTrainer(HubMixin, GRPOTrainer):
+class OnlineRPOTrainer(GRPOBaseTrainer):
     """Online RPO: sample k responses per prompt, score them, train the implicit reward gaps to match the explicit ones.
 
     Same constructor as [`~trl.GRPOTrainer`] with an [`OnlineRPOConfig`]; ``reward_funcs`` may also be a local path to
@@ -47,14 +50,10 @@ class OnlineRPOTrainer(HubMixin, GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "rpo", "online-rpo", "trl-igrpo"]
     _name = "Online RPO"
-    _paper = RPO_PAPER
+    _paper = RPO.as_trl_paper()
+    config_class = OnlineRPOConfig
 
     def __init__(self, model, reward_funcs=None, args: OnlineRPOConfig | None = None, **kwargs):
-        if args is None:
-            model_name = model if isinstance(model, str) else model.config._name_or_path
-            args = OnlineRPOConfig(f"{str(model_name).rstrip('/').split('/')[-1]}-OnlineRPO")
-        elif not isinstance(args, OnlineRPOConfig):
-            raise TypeError(f"`args` must be an OnlineRPOConfig, got {type(args).__name__}.")
         if not reward_funcs:
             raise ValueError("Online RPO needs `reward_funcs` (reward functions or a reward model) to score samples.")
         if isinstance(reward_funcs, str) or (
@@ -62,19 +61,12 @@ class OnlineRPOTrainer(HubMixin, GRPOTrainer):
         ):
             reward_funcs, processing = load_reward_funcs(reward_funcs, kwargs.pop("reward_processing_classes", None))
             kwargs["reward_processing_classes"] = processing
-        self._rpo_rewards_per_func = None
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._rpo_rewards_per_func = rewards_per_func  # gathered over all processes, shape (global rows, funcs)
-        return rewards_per_func
-
-    def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
-        per_func = self._rpo_rewards_per_func
-        rewards = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
-        rewards[torch.isnan(per_func).all(dim=1)] = torch.nan  # unscorable: excluded from the loss
+    def _rollout(self, inputs):
+        """TRL's rollout, plus each row's explicit reward (weighted sum; NaN if unscorable) and prompt-group id."""
+        output = super()._rollout(inputs)
+        rewards = weighted_reward_sum(self.last_rollout_rewards, self.reward_weights)  # gathered: (global rows,)
         num_local = output["completion_ids"].size(0)
         start = self.accelerator.process_index * num_local
         mode = "train" if self.model.training else "eval"
