@@ -1,6 +1,7 @@
 """The installed `trl-igrpo` console script (subprocesses, offline)."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def test_unknown_subcommand_names_the_valid_ones(capsys):
 def test_subcommand_help_shows_the_script_flags(capsys):
     code, out, _ = _main(capsys, "igrpo", "--help")
     assert code == 0
-    assert out.startswith("usage: trl-igrpo igrpo")
+    assert out.startswith("usage: trl-igrpo igrpo [--config RECIPE.yaml] [--FLAG VALUE ...]\n")  # not 230 lines
     for flag in ("--num_drafts", "--num_generations", "--reward_funcs", "--model_name_or_path", "--tiny_model_dir"):
         assert flag in out, flag
     code, out, _ = _main(capsys, "rpo", "--online", "--help")
@@ -131,10 +132,208 @@ def test_igrpo_trains_two_steps_offline(tmp_path):
     assert not (tmp_path / "out" / "training_args.bin").exists()  # HubMixin saves the args as JSON
 
 
-def test_bad_flag_fails_before_training(capsys, tmp_path, monkeypatch):
-    """An unknown flag is handed to `accelerate launch`, whose parser rejects it; nothing is trained or written."""
+def _help_section(out: str, title: str) -> str:
+    """The lines of one ``--help`` section: from its title to the next blank line followed by a section title."""
+    start = out.index(f"\n{title}:\n") + len(title) + 3
+    end = out.find(":\n  -", start)
+    return out[start : out.rfind("\n\n", start, end) if end != -1 else len(out)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "title", "own", "general"),
+    [
+        (
+            ["igrpo"],
+            "iGRPO options (IGRPOConfig)",
+            ["--num_drafts", "--draft_selection", "--refinement_template", "--max_draft_length"],
+            ["--learning_rate", "--num_generations", "--beta", "--model_name_or_path"],
+        ),
+        (
+            ["grpo"],
+            "pass-rate curriculum and dynamic sampling",
+            ["--progressive_batching", "--dynamic_sampling"],
+            ["--learning_rate", "--num_generations", "--beta"],
+        ),
+        (
+            ["rpo"],
+            "RPO options (RPOConfig)",
+            ["--eta", "--rpo_pairing", "--chosen_reward_column"],
+            ["--learning_rate", "--max_length"],
+        ),
+        (
+            ["rpo", "--online"],
+            "online RPO options (OnlineRPOConfig)",
+            ["--eta", "--rpo_round_steps"],
+            ["--learning_rate", "--num_generations"],
+        ),
+    ],
+)
+def test_help_lists_the_method_flags_first_in_their_own_group(capsys, argv, title, own, general):
+    code, out, _ = _main(capsys, *argv, "--help")
+    assert code == 0
+    sections = re.findall(r"^(\S[^\n]*):$", out, re.MULTILINE)
+    assert sections[0] == title, sections  # the first section after the usage line and description
+    assert sections[-1] == "options"  # TRL's / transformers' hundreds of flags come last
+    section = _help_section(out, title)
+    for flag in own:
+        assert re.search(rf"^  {flag} ", section, re.MULTILINE), flag
+    for flag in general:
+        assert not re.search(rf"^  {flag} ", section, re.MULTILINE), flag
+        assert re.search(rf"^  {flag} ", out, re.MULTILINE), flag  # still a flag, in the general options
+
+
+def test_unknown_flag_is_one_short_error_not_the_accelerate_usage(capsys, tmp_path, monkeypatch):
+    """A flag neither the script nor `accelerate launch` knows: two lines, the flag, a suggestion, --help; exit 2."""
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    code, _, err = _main(capsys, "igrpo", "--num_draftz", "2", "--output_dir", str(tmp_path / "out"))
-    assert code != 0
-    assert "--num_draftz" in err
+    code, out, err = _main(capsys, "igrpo", "--num_draftz", "2", "--output_dir", str(tmp_path / "out"))
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 2, err
+    assert lines[0] == "trl-igrpo igrpo: error: unrecognized arguments: --num_draftz (did you mean --num_drafts?)"
+    assert "`trl-igrpo igrpo --help`" in lines[1] and "accelerate launch" in lines[1]
     assert not (tmp_path / "out").exists()
+    code, _, err = _main(capsys, "rpo", "--online", "--etaa=3", "--frobnicate")
+    assert code == 2
+    assert "unrecognized arguments: --etaa --frobnicate (did you mean --eta for --etaa?)" in err
+    assert len(err.strip().splitlines()) == 2
+
+
+def test_unknown_config_key_and_bad_accelerate_value_are_short_errors(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("num_draftz: 2\nmax_steps: 1\n")
+    code, _, err = _main(capsys, "igrpo", "--config", str(recipe))
+    assert code == 2
+    assert err.startswith("trl-igrpo igrpo: error: unknown keys in the --config file: num_draftz (did you mean")
+    assert len(err.strip().splitlines()) == 2
+    code, _, err = _main(capsys, "grpo", "--num_processes", "abc")
+    assert code == 2
+    assert err.strip() == "trl-igrpo grpo: error: argument --num_processes/--num-processes: invalid int value: 'abc'"
+
+
+def test_accelerate_flags_still_go_to_accelerate_launch(capsys, monkeypatch):
+    """Unknown to the script but known to `accelerate launch`: passed on, not rejected (launch itself stubbed)."""
+    import trl_igrpo.cli as cli
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    launched = []
+    monkeypatch.setattr(cli, "_accelerate_launch", lambda *args: launched.append(args))
+    argv = ["--num_processes", "2", "--multi_gpu", "--accelerate_config", "multi_gpu", "--max_steps", "1"]
+    code, _, err = _main(capsys, "igrpo", *argv)
+    assert code == 0, err
+    ((module, launch_args, script_args),) = launched
+    assert module == "trl_igrpo.scripts.igrpo"
+    assert launch_args[:2] == ["--config_file", launch_args[1]] and launch_args[1].endswith("multi_gpu.yaml")
+    assert launch_args[2:] == ["--num_processes", "2", "--multi_gpu"]
+    assert script_args == ["--max_steps", "1"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model paths that do not exist
+# --------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("hub_id", ["Qwen/Qwen2.5-Math-1.5B", "gpt2", "meta-llama/Llama-3.3-70B-Instruct", "out/ckpt"])
+def test_hub_ids_are_not_local_paths(hub_id):
+    from trl_igrpo.model_loading import check_model_path, looks_like_local_path
+
+    assert not looks_like_local_path(hub_id)
+    assert check_model_path(hub_id) == hub_id  # left to transformers / the Hub
+
+
+@pytest.mark.parametrize(
+    "path", ["./out/ckpt", "/abs/path/to/ckpt", "~/no-such-model", "../ckpt", "out/run1/ckpt", "."]
+)
+def test_missing_local_paths_raise_one_line_naming_the_path(path, tmp_path, monkeypatch):
+    from trl_igrpo.model_loading import check_model_path, looks_like_local_path
+
+    monkeypatch.chdir(tmp_path)  # an empty directory: the relative paths do not exist under it
+    if path == ".":
+        assert check_model_path(path) == "."  # exists: fine
+        return
+    assert looks_like_local_path(path)
+    with pytest.raises(FileNotFoundError) as caught:
+        check_model_path(path)
+    message = str(caught.value)
+    assert message.startswith(f"model path {path!r} does not exist") and "\n" not in message
+    assert "Hugging Face Hub id such as 'Qwen/Qwen2.5-Math-1.5B'" in message
+
+
+def test_existing_paths_none_and_objects_pass(tiny_model_dir, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from trl_igrpo.model_loading import check_model_path
+
+    assert check_model_path(tiny_model_dir) == tiny_model_dir
+    assert check_model_path(None) is None
+    model = object()
+    assert check_model_path(model) is model
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ckpt").mkdir()
+    assert check_model_path("~/ckpt") == str(tmp_path / "ckpt")  # ~ expanded for from_pretrained
+    with pytest.raises(FileNotFoundError, match="reward model path"):
+        check_model_path(Path("missing-dir"), what="reward model path")  # a Path is always a path
+
+
+def test_cli_missing_model_path_is_one_line_exit_2(capsys, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    for argv in (["igrpo"], ["grpo"], ["rpo"], ["rpo", "--online"]):
+        code, out, err = _main(capsys, *argv, "--model_name_or_path", "./x", "--max_steps", "1")
+        assert code == 2 and out == "", argv
+        assert err.startswith(f"trl-igrpo {argv[0]}: error: model path './x' does not exist"), err
+        assert len(err.strip().splitlines()) == 1
+    code, _, err = _main(capsys, "rpo", "--reward_model_path", "/no/such/rm")
+    assert code == 2 and "error: reward model path '/no/such/rm' does not exist" in err
+
+
+def test_scripts_check_the_model_path_before_loading(tmp_path):
+    from trl_igrpo.scripts import igrpo
+
+    script_args, training_args, model_args = igrpo.make_parser().parse_args_and_config(
+        ["--model_name_or_path", "./not/here", "--output_dir", str(tmp_path)]
+    )
+    with pytest.raises(FileNotFoundError, match=r"^model path './not/here' does not exist"):
+        igrpo.build_trainer(script_args, training_args, model_args, train_dataset=None)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Every training subcommand trains offline on CPU with its defaults
+# --------------------------------------------------------------------------------------------------------------------
+def _saved_model_dir(stdout: str) -> Path:
+    return Path(re.search(r"^model saved to (.+)$", stdout, re.MULTILINE).group(1))
+
+
+@pytest.mark.slow
+def test_grpo_trains_one_step_offline(tmp_path):
+    result = _run(
+        "grpo", "--max_steps", "1", "--output_dir", str(tmp_path / "out"), "--tiny_model_dir", str(tmp_path / "tiny"),
+        "--warm_start_steps", "0", "--num_train_examples", "8", "--num_eval_examples", "4",
+        "--max_completion_length", "8", "--per_device_train_batch_size", "4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "optimizer steps done: 1" in result.stdout
+    assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_rpo_demo_trains_on_cpu_with_its_defaults():
+    """`trl-igrpo rpo` with no model, data or device flags (only fewer steps): it failed with "doesn't support
+    bf16/gpu" on CPU because the CLI parsed the arguments before the script applied its CPU demo defaults."""
+    result = _run("rpo", "--max_steps", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "optimizer steps done: 1" in result.stdout
+    saved = _saved_model_dir(result.stdout)
+    try:
+        assert (saved / "model.safetensors").exists()
+    finally:
+        shutil.rmtree(saved, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_online_rpo_trains_on_cpu_without_device_flags(tmp_path):
+    """`--output_dir` turns the demo defaults off; the device defaults (no bf16 without a GPU) still apply."""
+    result = _run(
+        "rpo", "--online", "--max_steps", "1", "--output_dir", str(tmp_path / "out"), "--num_prompts", "4",
+        "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "8",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "optimizer steps done: 1" in result.stdout
+    assert (tmp_path / "out" / "model.safetensors").exists()

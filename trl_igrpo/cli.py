@@ -12,7 +12,10 @@ How training subcommands run (``igrpo``, ``grpo``, ``rpo``): the arguments are p
 :class:`~trl.TrlParser` first (so ``--help``, ``--config`` and bad flags are handled before anything starts); flags the
 script does not know are ``accelerate launch`` flags (``--num_processes``, ``--multi_gpu``, ``--config_file``,
 ``--num_machines``, ...; ``--accelerate_config NAME|FILE`` resolves TRL's shipped configs such as ``multi_gpu``,
-``fsdp2``, ``zero3``). The run then goes through ``accelerate launch`` -- exactly what ``trl grpo`` does -- whenever that
+``fsdp2``, ``zero3``). A flag that neither the script nor ``accelerate launch`` knows is an error: one line naming it
+(with the closest script flag) and a pointer to ``--help``, exit status 2. A ``--model_name_or_path`` that looks like
+a local path but does not exist is one line too (exit 2; see :mod:`trl_igrpo.model_loading`).
+The run then goes through ``accelerate launch`` -- exactly what ``trl grpo`` does -- whenever that
 can change anything: an accelerate flag was given, an ``accelerate config`` default file exists, or more than one GPU is
 visible. Otherwise (one process, no accelerate configuration) accelerate would only start a second Python process
 running the same script, so the script runs in this process instead: same result, no extra interpreter start-up. Inside
@@ -22,6 +25,7 @@ an existing distributed launch (``WORLD_SIZE`` set) it always runs in-process.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.metadata
 import importlib.resources
@@ -71,12 +75,91 @@ def _needs_accelerate_launch(launch_args: list[str]) -> bool:
 
 def _accelerate_launch(script_module: str, launch_args: list[str], script_args: list[str]) -> None:
     from accelerate.commands.launch import launch_command, launch_command_parser
-    from trl.cli.accelerate_config import resolve_accelerate_config_argument
 
     package, _, file_stem = script_module.rpartition(".")
     script_path = importlib.resources.files(package).joinpath(f"{file_stem}.py")
-    launch_args = resolve_accelerate_config_argument(launch_args)
     launch_command(launch_command_parser().parse_args([*launch_args, str(script_path), *script_args]))
+
+
+class _UsageError(Exception):
+    """A command-line mistake to report in one or two lines (``prog: error: ...``, exit status 2)."""
+
+
+def _raise_usage_error(message: str):
+    raise _UsageError(message)
+
+
+def _is_flag(token: str) -> bool:
+    if not token.startswith("-") or token == "-":
+        return False
+    try:
+        float(token)  # a negative number is a value
+    except ValueError:
+        return True
+    return False
+
+
+def _resolve_launch_args(launch_args: list[str]) -> tuple[list[str], list[str]]:
+    """(`launch_args` with ``--accelerate_config`` resolved, the flags among them that ``accelerate launch`` does not
+    know). Raises :class:`_UsageError` for accelerate's own complaints (a bad value, an unknown config name)."""
+    if not launch_args:
+        return launch_args, []
+    from accelerate.commands.launch import launch_command_parser
+    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+
+    try:
+        launch_args = resolve_accelerate_config_argument(launch_args)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+    parser = launch_command_parser()
+    parser.error = _raise_usage_error  # one line instead of accelerate's 115-line usage (argparse's error hook)
+    _, unknown = parser.parse_known_args([*launch_args, "training_script.py"])
+    return launch_args, [token.split("=", 1)[0] for token in unknown if _is_flag(token)]
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, flags: list[str]) -> str:
+    known = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    matches = {flag: difflib.get_close_matches(flag, known, n=1, cutoff=0.75) for flag in flags}
+    pairs = [(flag, found[0]) for flag, found in matches.items() if found]
+    if not pairs:
+        return ""
+    if len(flags) == 1:
+        return f" (did you mean {pairs[0][1]}?)"
+    return " (did you mean " + ", ".join(f"{match} for {flag}" for flag, match in pairs) + "?)"
+
+
+def _check_model_paths(parsed: Sequence) -> None:
+    from trl_igrpo.model_loading import check_model_path
+
+    for arguments in parsed:
+        for field_name, what in (("model_name_or_path", "model path"), ("reward_model_path", "reward model path")):
+            value = getattr(arguments, field_name, None)
+            try:
+                check_model_path(value, what=what)
+            except FileNotFoundError as error:
+                raise _UsageError(str(error)) from None
+
+
+def _validate(name: str, parser, parsed: Sequence, config_remaining: list[str], cli_remaining: list[str]) -> list[str]:
+    """The ``accelerate launch`` arguments of a run; :class:`_UsageError` for flags nobody knows or a missing model."""
+    prog = f"trl-igrpo {name}"
+    launch_args, unknown = _resolve_launch_args(config_remaining + cli_remaining)
+    from_config = [flag for flag in unknown if flag in config_remaining]
+    from_cli = [flag for flag in unknown if flag not in from_config]
+    if from_cli:
+        raise _UsageError(
+            f"unrecognized arguments: {' '.join(from_cli)}{_did_you_mean(parser, from_cli)}\n"
+            f"Neither the {name} script nor `accelerate launch` knows them; see `{prog} --help` (script flags) and "
+            "`accelerate launch --help` (launcher flags)."
+        )
+    if from_config:
+        keys = ", ".join(flag[2:] for flag in from_config)
+        raise _UsageError(
+            f"unknown keys in the --config file: {keys}{_did_you_mean(parser, from_config)}\n"
+            f"They are neither {name} script flags nor `accelerate launch` flags; see `{prog} --help`."
+        )
+    _check_model_paths(parsed)
+    return launch_args
 
 
 def _training_command(name: str, help_text: str) -> Command:
@@ -86,15 +169,17 @@ def _training_command(name: str, help_text: str) -> Command:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         module = importlib.import_module(module_name)
         prog = f"trl-igrpo {name}"
-        if name == "rpo":
-            parser = module.make_parser(online=module._is_online(argv), prog=prog)
-        else:
-            parser = module.make_parser(prog=prog)
+        # rpo: the config class (offline/online) and the CPU demo defaults depend on argv, as in the script itself.
+        parser = module.parser_for(argv, prog=prog) if name == "rpo" else module.make_parser(prog=prog)
         # Exits on --help / bad values; unknown flags come back as accelerate-launch flags (TRL's own split).
-        *_, config_remaining, cli_remaining = parser.parse_args_and_config(
+        *parsed, config_remaining, cli_remaining = parser.parse_args_and_config(
             argv, return_remaining_strings=True, separate_remaining_strings=True
         )
-        launch_args = config_remaining + cli_remaining
+        try:
+            launch_args = _validate(name, parser, parsed, config_remaining, cli_remaining)
+        except _UsageError as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
         script_args = _subtract_subsequence(argv, cli_remaining)
         if _needs_accelerate_launch(launch_args):
             _accelerate_launch(module_name, launch_args, script_args)

@@ -14,12 +14,43 @@ Each module exposes ``make_parser(prog=None)`` (a :class:`~trl.TrlParser`, so ``
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from trl_igrpo.distributed import end_distributed_run
 
-__all__ = ["finish_run", "parse_and_run"]
+__all__ = ["SCRIPT_USAGE", "finish_run", "group_flags", "own_fields", "parse_and_run"]
+
+#: The usage line of the scripts' parsers: the full list of hundreds of flags is in the option groups below it.
+SCRIPT_USAGE = "%(prog)s [--config RECIPE.yaml] [--FLAG VALUE ...]"
+
+
+def own_fields(dataclass_type: type, *bases: type) -> list[str]:
+    """Names of the fields of `dataclass_type` that none of `bases` has (its own flags), in declaration order;
+    ``own_fields(C, *C.__bases__)`` gives the fields declared in ``C``'s own body."""
+    inherited = {field.name for base in bases for field in dataclasses.fields(base)}
+    return [field.name for field in dataclasses.fields(dataclass_type) if field.name not in inherited]
+
+
+def group_flags(parser, groups: Iterable[tuple[str, Iterable[str]]]) -> None:
+    """Show the flags of each ``(title, field names)`` in `groups` in their own ``--help`` section, listed in that
+    order before the general options (TRL's and transformers' hundreds of flags), instead of mixed among them.
+
+    Only the help layout changes: parsing, defaults and ``--config`` keys are the same. The flags of a boolean field
+    (``--flag`` and ``--no_flag``) move together.
+    """
+    general = parser._optionals
+    position = parser._action_groups.index(general)
+    for title, names in groups:
+        names = set(names)
+        group = parser.add_argument_group(title)
+        for action in [action for action in general._group_actions if action.dest in names]:
+            general._group_actions.remove(action)
+            group._group_actions.append(action)
+        parser._action_groups.remove(group)
+        parser._action_groups.insert(position, group)
+        position += 1
 
 
 def finish_run(trainer, training_args, dataset_name: str | None, report: Callable | None = None) -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import sys
 
-from trl import ModelConfig, TrlParser
+from trl import ModelConfig, ScriptArguments, TrlParser
 
 from trl_igrpo.curriculum import CurriculumGRPOConfig, CurriculumGRPOTrainer
+from trl_igrpo.curriculum.config import CurriculumConfigMixin
 from trl_igrpo.rewards import make_reasoning_format_reward, reasoning_format_reward
-from trl_igrpo.scripts import finish_run, parse_and_run
+from trl_igrpo.scripts import SCRIPT_USAGE, finish_run, group_flags, own_fields, parse_and_run
 from trl_igrpo.scripts.igrpo import REWARD_FUNCS as IGRPO_REWARD_FUNCS
 from trl_igrpo.scripts.igrpo import IGRPOScriptArguments, build_trainer, cpu_defaults, load_training_data
 
@@ -43,9 +44,24 @@ def grpo_cpu_defaults() -> dict:
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
-    """The parser over (script args, CurriculumGRPOConfig, ModelConfig), with the offline CPU defaults preset."""
-    parser = TrlParser((IGRPOScriptArguments, CurriculumGRPOConfig, ModelConfig), prog=prog)
+    """The parser over (script args, CurriculumGRPOConfig, ModelConfig), with the offline CPU defaults preset;
+    ``--help`` lists the curriculum and script flags first."""
+    parser = TrlParser(
+        (IGRPOScriptArguments, CurriculumGRPOConfig, ModelConfig),
+        prog=prog,
+        usage=SCRIPT_USAGE,
+        description="Train with GRPO plus the Llama-Nemotron pass-rate curriculum and dynamic sampling. Their flags "
+        "come first; the general options after them are TRL's GRPOConfig / TrainingArguments, ModelConfig and "
+        "ScriptArguments flags.",
+    )
     parser.set_defaults(**grpo_cpu_defaults())
+    group_flags(
+        parser,
+        [
+            ("pass-rate curriculum and dynamic sampling", own_fields(CurriculumConfigMixin)),
+            ("script options (data, rewards, default model)", own_fields(IGRPOScriptArguments, ScriptArguments)),
+        ],
+    )
     return parser
 
 

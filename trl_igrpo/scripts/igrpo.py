@@ -24,10 +24,12 @@ import torch
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
+from trl_igrpo.curriculum.config import CurriculumConfigMixin
 from trl_igrpo.demo.arithmetic import make_arithmetic_dataset
 from trl_igrpo.demo.warm_start import DEFAULT_SFT_STEPS, DEMO_MAX_OPERAND, build_warm_started_model
+from trl_igrpo.model_loading import check_model_path
 from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
-from trl_igrpo.scripts import finish_run, parse_and_run
+from trl_igrpo.scripts import SCRIPT_USAGE, finish_run, group_flags, own_fields, parse_and_run
 
 __all__ = [
     "REWARD_FUNCS",
@@ -155,9 +157,13 @@ def _set_model_init_kwargs(training_args, model_args) -> None:
 
 
 def build_trainer(script_args, training_args, model_args, train_dataset, trainer_class=IGRPOTrainer, registry=None):
-    """The trainer a run uses: model from `model_args` (the default model when unset), rewards by name, PEFT."""
+    """The trainer a run uses: model from `model_args` (the default model when unset), rewards by name, PEFT.
+
+    A `model_name_or_path` that looks like a local path but does not exist raises ``FileNotFoundError`` naming it
+    (:func:`~trl_igrpo.model_loading.check_model_path`) before anything is loaded."""
     if model_args.model_name_or_path is None:
         model_args.model_name_or_path = resolve_default_model(script_args)
+    model_args.model_name_or_path = check_model_path(model_args.model_name_or_path)
     _set_model_init_kwargs(training_args, model_args)
     return trainer_class(
         model=model_args.model_name_or_path,
@@ -242,9 +248,24 @@ def print_summary(trainer, accuracy_before: float, accuracy_after: float, num_he
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
-    """The parser over (script args, IGRPOConfig, ModelConfig), with the offline demo defaults preset."""
-    parser = TrlParser((IGRPOScriptArguments, IGRPOConfig, ModelConfig), prog=prog)
+    """The parser over (script args, IGRPOConfig, ModelConfig), with the offline demo defaults preset; ``--help``
+    lists the iGRPO flags (IGRPOConfig's own fields) first, then the curriculum and script flags, then TRL's."""
+    parser = TrlParser(
+        (IGRPOScriptArguments, IGRPOConfig, ModelConfig),
+        prog=prog,
+        usage=SCRIPT_USAGE,
+        description="Train with iGRPO (arXiv 2602.09000). The iGRPO flags come first; the general options after them "
+        "are TRL's GRPOConfig / transformers' TrainingArguments, ModelConfig and ScriptArguments flags.",
+    )
     parser.set_defaults(**cpu_defaults())
+    group_flags(
+        parser,
+        [
+            ("iGRPO options (IGRPOConfig)", own_fields(IGRPOConfig, *IGRPOConfig.__bases__)),
+            ("pass-rate curriculum and dynamic sampling", own_fields(CurriculumConfigMixin)),
+            ("script options (data, rewards, default model)", own_fields(IGRPOScriptArguments, ScriptArguments)),
+        ],
+    )
     return parser
 
 

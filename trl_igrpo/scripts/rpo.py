@@ -32,14 +32,24 @@ from trl_igrpo.demo.rpo_preferences import (  # noqa: E402
     synthetic_answer_reward,
     synthetic_digit_reward,
 )
+from trl_igrpo.model_loading import check_model_path  # noqa: E402
 from trl_igrpo.rpo import RPOTrainer  # noqa: E402
-from trl_igrpo.rpo.config import RPOConfig  # noqa: E402
+from trl_igrpo.rpo.config import RPOConfig, RPOSharedConfigMixin  # noqa: E402
 from trl_igrpo.rpo.online_config import OnlineRPOConfig  # noqa: E402
 from trl_igrpo.rpo.online_trainer import OnlineRPOTrainer  # noqa: E402
-from trl_igrpo.scripts import finish_run  # noqa: E402
+from trl_igrpo.scripts import SCRIPT_USAGE, finish_run, group_flags, own_fields  # noqa: E402
 from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
 
-__all__ = ["DEMO_DEFAULTS", "RPOScriptArguments", "build_trainer", "load_training_data", "main", "make_parser"]
+__all__ = [
+    "DEMO_DEFAULTS",
+    "RPOScriptArguments",
+    "build_trainer",
+    "device_defaults",
+    "load_training_data",
+    "main",
+    "make_parser",
+    "parser_for",
+]
 
 # Small, CPU-friendly settings used when no output_dir is given (the no-argument demo).
 DEMO_DEFAULTS = dict(
@@ -79,10 +89,51 @@ def _is_online(argv: list[str]) -> bool:
     return False
 
 
-def make_parser(online: bool = False, prog: str | None = None) -> TrlParser:
-    """The parser over (script args, RPOConfig or OnlineRPOConfig, ModelConfig); `online` picks the config class."""
+def device_defaults() -> dict:
+    """``bf16`` only where there is a GPU, ``use_cpu`` where there is none: TRL's configs default to bf16, which
+    ``TrainingArguments`` rejects on a CPU-only machine ("doesn't support bf16/gpu"). No change on a GPU."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    return {"use_cpu": not on_gpu, "bf16": on_gpu}
+
+
+def make_parser(online: bool = False, prog: str | None = None, demo: bool = False) -> TrlParser:
+    """The parser over (script args, RPOConfig or OnlineRPOConfig, ModelConfig); `online` picks the config class,
+    `demo` presets the small CPU settings of the no-argument demo (:data:`DEMO_DEFAULTS`). The device defaults
+    (:func:`device_defaults`) are always preset, so any run parses on a CPU-only machine; flags and ``--config``
+    override all of them. ``--help`` lists the RPO flags first."""
     config_class = OnlineRPOConfig if online else RPOConfig
-    return TrlParser((RPOScriptArguments, config_class, ModelConfig), prog=prog)
+    parser = TrlParser(
+        (RPOScriptArguments, config_class, ModelConfig),
+        prog=prog,
+        usage=SCRIPT_USAGE,
+        description=f"Train with {'online ' if online else ''}reward-aware preference optimization (RPO). Its flags "
+        f"come first; the general options after them are TRL's {'GRPOConfig' if online else 'DPOConfig'} / "
+        "TrainingArguments, ModelConfig and ScriptArguments flags.",
+    )
+    parser.set_defaults(**device_defaults())
+    if demo:
+        parser.set_defaults(
+            **DEMO_DEFAULTS,
+            **({"beta": 0.1, "max_completion_length": 12, "num_generations": 4} if online else {"max_length": 64}),
+        )
+    # The RPO flags: the config's own plus the offline/online shared ones, not those of its TRL or package base.
+    bases = [base for base in config_class.__bases__ if base is not RPOSharedConfigMixin]
+    group_flags(
+        parser,
+        [
+            (f"{'online ' if online else ''}RPO options ({config_class.__name__})", own_fields(config_class, *bases)),
+            ("script options (data, synthetic demo, reward model)", own_fields(RPOScriptArguments, ScriptArguments)),
+        ],
+    )
+    return parser
+
+
+def parser_for(argv: list[str], prog: str | None = None) -> TrlParser:
+    """The parser `argv` needs: online or offline (``--online`` or ``online: true`` in the ``--config`` YAML), with
+    the demo defaults when it names neither ``--output_dir`` nor ``--config``."""
+    return make_parser(online=_is_online(argv), prog=prog, demo=_demo(argv))
 
 
 def load_training_data(script_args, online: bool):
@@ -123,16 +174,13 @@ def main(argv: list[str] | None = None):
     offline demo."""
     argv = sys.argv[1:] if argv is None else argv
     online = _is_online(argv)
-    parser = make_parser(online)
+    parser = parser_for(argv)
     if _demo(argv):
         argv = ["--output_dir", tempfile.mkdtemp(prefix="rpo-demo-"), *argv]
-        parser.set_defaults(
-            **DEMO_DEFAULTS,
-            **({"beta": 0.1, "max_completion_length": 12, "num_generations": 4} if online else {"max_length": 64}),
-        )
     script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
 
-    model_path = model_args.model_name_or_path
+    model_path = check_model_path(model_args.model_name_or_path)
+    script_args.reward_model_path = check_model_path(script_args.reward_model_path, what="reward model path")
     if model_path is None:
         from trl_igrpo.testing import build_tiny_model
 
