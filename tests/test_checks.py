@@ -166,3 +166,23 @@ def test_prompts_beyond_the_model_context_fail_at_construction_and_per_batch(tin
     trainer.context_length = 40
     with pytest.raises(ValueError, match=r"context_length=40\) holds 40 tokens but a rollout needs prompt"):
         trainer._generate_and_score_completions([row for row in rows[:2] for _ in range(2)])
+
+
+@pytest.mark.parametrize("trainer", ["igrpo", "rpo"])
+def test_a_missing_model_directory_is_named_in_one_line(tmp_path, trainer):
+    from trl_igrpo import RPOConfig, RPOTrainer
+
+    missing = str(tmp_path / "no-such-checkpoint")
+    with pytest.raises(FileNotFoundError) as error:
+        if trainer == "igrpo":
+            IGRPOTrainer(
+                model=missing, reward_funcs=[random_reward], args=_igrpo_args(tmp_path), train_dataset=_dataset()
+            )
+        else:
+            RPOTrainer(
+                model=missing,
+                args=RPOConfig(output_dir=str(tmp_path), **cpu_training_kwargs()),
+                train_dataset=_dataset(),
+            )
+    message = str(error.value)
+    assert f"model path {missing!r} does not exist" in message and "\n" not in message

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers import free_port
 
 from trl_igrpo.rewards.judge import (
     GenerativeJudgeReward,
@@ -148,12 +148,6 @@ def server(_server):
     _server.reset()
     yield _server
     _server.reset()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def judge_for(url, *, backend_kwargs=None, **kwargs) -> GenerativeJudgeReward:
@@ -307,7 +301,7 @@ def test_last_line_verdicts_and_yes_no_parser():
 # Endpoint down, slow, flaky, authentication
 # --------------------------------------------------------------------------------------------------------------------
 def test_endpoint_down_fails_fast_with_a_clear_error():
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     judge = judge_for(url, backend_kwargs={"max_retries": 3})
     start = time.perf_counter()
     with pytest.raises(JudgeUnavailableError, match="unreachable"):
@@ -318,7 +312,7 @@ def test_endpoint_down_fails_fast_with_a_clear_error():
 
 
 def test_endpoint_down_without_fail_fast_raises_a_connection_error_naming_the_endpoint():
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     fast_retry = {"max_retries": 1, "backoff_base": 0.01}
     metrics = {}
     judge = judge_for(url, fail_fast=False, backend_kwargs=fast_retry)

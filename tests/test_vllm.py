@@ -237,7 +237,7 @@ def test_colocate_sync_of_a_peft_model_pushes_merged_weights(tiny_llama_dir, tmp
 # ---------------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vllm_server(tiny_llama_dir, tmp_path_factory):
-    """`python -m trl_igrpo.serve` on 127.0.0.1:<free port>, started with setsid, stopped by PID."""
+    """`python -m trl_igrpo.vllm.serve` on 127.0.0.1:<free port>, started with setsid, stopped by PID."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
     command = [

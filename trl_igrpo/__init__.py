@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 
 # submodule -> the public names it defines (mirrors the TYPE_CHECKING imports below)
 _EXPORTS_BY_SUBMODULE: dict[str, tuple[str, ...]] = {
-    "core": ("GRPOBaseConfig", "GRPOBaseTrainer", "UnscorableRewardsError"),
+    "core": ("GRPOBaseConfig", "UnscorableRewardsError"),
+    "core.trainer": ("GRPOBaseTrainer",),
     "core.compat": ("DynamicSamplingMixin", "ProgressiveBatchingMixin", "VLLMCPUSyncMixin"),
     "curriculum": (
         "CurriculumConfigMixin",
@@ -53,8 +54,9 @@ _LAZY_EXPORTS = {name: submodule for submodule, names in _EXPORTS_BY_SUBMODULE.i
 __all__ = sorted([*_LAZY_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:  # static analysers and the API docs (griffe) see the real objects
-    from .core import GRPOBaseConfig, GRPOBaseTrainer, UnscorableRewardsError
+    from .core import GRPOBaseConfig, UnscorableRewardsError
     from .core.compat import DynamicSamplingMixin, ProgressiveBatchingMixin, VLLMCPUSyncMixin
+    from .core.trainer import GRPOBaseTrainer
     from .curriculum import (
         CurriculumConfigMixin,
         CurriculumGRPOConfig,

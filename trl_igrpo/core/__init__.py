@@ -6,8 +6,13 @@
 - :mod:`~trl_igrpo.core.decoding`: decoding sampled ids exactly as TRL's ``GRPOTrainer`` does.
 """
 
+from typing import TYPE_CHECKING
+
 from .checks import UnscorableRewardsError
 from .config import GRPOBaseConfig
+
+if TYPE_CHECKING:
+    from .trainer import GRPOBaseTrainer
 
 __all__ = ["GRPOBaseConfig", "GRPOBaseTrainer", "UnscorableRewardsError"]
 

@@ -18,6 +18,7 @@ from ..citations import DAPO, LLAMA_NEMOTRON, MethodCitation
 from ..curriculum.dynamic_sampling import DynamicSampler
 from ..curriculum.sampler import build_progressive_sampler, curriculum_batch_index, read_pass_rates
 from ..hub import HubMixin
+from ..model_loading import check_model_path
 from ..vllm.generation import generation_class, longest_prompt_tokens, use_generation_class
 from .checks import (
     NoOptimizerStepCallback,
@@ -62,6 +63,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     config_class: type[GRPOBaseConfig] = GRPOBaseConfig
 
     def __init__(self, model, reward_funcs=None, args: GRPOBaseConfig | None = None, train_dataset=None, **kwargs):
+        model = check_model_path(model)  # a missing local directory: one line naming it, not a Hub-id error
         if args is None:
             model_name = model if isinstance(model, str) else model.config._name_or_path
             args = self.config_class(f"{str(model_name).rstrip('/').split('/')[-1]}-{self._name.replace(' ', '')}")

@@ -2,10 +2,14 @@
 
 from .format import think_answer_format_reward
 from .judge import (
+    FAILURE_KINDS,
     GenerativeJudgeReward,
+    JudgeConnectionError,
     JudgeError,
     JudgeReplyError,
+    JudgeTimeoutError,
     JudgeUnavailableError,
+    JudgeUnscorableBatchError,
     OpenAIChatJudge,
     TransformersJudge,
     make_judge_reward,
@@ -14,10 +18,14 @@ from .math import MathAccuracyReward, extract_answer_region, math_accuracy_rewar
 from .reasoning_format import make_reasoning_format_reward, reasoning_format_reward, reasoning_format_score
 
 __all__ = [
+    "FAILURE_KINDS",
     "GenerativeJudgeReward",
+    "JudgeConnectionError",
     "JudgeError",
     "JudgeReplyError",
+    "JudgeTimeoutError",
     "JudgeUnavailableError",
+    "JudgeUnscorableBatchError",
     "MathAccuracyReward",
     "OpenAIChatJudge",
     "TransformersJudge",

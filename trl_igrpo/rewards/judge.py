@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..reasoning import strip_reasoning
+from ..reasoning.think import THINK_CLOSE, THINK_OPEN, strip_reasoning
 from ._text import completion_text
 
 __all__ = [
@@ -159,11 +159,9 @@ _YES_NO_VERDICT = re.compile(r"(?:(?:verdict|answer)\s*[:=]\s*)?(?P<value>yes|no
 
 
 def _verdict_text(reply: str, location: str) -> str:
-    if "</think>" in reply:  # reasoning judges: grade only what follows the reasoning
-        reply = reply.rsplit("</think>", 1)[1]
-    elif "<think>" in reply:
+    if THINK_OPEN in reply and THINK_CLOSE not in reply:
         raise JudgeReplyError("The judge reply opens a <think> block but never closes it (truncated reasoning).")
-    reply = reply.strip()
+    reply = strip_reasoning(reply)  # reasoning judges: grade only what follows the reasoning
     if location == "last_line":
         lines = [line.strip() for line in reply.splitlines() if line.strip()]
         reply = lines[-1] if lines else ""
@@ -383,7 +381,7 @@ class OpenAIChatJudge:
                     detail = error.read()[:200] if error.fp is not None else b""
                     raise JudgeError(f"The judge endpoint answered HTTP {error.code}: {detail!r}") from None
                 last_error = error
-            except (urllib.error.URLError, TimeoutError, asyncio.TimeoutError, ConnectionError, OSError) as error:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
                 last_error = error
         reason = getattr(last_error, "reason", None) or type(last_error).__name__
         if _is_timeout(last_error):

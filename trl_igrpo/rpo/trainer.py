@@ -27,6 +27,7 @@ from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 from ..citations import RPO
 from ..core.checks import check_dataset_fills_a_batch
 from ..hub import HubMixin
+from ..model_loading import check_model_path
 from .collator import RESPONSES_IDS_KEY, REWARDS_KEY, SFT_TARGET_KEY, DataCollatorForRPO
 from .config import RPOConfig
 from .losses import sequence_logps, sft_nll
@@ -68,6 +69,7 @@ class RPOTrainer(HubMixin, DPOTrainer):
         reward_weights: Sequence[float] | None = None,
         **kwargs,
     ):
+        model = check_model_path(model)  # a missing local directory: one line naming it, not a Hub-id error
         if args is None:
             model_name = model if isinstance(model, str) else model.config._name_or_path
             args = RPOConfig(f"{str(model_name).rstrip('/').split('/')[-1]}-RPO")
