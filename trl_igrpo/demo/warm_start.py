@@ -31,8 +31,16 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DEFAULT_SFT_STEPS", "DEMO_MAX_OPERAND", "SFT_DATA_SEED", "build_warm_started_model", "worked_solution"]
+__all__ = [
+    "DEFAULT_SFT_STEPS",
+    "DEMO_MAX_OPERAND",
+    "SFT_DATA_SEED",
+    "SHIPPED_WARM_START",
+    "build_warm_started_model",
+    "worked_solution",
+]
 
 #: Supervised steps of the warm start (batch 64): about 1.5 minutes on 2 CPU cores.
 DEFAULT_SFT_STEPS = 400
@@ -42,6 +50,9 @@ SFT_DATA_SEED = 10_000
 #: left for RL is the teacher's slip.
 DEMO_MAX_OPERAND = 12
 _STAMP = "warm_start.json"
+#: The warm start built with the default settings, shipped in the package (about 2 MB) so that the demo starts in
+#: seconds instead of re-running the SFT; rebuild it with ``make warm-start`` after changing the recipe.
+SHIPPED_WARM_START = Path(__file__).parent / "assets" / "warm_start"
 
 
 def worked_solution(question: str, answer: str, slip: bool = False) -> str:
@@ -127,6 +138,12 @@ def build_warm_started_model(
     stamp = output_dir / _STAMP
     if not overwrite and stamp.exists() and json.loads(stamp.read_text()).get("settings") == settings:
         return str(output_dir)
+    shipped = SHIPPED_WARM_START / _STAMP
+    if not overwrite and shipped.exists() and json.loads(shipped.read_text()).get("settings") == settings:
+        import shutil
+
+        shutil.copytree(SHIPPED_WARM_START, output_dir, dirs_exist_ok=True)  # built by `make warm-start`
+        return str(output_dir)
 
     start = time.perf_counter()
     build_tiny_model(
@@ -142,7 +159,9 @@ def build_warm_started_model(
 
     pool = make_arithmetic_examples(4096, seed=SFT_DATA_SEED, max_operand=max_operand)
     rng = random.Random(seed)
-    plain, refinement = [], []  # batches are drawn from one kind at a time: similar lengths, little padding
+    # batches are drawn from one kind at a time: similar lengths, little padding
+    plain: list[tuple[list[int], list[int]]] = []
+    refinement: list[tuple[list[int], list[int]]] = []
     for row in pool:
         prompt = row["prompt"]
         is_refinement = rng.random() < refinement_fraction
@@ -153,11 +172,11 @@ def build_warm_started_model(
             prompt = build_refinement_prompt(prompt, worked_solution(row["question"], str(answer)))
         prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
         if hasattr(prompt_ids, "keys"):
-            prompt_ids = prompt_ids["input_ids"]
+            prompt_ids = prompt_ids["input_ids"]  # type: ignore[call-overload]  # a BatchEncoding here
         slip = rng.random() < teacher_slip_rate
         completion = worked_solution(row["question"], row["solution"], slip=slip) + tokenizer.eos_token
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        (refinement if is_refinement else plain).append((list(prompt_ids), completion_ids))
+        (refinement if is_refinement else plain).append((list(prompt_ids), completion_ids))  # type: ignore[arg-type]
 
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
@@ -165,7 +184,7 @@ def build_warm_started_model(
         optimizer, lambda step: 0.5 * (1 + torch.cos(torch.tensor(step / max(sft_steps, 1) * torch.pi)).item())
     )
     model.train()
-    steps = range(sft_steps)
+    steps: Any = range(sft_steps)
     if progress:
         from tqdm.auto import tqdm
 
@@ -181,11 +200,11 @@ def build_warm_started_model(
         input_ids = torch.full((batch_size, length), tokenizer.pad_token_id)
         labels = torch.full((batch_size, length), -100)
         attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
-        for row, (prompt_ids, completion_ids) in enumerate(batch):
+        for position, (prompt_ids, completion_ids) in enumerate(batch):
             ids = prompt_ids + completion_ids
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            labels[row, len(prompt_ids) : len(ids)] = torch.tensor(completion_ids)
-            attention_mask[row, : len(ids)] = 1
+            input_ids[position, : len(ids)] = torch.tensor(ids)
+            labels[position, len(prompt_ids) : len(ids)] = torch.tensor(completion_ids)
+            attention_mask[position, : len(ids)] = 1
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -199,3 +218,19 @@ def build_warm_started_model(
     tokenizer.save_pretrained(output_dir)
     stamp.write_text(json.dumps({"settings": settings, "seconds": round(time.perf_counter() - start, 1)}, indent=2))
     return str(output_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m trl_igrpo.demo.warm_start [--output_dir DIR]``: rebuild the warm start with the default settings
+    (into the package's shipped copy unless ``--output_dir`` is given)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Rebuild the demo's warm-started tiny model (default settings).")
+    parser.add_argument("--output_dir", default=str(SHIPPED_WARM_START))
+    options = parser.parse_args(argv)
+    path = build_warm_started_model(options.output_dir, overwrite=True)
+    print(f"warm start written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -48,10 +48,12 @@ class PendingDrafts:
     generated_at_step: int
 
     def to_json(self) -> str:
+        """The drafts as a JSON object (saved into checkpoints)."""
         return json.dumps(self.__dict__)
 
     @classmethod
     def from_json(cls, text: str) -> PendingDrafts:
+        """The inverse of :meth:`to_json`."""
         return cls(**json.loads(text))
 
 
@@ -69,7 +71,7 @@ class DataLookahead:
         """The next ``count`` micro-batches of ``epoch_iterator`` (fewer at the end of the epoch)."""
         if epoch_iterator is not self.iterator:  # a new epoch (or a resumed one): start over
             self.iterator, self.handed_out, self.buffer = epoch_iterator, [], []
-        batches = []
+        batches: list = []
         while len(batches) < count:
             if self.buffer:
                 batches.append(self.buffer.pop(0))

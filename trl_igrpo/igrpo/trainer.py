@@ -185,7 +185,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
         return texts, local
 
     def _draft_budget(self) -> int:
-        return int(self.args.max_draft_length or self.max_completion_length)
+        return int(self.args.max_draft_length or self.max_completion_length or 0)
 
     # ------------------------------------------------------------------------------------------------------------------
     # Draft prefetching (prefetch_drafts=True; see trl_igrpo/igrpo/prefetch.py).
@@ -297,7 +297,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
         """A Stage-2 prompt is the dataset prompt + a draft (``max_draft_length``) + the template's framing text."""
         if self._framing_tokens is None:
             self._framing_tokens = self._measure_framing_tokens()
-        return int(self.args.max_draft_length or self.args.max_completion_length) + self._framing_tokens
+        return int(self.args.max_draft_length or self.args.max_completion_length or 0) + self._framing_tokens
 
     def _measure_framing_tokens(self) -> int:
         example = "What is 1 + 1?"

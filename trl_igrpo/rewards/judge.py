@@ -112,7 +112,7 @@ class JudgeUnscorableBatchError(JudgeError):
     def __init__(self, message: str, counts: Mapping[str, int]):
         super().__init__(message)
         self.counts = dict(counts)
-        self.kind = max(self.counts, key=self.counts.get) if any(self.counts.values()) else "http"
+        self.kind = max(self.counts, key=lambda kind: self.counts[kind]) if any(self.counts.values()) else "http"
 
 
 #: Failure kinds, in the order metrics and messages list them.
@@ -347,8 +347,9 @@ class OpenAIChatJudge:
             raise JudgeReplyError(f"The judge message content is not text: {content!r:.200}")
         return content or ""
 
-    def _retry_delay(self, attempt: int, error: BaseException) -> float:
-        retry_after = getattr(error, "headers", None) and error.headers.get("Retry-After")
+    def _retry_delay(self, attempt: int, error: BaseException | None) -> float:
+        headers = getattr(error, "headers", None)
+        retry_after = headers.get("Retry-After") if headers else None
         if retry_after:
             try:
                 return min(self.backoff_max, max(0.0, float(retry_after)))
@@ -384,6 +385,7 @@ class OpenAIChatJudge:
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
                 last_error = error
         reason = getattr(last_error, "reason", None) or type(last_error).__name__
+        error_class: type[JudgeError]
         if _is_timeout(last_error):
             error_class, reason = JudgeTimeoutError, f"no answer within timeout={self.timeout:g}s"
         elif isinstance(last_error, urllib.error.HTTPError):
@@ -589,7 +591,8 @@ class GenerativeJudgeReward:
         self.on_failure = on_failure
         self.batch_timeout = batch_timeout
         self.max_unscorable_batches = max_unscorable_batches
-        self.max_concurrency = max_concurrency or getattr(backend, "max_concurrency", 8)
+        backend_concurrency: int = getattr(backend, "max_concurrency", 8)
+        self.max_concurrency: int = max_concurrency or backend_concurrency
         self.fail_fast = fail_fast
         self.log_replies = log_replies
         self.__name__ = name
@@ -723,7 +726,7 @@ class GenerativeJudgeReward:
         self, counts: dict[str, int], examples: dict, num_requests: int
     ) -> JudgeUnscorableBatchError:
         summary = ", ".join(f"{count} {kind}" for kind, count in counts.items() if count)
-        kind = max(counts, key=counts.get)
+        kind = max(counts, key=lambda name: counts[name])
         message = (
             f"The judge reward {self.__name__!r} could not score this batch: all {num_requests} judge request(s) to "
             f"{self.endpoint} failed ({summary}). Mostly {kind}: {self._fix_hint(kind, *examples[kind])} "
@@ -841,7 +844,10 @@ def make_judge_reward(
     """
     if (base_url is None) == (local_model is None):
         raise ValueError("Pass either `base_url` (with `model`) or `local_model`.")
+    backend: OpenAIChatJudge | TransformersJudge
     if base_url is not None:
+        if model is None:
+            raise ValueError("`base_url` needs `model`: the model name the endpoint serves.")
         backend = OpenAIChatJudge(base_url, model, **(backend_kwargs or {}))
     else:
         backend = TransformersJudge(local_model, tokenizer, **(backend_kwargs or {}))

@@ -72,7 +72,7 @@ class RPOTrainer(HubMixin, DPOTrainer):
         model = check_model_path(model)  # a missing local directory: one line naming it, not a Hub-id error
         if args is None:
             model_name = model if isinstance(model, str) else model.config._name_or_path
-            args = RPOConfig(f"{str(model_name).rstrip('/').split('/')[-1]}-RPO")
+            args = RPOConfig(output_dir=f"{str(model_name).rstrip('/').split('/')[-1]}-RPO")
         elif not isinstance(args, RPOConfig):
             raise TypeError(f"`args` must be an RPOConfig, got {type(args).__name__}.")
         if train_dataset is None:
@@ -105,7 +105,7 @@ class RPOTrainer(HubMixin, DPOTrainer):
             base_collator=self.data_collator,
             max_length=args.max_length,
             truncation_mode=args.truncation_mode,
-            pad_to_multiple_of=args.pad_to_multiple_of,
+            pad_to_multiple_of=int(args.pad_to_multiple_of) if args.pad_to_multiple_of is not None else None,
         )
 
     # --- data -----------------------------------------------------------------------------------------------------
