@@ -1,27 +1,13 @@
 """An offline, warm-started default policy: a tiny model that already half-solves the built-in arithmetic task.
 
-RL needs signal: a random tiny model never produces a correct ``\\boxed{}`` answer, so every GRPO group has zero reward
-variance and nothing is learned. :func:`build_warm_started_model` builds the tiny model from
-:func:`~trl_igrpo.testing.build_tiny_model` and fine-tunes it briefly (supervised, next-token loss on the completion
-only) on worked solutions in the ``<think>...</think><answer>\\boxed{}</answer>`` format. The SFT is deliberately short
-(:data:`DEFAULT_SFT_STEPS`), so the model masters the format but only part of the arithmetic: sampled groups then mix
-right and wrong answers, which is exactly what GRPO and iGRPO learn from. A fraction of the SFT prompts
-(``refinement_fraction``) are iGRPO Stage-2 prompts (:func:`~trl_igrpo.igrpo.drafts.build_refinement_prompt` with the
-default template) holding a prior draft that is right or off by a little, with the correct solution as the target: an
-instruction-tuned model follows "improve this draft" prompts, and the tiny model needs the same interface or iGRPO's
-Stage 2 starts from zero reward. The result is saved with ``save_pretrained``
-(safetensors) and reused on later calls, so the demo and the benchmarks start from the same checkpoint.
-
-The demonstrations imitate an imperfect teacher with a systematic slip: with probability ``teacher_slip_rate`` a
-worked solution computes the right value and then "adds 1" (``<think>7 + 5 = 12, then add 1 to get 13</think>``,
-answer 13). A model cloned from it takes the slip about as often as the teacher did, on every kind of problem: a single
-behaviour, learnt from demonstrations in which nothing tells right from wrong, that RL from a verifiable reward can
-find and remove. Held-out accuracy is then bounded by how well the tiny model adds and subtracts (the SFT length sets
-that), and RL's gain comes from dropping the slip, not from learning arithmetic.
-
-The SFT problems come from a seed disjoint from the RL training and held-out sets of the demo
-(:func:`~trl_igrpo.demo.arithmetic.make_arithmetic_examples` with ``seed=SFT_DATA_SEED``); overlap is possible only by chance,
-since the problem space is small, and is the same for every method compared.
+A random tiny model never answers correctly, so every GRPO group has zero reward variance and nothing is learned.
+:func:`build_warm_started_model` fine-tunes the tiny model briefly (next-token loss on the completion) on worked
+solutions in the ``<think>...</think><answer>\\boxed{}</answer>`` format, a quarter of them on iGRPO Stage-2 prompts
+(a prior draft, right or slightly off, in the last user message), so the model knows both interfaces. The
+demonstrations imitate a teacher with a systematic slip (with probability ``teacher_slip_rate`` it "adds 1" after
+computing the right value): a behaviour RL from a verifiable reward can find and remove. The SFT problems come from a
+seed disjoint from the demo's RL and held-out sets. The checkpoint built with the default settings ships in the package
+(:data:`SHIPPED_WARM_START`; ``make warm-start`` rebuilds it), so the demo does not re-run the SFT.
 """
 
 from __future__ import annotations
