@@ -62,6 +62,7 @@ bench-vllm: install-vllm
 	VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m benchmarks.generation
 
 demo: $(STAMP)
+	@echo "make demo: iGRPO on the shipped warm-started tiny model, offline on CPU (40 steps, about 1.5 min on 2 cores)"
 	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no examples/train_igrpo.py $(DEMO_ARGS)
 
 lint: $(STAMP)

@@ -25,6 +25,7 @@ __all__ = [
     "SFT_DATA_SEED",
     "SHIPPED_WARM_START",
     "build_warm_started_model",
+    "recipe_settings",
     "worked_solution",
 ]
 
@@ -52,6 +53,34 @@ def worked_solution(question: str, answer: str, slip: bool = False) -> str:
         wrong = int(answer) + 1
         return f"<think>{expression} = {answer}, then add 1 to get {wrong}</think><answer>\\boxed{{{wrong}}}</answer>"
     return f"<think>{expression} = {answer}</think><answer>\\boxed{{{answer}}}</answer>"
+
+
+#: What else the recipe depends on, recorded with the arguments so that a change invalidates cached and shipped copies.
+RECIPE_CONSTANTS = {
+    "data_seed": SFT_DATA_SEED,
+    "refinement_prompt_format": 2,  # 2: the draft inside the last user message (iGRPO's default since 0.2)
+}
+_RECIPE_ARGUMENTS = (
+    "architecture",
+    "sft_steps",
+    "batch_size",
+    "learning_rate",
+    "num_layers",
+    "hidden_size",
+    "seed",
+    "refinement_fraction",
+    "teacher_slip_rate",
+    "max_operand",
+)
+
+
+def recipe_settings(**overrides) -> dict:
+    """The settings a warm start built with ``build_warm_started_model(**overrides)`` records in its stamp."""
+    import inspect
+
+    parameters = inspect.signature(build_warm_started_model).parameters
+    settings = {name: overrides.get(name, parameters[name].default) for name in _RECIPE_ARGUMENTS}
+    return {**settings, **RECIPE_CONSTANTS}
 
 
 def build_warm_started_model(
@@ -107,20 +136,8 @@ def build_warm_started_model(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     output_dir = Path(output_dir)
-    settings = dict(
-        architecture=architecture,
-        sft_steps=sft_steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        num_layers=num_layers,
-        hidden_size=hidden_size,
-        seed=seed,
-        refinement_fraction=refinement_fraction,
-        teacher_slip_rate=teacher_slip_rate,
-        max_operand=max_operand,
-        data_seed=SFT_DATA_SEED,
-        refinement_prompt_format=2,  # 2: draft inside the last user message (iGRPO's default since 0.2)
-    )
+    settings = {name: value for name, value in locals().items() if name in _RECIPE_ARGUMENTS}
+    settings.update(RECIPE_CONSTANTS)
     stamp = output_dir / _STAMP
     if not overwrite and stamp.exists() and json.loads(stamp.read_text()).get("settings") == settings:
         return str(output_dir)

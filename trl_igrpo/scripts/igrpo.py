@@ -47,7 +47,7 @@ __all__ = [
 
 REWARD_FUNCS = {"math_accuracy": math_accuracy_reward, "think_answer_format": think_answer_format_reward}
 #: Measured wall time of one demo step on a quiet 2-core machine (for the line the demo prints up front).
-DEMO_SECONDS_PER_STEP = 3
+DEMO_SECONDS_PER_STEP = 2
 
 
 @dataclass
