@@ -77,7 +77,7 @@ def _make_generation_class():
                 prompt_length,
                 self.max_completion_length,
                 draft_length=draft_length,
-                where=f"vLLM ({self.mode}) max_model_len={max_model_len}",
+                where=f"vLLM ({self.mode}, max_model_len={max_model_len})",
                 fix=_FIX,
             )
 
@@ -142,7 +142,7 @@ def _make_generation_class():
                     self.max_model_len,
                     max(len(p) for p in prompts),
                     self.max_completion_length,
-                    where=f"vLLM ({self.mode}) max_model_len={self.max_model_len}",
+                    where=f"vLLM ({self.mode}, max_model_len={self.max_model_len})",
                     completion_name="max_tokens of this request: max_draft_length or max_completion_length",
                     fix=_FIX,
                 )
