@@ -50,8 +50,12 @@ class IGRPOTrainer(GRPOBaseTrainer):
     stages; Stage-2 calls also receive the columns ``draft`` (the draft text placed in the prompt) and
     ``original_prompt``. ``tools``, ``rollout_func`` and ``environment_factory`` are refused (single-turn text only).
 
-    The only change is the rollout: :meth:`_rollout` (a hook of [`~trl_igrpo.core.GRPOBaseTrainer`]). This class
-    overrides no TRL method itself; the base class lists the five it overrides for the whole package.
+    The only change to GRPO is the rollout: :meth:`_rollout` (a hook of [`~trl_igrpo.core.GRPOBaseTrainer`], whose
+    docstring lists the TRL methods it overrides for every GRPO-based trainer of the package). The opt-in draft
+    prefetching (``prefetch_drafts=True``) adds three pass-through overrides that do nothing when it is off:
+    ``_generate_single_turn`` (TRL: the next batch's draft prompts ride along in the Stage-2 call), and
+    ``get_batch_samples`` and ``train`` (transformers' Trainer: look one generation batch ahead; restore the pending
+    drafts on resume).
 
     Example:
 
