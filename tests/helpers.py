@@ -64,3 +64,13 @@ def varied_reward(completions, **kwargs) -> list[float]:
     """Non-constant, deterministic rewards: every group gets a non-zero advantage, so the loss has a gradient."""
     rng = random.Random(len(completions) + sum(len(str(c)) for c in completions))
     return [rng.random() for _ in completions]
+
+
+def two_rank_results(script: str | Path, model_dir: str | Path, out_dir: Path, **launch_kwargs) -> list[dict]:
+    """Launch ``script model_dir out_dir`` on 2 processes (:func:`launch_two_processes`), check it succeeded, and
+    return what each rank wrote to ``out_dir/rank{r}.json``."""
+    import json
+
+    result = launch_two_processes(script, model_dir, out_dir, **launch_kwargs)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return [json.loads((Path(out_dir) / f"rank{rank}.json").read_text()) for rank in (0, 1)]
