@@ -97,7 +97,7 @@ def _reason_and_fix(engine: str, got: str, environ: Mapping[str, str]) -> tuple[
             "ACCELERATE_USE_CPU, or no GPU) an FSDP config falls back to plain DDP, where every process holds the "
             "whole model, gradients and optimizer state",
             "run on GPUs; to shard on CPU use DeepSpeed ZeRO-3 (examples/accelerate_configs/deepspeed_zero3.yaml "
-            f"with use_cpu: true, see docs/scaling.md); {allow}",
+            f"with use_cpu: true, launched without --cpu / ACCELERATE_USE_CPU, see docs/scaling.md); {allow}",
         )
     return (
         f"accelerate set up {got} instead",
