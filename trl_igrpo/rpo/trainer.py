@@ -26,6 +26,7 @@ from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 
 from ..citations import RPO
 from ..core.checks import check_dataset_fills_a_batch
+from ..distributed import check_requested_engine
 from ..hub import HubMixin
 from ..model_loading import check_model_path
 from .collator import RESPONSES_IDS_KEY, REWARDS_KEY, SFT_TARGET_KEY, DataCollatorForRPO
@@ -100,6 +101,7 @@ class RPOTrainer(HubMixin, DPOTrainer):
             processing_class=processing_class,
             **kwargs,
         )
+        check_requested_engine(self.accelerator)  # FSDP/DeepSpeed requested but DDP set up: stop, naming the fix
         self.data_collator = DataCollatorForRPO(
             pad_token_id=self._tokenizer.pad_token_id,
             base_collator=self.data_collator,
