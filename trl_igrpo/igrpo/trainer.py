@@ -90,10 +90,8 @@ class IGRPOTrainer(GRPOBaseTrainer):
         self._framing_tokens: int | None = None
         self._pending_drafts: PendingDrafts | None = None  # prefetch_drafts: Stage 1 of the next generation batch
         self._ride_along: dict[str, Any] | None = None  # prefetch_drafts: prompts added to the Stage-2 generation call
+        self._draft_rng_step, self._rollouts_this_step = -1, 0  # draft_selection="random": see _draft_rng
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
-        self._draft_generator = torch.Generator().manual_seed(
-            self.args.seed + 1_000_003 * self.accelerator.process_index
-        )
         self._lookahead = None
         if self.args.prefetch_drafts:
             self._check_prefetch_supported()
@@ -117,7 +115,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
         # Stage 1: N drafts per prompt (sampled now, or prefetched one generation earlier), decoded as TRL decodes
         # completions, ranked with the training rewards.
         draft_texts, draft_scores = self._sample_and_score_drafts(prompt_rows, mode)
-        chosen = select_drafts(draft_scores.cpu(), self.args.draft_selection, generator=self._draft_generator)
+        chosen = select_drafts(draft_scores.cpu(), self.args.draft_selection, generator=self._draft_rng())
         num_drafts = self.args.num_drafts
         drafts = [draft_texts[i * num_drafts + int(column)] for i, column in enumerate(chosen)]
         if self.args.strip_draft_think:
@@ -187,6 +185,18 @@ class IGRPOTrainer(GRPOBaseTrainer):
         local = scores[rank * len(draft_rows) : (rank + 1) * len(draft_rows)].view(-1, num_drafts)
         self._log_draft_metrics(weighted_reward_sum(rewards_per_func, self.reward_weights), draft_ids)
         return texts, local
+
+    def _draft_rng(self) -> torch.Generator:
+        """The generator of ``draft_selection="random"``, seeded from (seed, process, optimizer step, rollout within
+        the step): every process draws differently, and a resumed run draws exactly what the uninterrupted one drew
+        (checkpoints fall between optimizer steps; TRL's micro-step counter is not restored, so it is not used)."""
+        step = self.state.global_step
+        self._rollouts_this_step = self._rollouts_this_step + 1 if self._draft_rng_step == step else 0
+        self._draft_rng_step = step
+        seed = 0
+        for part in (self.args.seed, self.accelerator.process_index, step, self._rollouts_this_step):
+            seed = (seed * 1_000_003 + int(part)) % (2**63)
+        return torch.Generator().manual_seed(seed)
 
     def _draft_budget(self) -> int:
         return int(self.args.max_draft_length or self.max_completion_length or 0)
