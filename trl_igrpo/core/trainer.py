@@ -29,6 +29,7 @@ from .checks import (
     model_context_length,
 )
 from .config import GRPOBaseConfig
+from .prefill import shared_prompt_prefill
 
 __all__ = ["GRPOBaseTrainer"]
 
@@ -56,6 +57,8 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     - ``_calculate_rewards``: the unscorable-batch check, and the rewards of the final rollouts for dynamic sampling;
     - ``_tokenize_prompts``: every tokenized batch must fit the context with its completion budget;
     - ``_get_train_sampler``: the curriculum sampler when ``progressive_batching=True``;
+    - ``_generate_single_turn``: with transformers generation, each distinct prompt is encoded once for its whole
+      group (``share_prompt_prefill``; same completions, less compute);
     - from ``HubMixin``: ``create_model_card``, ``init_hf_repo``, ``push_to_hub``, ``save_model``.
     """
 
@@ -156,6 +159,19 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
                 fix=self._context_fix(),
             )
         return prompt_ids, images, multimodal_fields
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
+        generate = super()._generate_single_turn
+        if (
+            self.use_vllm
+            or self.use_transformers_continuous_batching
+            or not self.args.share_prompt_prefill
+            or images is not None
+            or multimodal_fields
+        ):
+            return generate(prompt_ids, images, multimodal_fields, num_generations, **kwargs)
+        with shared_prompt_prefill(self.accelerator.unwrap_model(self.model_wrapped)):
+            return generate(prompt_ids, images, multimodal_fields, num_generations, **kwargs)
 
     def _get_train_sampler(self, dataset=None):
         if not self.args.progressive_batching:
