@@ -47,7 +47,9 @@ PHASES = (
     "backward + optimizer + rest",
 )
 VARIANTS = {
-    "GRPO G=8": {"method": "grpo"},
+    "GRPO G=8 (TRL)": {"method": "grpo"},
+    "GRPO G=8 (shared prefill)": {"method": "grpo_shared"},
+    "iGRPO N=4 G=4 (no shared prefill)": {"method": "igrpo", "share_prompt_prefill": False},
     "iGRPO N=4 G=4": {"method": "igrpo"},
     "iGRPO N=4 G=4, prefetch": {"method": "igrpo", "prefetch_drafts": True},
 }
@@ -111,11 +113,18 @@ def run_one(spec: dict) -> dict:
         disable_tqdm=True,
         loss_type="grpo",
     )
-    if spec["method"] == "grpo":
+    if spec["method"] == "grpo":  # TRL's GRPOTrainer as shipped
         args = GRPOConfig(**common, num_generations=8, per_device_train_batch_size=prompts * 8)
         trainer_cls = GRPOTrainer
+    elif (
+        spec["method"] == "grpo_shared"
+    ):  # GRPO on the package's base trainer: the same shared prompt prefill as iGRPO
+        from trl_igrpo import CurriculumGRPOConfig, CurriculumGRPOTrainer
+
+        args = CurriculumGRPOConfig(**common, num_generations=8, per_device_train_batch_size=prompts * 8)
+        trainer_cls = CurriculumGRPOTrainer
     else:
-        extra = {"prefetch_drafts": True} if spec.get("prefetch_drafts") else {}
+        extra = {key: spec[key] for key in ("prefetch_drafts", "share_prompt_prefill") if key in spec}
         args = IGRPOConfig(**common, num_drafts=4, num_generations=4, per_device_train_batch_size=prompts * 4, **extra)
         trainer_cls = IGRPOTrainer
     trainer = trainer_cls(
@@ -125,7 +134,7 @@ def run_one(spec: dict) -> dict:
         train_dataset=data,
     )
     clock = _Clock()
-    igrpo = spec["method"] == "igrpo"
+    igrpo = spec["method"] == "igrpo"  # only iGRPO has a Stage 1
 
     def in_stage1() -> bool:  # iGRPO generates drafts under a max_draft_length budget, scores them outside a rollout
         return igrpo and trainer._max_new_tokens_field == "max_draft_length"
@@ -231,8 +240,14 @@ def render(summary: dict, spec: dict, load: tuple[float, float]) -> str:
             [phase] + [f"{summary[n]['phases'][phase][0]:.3f} / {summary[n]['phases'][phase][1]:.3f}" for n in names]
         )
     rows.append(["**step (median)**"] + [f"**{summary[n]['wall']:.3f} / {summary[n]['cpu']:.3f}**" for n in names])
+    fair = summary.get("GRPO G=8 (shared prefill)")
+    if fair is not None:
+        rows.append(
+            ["ratio to GRPO with shared prefill, wall / CPU"]
+            + [f"{summary[n]['wall'] / fair['wall']:.2f}x / {summary[n]['cpu'] / fair['cpu']:.2f}x" for n in names]
+        )
     rows.append(
-        ["**ratio to GRPO, wall / CPU**"]
+        ["**ratio to TRL's GRPO, wall / CPU**"]
         + [f"**{summary[n]['wall'] / base['wall']:.2f}x / {summary[n]['cpu'] / base['cpu']:.2f}x**" for n in names]
     )
     rows.append(
@@ -276,9 +291,9 @@ def main(argv=None) -> None:
     options = parser.parse_args(argv)
     workdir = Path(options.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    spec_base = {key: getattr(options, key) for key in ("prompts", "tokens", "steps", "warmup", "threads")} | {
-        "model_dir": str(workdir / "tiny-model")
-    }
+    spec_base = {
+        key: getattr(options, key) for key in ("prompts", "tokens", "steps", "warmup", "threads", "model")
+    } | {"model_dir": str(workdir / "tiny-model")}
     load_before = os.getloadavg()[0]
     results: dict[str, list[dict]] = {name: [] for name in options.variants}
     for repeat in range(options.repeats):
