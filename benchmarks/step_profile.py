@@ -49,6 +49,11 @@ PHASES = (
 VARIANTS = {
     "GRPO G=8 (TRL)": {"method": "grpo"},
     "GRPO G=8 (shared prefill)": {"method": "grpo_shared"},
+    "iGRPO N=4 G=4 (0.1: draft as assistant turn, no shared prefill)": {
+        "method": "igrpo",
+        "share_prompt_prefill": False,
+        "conversational_draft_style": "assistant_turn",
+    },
     "iGRPO N=4 G=4 (no shared prefill)": {"method": "igrpo", "share_prompt_prefill": False},
     "iGRPO N=4 G=4": {"method": "igrpo"},
     "iGRPO N=4 G=4, prefetch": {"method": "igrpo", "prefetch_drafts": True},
@@ -124,7 +129,8 @@ def run_one(spec: dict) -> dict:
         args = CurriculumGRPOConfig(**common, num_generations=8, per_device_train_batch_size=prompts * 8)
         trainer_cls = CurriculumGRPOTrainer
     else:
-        extra = {key: spec[key] for key in ("prefetch_drafts", "share_prompt_prefill") if key in spec}
+        options = ("prefetch_drafts", "share_prompt_prefill", "conversational_draft_style")
+        extra = {key: spec[key] for key in options if key in spec}
         args = IGRPOConfig(**common, num_drafts=4, num_generations=4, per_device_train_batch_size=prompts * 4, **extra)
         trainer_cls = IGRPOTrainer
     trainer = trainer_cls(
