@@ -85,6 +85,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/rewards.py
+	$(PY) -m benchmarks.step_profile --model warm-start
+	$(PY) -m benchmarks.step_profile --model random --repeats 2
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
