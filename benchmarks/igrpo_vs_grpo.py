@@ -50,7 +50,7 @@ def run_one(spec: dict) -> dict:
 
     from trl_igrpo import IGRPOConfig, IGRPOTrainer
     from trl_igrpo.demo.arithmetic import make_arithmetic_dataset
-    from trl_igrpo.generate import evaluate_accuracy
+    from trl_igrpo.eval.generation import evaluate_accuracy
     from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
 
     torch.set_num_threads(spec["threads"])

@@ -7,6 +7,7 @@
     trl-igrpo rpo --online
     trl-igrpo serve --model ./ckpt --port 8000
     trl-igrpo pass-rate --model ./ckpt --dataset data.jsonl --output scored
+    trl-igrpo eval --model_name_or_path ./ckpt --preset math500
 
 How training subcommands run (``igrpo``, ``grpo``, ``rpo``): the arguments are parsed with the script's
 :class:`~trl.TrlParser` first (so ``--help``, ``--config`` and bad flags are handled before anything starts); flags the
@@ -199,6 +200,12 @@ def _run_serve(argv: list[str]) -> int:
     return 0
 
 
+def _run_eval(argv: list[str]) -> int:
+    from trl_igrpo.eval.cli import main as eval_main
+
+    return eval_main(argv)
+
+
 def _run_pass_rate(argv: list[str]) -> int:
     from trl_igrpo.curriculum.pass_rate import main as pass_rate_main
 
@@ -216,6 +223,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "pass-rate", "Estimate each prompt's pass rate from k samples and filter (Llama-Nemotron)", _run_pass_rate
     ),
+    Command("eval", "Evaluate a checkpoint on a math benchmark: pass@1 over k samples, pass@k, maj@k", _run_eval),
 )
 
 
