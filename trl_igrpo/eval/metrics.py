@@ -127,7 +127,7 @@ def normalize_answer(answer: str) -> str:
 
     Only a first, cheap pass: answers that still differ as strings are compared with math-verify before voting.
     """
-    text = answer.strip().strip("$")
+    text = answer.strip().rstrip(".").strip().strip("$")
     text = _TEXT_WRAPPER.sub(r"\1", text)
     text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     text = text.replace("^\\circ", "").replace("^{\\circ}", "")
