@@ -22,18 +22,20 @@ CHAIN = Chain(47, (("+", 38), ("-", 19), ("+", 56)))
 
 
 def test_chain_values_and_question():
-    assert CHAIN.question == "What is 47 + 38 - 19 + 56?"
+    assert CHAIN.question == "What is 47+38-19+56?"
     assert CHAIN.values == [85, 66, 122] and CHAIN.answer == 122
     assert parse_chain_question(CHAIN.question) == CHAIN
-    with pytest.raises(ValueError):
-        parse_chain_question("What is 3 * 4?")
+    assert parse_chain_question("What is 12+3-4?") == Chain(12, (("+", 3), ("-", 4)))
+    for bad in ("What is 3*4?", "What is 12?", "What is 47 + 8?"):
+        with pytest.raises(ValueError):
+            parse_chain_question(bad)
 
 
 def test_worked_solution_and_a_slip_that_propagates():
-    assert chain_solution(CHAIN) == "<think>47+38=85, 85-19=66, 66+56=122</think><answer>\\boxed{122}</answer>"
+    assert chain_solution(CHAIN) == "<think>47+38=85, -19=66, +56=122</think><answer>\\boxed{122}</answer>"
     # a dropped carry in step 0; the later steps are right *from the wrong value*
     slipped = chain_solution(CHAIN, {0: -10})
-    assert slipped == "<think>47+38=75, 75-19=56, 56+56=112</think><answer>\\boxed{112}</answer>"
+    assert slipped == "<think>47+38=75, -19=56, +56=112</think><answer>\\boxed{112}</answer>"
     assert extract_final_answer(slipped) == "112"
 
 
@@ -45,16 +47,17 @@ def test_refinement_copies_the_correct_prefix_and_recomputes_from_the_slip():
     rng = random.Random(0)
     for _ in range(50):
         text = refine_chain(CHAIN, {1: 10}, rng, slip_rate=0.5)
-        assert text.startswith("<think>47+38=85, 85-19=")
+        assert text.startswith("<think>47+38=85, -19=")
 
 
-def test_sampled_chains_stay_in_range_and_use_two_digit_operands():
+def test_sampled_chains_stay_in_range_and_carry_about_half_the_time():
     rng = random.Random(1)
-    for _ in range(500):
-        chain = sample_chain(rng, rng.choice([3, 4]))
-        assert 10 <= chain.start <= 99 and all(10 <= n <= 99 for _, n in chain.steps)
-        assert all(0 <= v <= 199 for v in chain.values)
-    assert any(chain.values[0] % 10 < chain.start % 10 for chain in [sample_chain(rng, 3) for _ in range(50)])
+    chains = [sample_chain(rng, rng.choice([3, 4])) for _ in range(1000)]
+    for chain in chains:
+        assert 10 <= chain.start <= 99 and all(2 <= n <= 9 for _, n in chain.steps)
+        assert all(0 <= v <= 99 for v in chain.values)
+    steps = [(before // 10 != after // 10) for c in chains for before, after in zip([c.start, *c.values], c.values)]
+    assert 0.3 < sum(steps) / len(steps) < 0.7  # a carry or borrow changes the tens digit
 
 
 def test_slips_are_per_step_and_plus_or_minus_ten():

@@ -1,25 +1,29 @@
 r"""Chained arithmetic: multi-step problems whose worked solutions are chains of steps, so a draft's partial reasoning
 can help a refinement. The offline benchmark task of ``benchmarks/igrpo_vs_grpo.py``.
 
-A problem is ``What is 47 + 38 - 19 + 56?`` (3 or 4 additions and subtractions of two-digit numbers, evaluated left
-to right, every intermediate value kept in ``[0, max_value]``), and a worked solution writes one step per operation:
+A problem is ``What is 47+8-5+9?`` (a two-digit start and 3 or 4 additions and subtractions of one-digit numbers,
+evaluated left to right, every intermediate value kept in ``[0, max_value]``; about half the steps carry or borrow),
+and a worked solution keeps a running total, one step per operation:
 
-    <think>47+38=85, 85-19=66, 66+56=122</think><answer>\boxed{122}</answer>
+    <think>47+8=55, -5=50, +9=59</think><answer>\boxed{59}</answer>
 
-(compact on purpose: every digit is one token of the tiny model, and spaces would add a quarter to the length).
+Compact on purpose: every digit is one token of the tiny model, each step copies its operation from the question
+token for token and continues from the total just before it, and spaces would add a quarter to the length.
 
-A **slip** is a carry mistake in one step: the step's result is off by 10 (``47+38=75``), and the steps after it
+A **slip** is a carry mistake in one step: the step's result is off by 10 (``47+8=45``), and the steps after it
 are computed correctly *from the wrong value*, so the final answer is wrong while every other step is right. That is
 what makes a draft useful to a refinement here: a wrong draft usually holds a correct prefix, and fixing it means
 finding the slipped step and recomputing from there (:func:`refine_chain`).
 
 Unlike :mod:`~trl_igrpo.demo.arithmetic` (one operation, where an answer is one choice), the answer depends on 3-4
-carries in a row, and a tiny model makes genuine step-level errors besides the teacher's slips.
+steps in a row, and a tiny model makes genuine step-level errors besides the teacher's slips. (One-digit operands
+keep each step learnable by the tiny model in a short warm start: with two-digit operands it stays near 0 %.)
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -50,8 +54,8 @@ class Chain:
 
     @property
     def question(self) -> str:
-        """``What is 47 + 38 - 19?``"""
-        return "What is " + " ".join([str(self.start), *(f"{op} {n}" for op, n in self.steps)]) + "?"
+        """``What is 47+8-5?``"""
+        return "What is " + "".join([str(self.start), *(f"{op}{n}" for op, n in self.steps)]) + "?"
 
     @property
     def values(self) -> list[int]:
@@ -69,15 +73,21 @@ class Chain:
 
 
 def sample_chain(
-    rng: random.Random, num_ops: int, min_operand: int = 10, max_operand: int = 99, max_value: int = 199
+    rng: random.Random,
+    num_ops: int,
+    min_operand: int = 2,
+    max_operand: int = 9,
+    min_start: int = 10,
+    max_value: int = 99,
 ) -> Chain:
-    """A random chain of ``num_ops`` additions/subtractions of operands in ``[min_operand, max_operand]`` whose running
-    value stays in ``[0, max_value]`` (each step picks an operation that can keep it there)."""
+    """A random chain: a start in ``[min_start, max_value]``, then ``num_ops`` additions/subtractions of operands in
+    ``[min_operand, max_operand]``, the running value kept in ``[0, max_value]`` (each step picks an operation that
+    can keep it there)."""
     if num_ops < 1:
         raise ValueError(f"num_ops must be >= 1, got {num_ops}.")
-    if not 0 <= min_operand <= max_operand or max_value < max_operand:
-        raise ValueError("need 0 <= min_operand <= max_operand <= max_value.")
-    value = rng.randint(min_operand, max_operand)
+    if not 0 <= min_operand <= max_operand <= max_value or not 0 <= min_start <= max_value:
+        raise ValueError("need 0 <= min_operand <= max_operand <= max_value and 0 <= min_start <= max_value.")
+    value = rng.randint(min_start, max_value)
     start, steps = value, []
     for _ in range(num_ops):
         options = []
@@ -94,14 +104,16 @@ def sample_chain(
 
 
 def parse_chain_question(question: str) -> Chain:
-    """The :class:`Chain` of a question written by :attr:`Chain.question` (``What is 47 + 38 - 19?``)."""
-    tokens = question.removeprefix("What is ").removesuffix("?").split()
-    if len(tokens) < 3 or len(tokens) % 2 == 0:
+    """The :class:`Chain` of a question written by :attr:`Chain.question` (``What is 47+8-5?``)."""
+    match = _QUESTION.fullmatch(question.strip())
+    if match is None:
         raise ValueError(f"not a chain question: {question!r}")
-    steps = tuple((tokens[i], int(tokens[i + 1])) for i in range(1, len(tokens), 2))
-    if any(op not in "+-" for op, _ in steps):
-        raise ValueError(f"not a chain question: {question!r}")
-    return Chain(int(tokens[0]), steps)
+    steps = tuple((op, int(number)) for op, number in _STEP.findall(match.group(2)))
+    return Chain(int(match.group(1)), steps)
+
+
+_QUESTION = re.compile(r"What is (\d+)((?:[+-]\d+)+)\?")
+_STEP = re.compile(r"([+-])(\d+)")
 
 
 def _slip(value: int, delta: int) -> int:
@@ -110,7 +122,8 @@ def _slip(value: int, delta: int) -> int:
 
 
 def chain_solution(chain: Chain, slips: Mapping[int, int] | None = None, prefix: Sequence[int] | None = None) -> str:
-    """A worked solution: one ``a+b=c`` (or ``a-b=c``) per step inside ``<think>``, then ``<answer>\\boxed{final}</answer>``.
+    """A worked solution: ``start+b=c`` for the first step, then ``-d=e``, ``+f=g``... (the running total) inside
+    ``<think>``, then ``<answer>\\boxed{final}</answer>``.
 
     ``slips`` maps a step index to a carry slip (+10 or -10) applied to that step's result; later steps continue from
     the slipped value. ``prefix`` forces the first results (a refinement copying a draft's steps).
@@ -124,7 +137,7 @@ def chain_solution(chain: Chain, slips: Mapping[int, int] | None = None, prefix:
             result = prefix[index]
         elif index in slips:
             result = _slip(result, slips[index])
-        lines.append(f"{value}{op}{operand}={result}")
+        lines.append(f"{value}{op}{operand}={result}" if index == 0 else f"{op}{operand}={result}")
         value = result
     return f"<think>{', '.join(lines)}</think><answer>\\boxed{{{value}}}</answer>"
 
@@ -161,9 +174,10 @@ def make_chained_examples(
     num_examples: int,
     seed: int = 0,
     num_ops: Sequence[int] = (3, 4),
-    min_operand: int = 10,
-    max_operand: int = 99,
-    max_value: int = 199,
+    min_operand: int = 2,
+    max_operand: int = 9,
+    min_start: int = 10,
+    max_value: int = 99,
     conversational: bool = True,
     system_prompt: str | None = None,
 ) -> list[dict]:
@@ -174,7 +188,7 @@ def make_chained_examples(
     rng = random.Random(seed)
     rows = []
     for _ in range(num_examples):
-        chain = sample_chain(rng, rng.choice(list(num_ops)), min_operand, max_operand, max_value)
+        chain = sample_chain(rng, rng.choice(list(num_ops)), min_operand, max_operand, min_start, max_value)
         if conversational:
             prompt = [{"role": "user", "content": f"{chain.question} {CHAIN_INSTRUCTION}"}]
             if system_prompt:
