@@ -195,6 +195,9 @@ def main() -> None:
         help="arithmetic: the demo task (one operation); chained: multi-step chained arithmetic (own docs section)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--num-ops", type=int, nargs="+", default=[4], help="chained: operations per problem (warm start: 3 and 4)"
+    )
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--steps", type=int, help="optimizer steps (arithmetic 40, chained 30)")
     parser.add_argument("--prompts-per-step", type=int, default=16, help="unique prompts per optimizer step")
@@ -510,7 +513,8 @@ def _evaluate_in_process(model, tokenizer, problems, spec: dict, step: int, grad
 def _eval_cli(model_dir: str, held_out_file: str, output_dir: str, extra: list[str]) -> dict:
     """`trl-igrpo eval` on a saved checkpoint (a subprocess, as a user would run it); returns results.json."""
     command = [sys.executable, "-m", "trl_igrpo.eval", "--model_name_or_path", model_dir, "--dataset_name",
-               held_out_file, "--output_dir", output_dir, "--no_progress", "--batch_size", "256", *extra]  # fmt: skip
+               held_out_file, "--output_dir", output_dir, "--no_progress", "--batch_size", "256",
+               "--group_columns", "num_ops", *extra]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"trl-igrpo eval failed:\n{result.stderr[-3000:]}")
@@ -519,7 +523,8 @@ def _eval_cli(model_dir: str, held_out_file: str, output_dir: str, extra: list[s
 
 def run_one_chained(spec: dict) -> dict:
     """Train one (method, seed) on chained arithmetic; held-out metrics every ``eval_every`` steps in process, and at
-    the end through the `trl-igrpo eval` command on the saved checkpoint (greedy, and k = 8 at T = 0.6)."""
+    the end through the `trl-igrpo eval` command on the saved checkpoint (greedy, and k = 8 at T = 0.6; the same
+    seeds, so the in-process points and the command agree)."""
     import resource
 
     import torch
@@ -530,12 +535,23 @@ def run_one_chained(spec: dict) -> dict:
     from trl_igrpo.rewards.math import MathAccuracyReward
 
     torch.set_num_threads(spec["threads"])
-    data = make_chained_dataset(spec["train_examples"] + spec["eval_examples"], seed=0)
+    data = make_chained_dataset(spec["train_examples"] + spec["eval_examples"], seed=0, num_ops=spec["num_ops"])
     train = data.select(range(spec["train_examples"]))
     held_out = [data[i] for i in range(spec["train_examples"], len(data))]
     problems = _held_out_problems(held_out)
     trainer = _make_trainer(spec, train)
     grader = MathAccuracyReward(num_workers=1)
+
+    def draft_then_refine() -> dict:
+        """Greedy draft, then a refinement conditioned on it, on the held-out set: does the model use a draft?"""
+        settings = EvalSettings(num_samples=1, temperature=0.0, max_new_tokens=spec["max_completion_length"],
+                                mode="draft_refine", batch_size=256)  # fmt: skip
+        with torch.random.fork_rng(devices=[]):
+            results = evaluate(trainer.model, trainer.processing_class, problems, settings, grader=grader,
+                               progress=False).results  # fmt: skip
+        return {"draft": results["drafts"]["pass@1"], "refinement": results["metrics"]["pass@1"]}
+
+    two_pass_before = draft_then_refine()
     curve = [_evaluate_in_process(trainer.model, trainer.processing_class, problems, spec, 0, grader)]
     eval_every = spec["eval_every"]
 
@@ -553,50 +569,43 @@ def run_one_chained(spec: dict) -> dict:
     trainer.train()
     seconds = time.perf_counter() - start
     step = trainer.state.global_step
-    final = _evaluate_in_process(trainer.model, trainer.processing_class, problems, spec, step, grader)
-    # draft -> refine on the held-out set (greedy): does the model use a draft at test time?
-    with torch.random.fork_rng(devices=[]):
-        two_pass = evaluate(
-            trainer.model,
-            trainer.processing_class,
-            problems,
-            EvalSettings(
-                num_samples=1,
-                temperature=0.0,
-                max_new_tokens=spec["max_completion_length"],
-                mode="draft_refine",
-                batch_size=256,
-            ),  # fmt: skip
-            grader=grader,
-            progress=False,
-        ).results
+    two_pass = draft_then_refine()
     grader.close()
 
-    # the endpoint again, through the command line on the saved checkpoint
+    # the endpoint through the command line on the saved checkpoint, as a user would measure it
     run_dir = Path(spec["output_dir"]) / f"{spec['method'].split()[0].lower()}-seed{spec['seed']}"
     trainer.save_model(str(run_dir / "model"))
     trainer.processing_class.save_pretrained(str(run_dir / "model"))
     length = str(spec["max_completion_length"])
-    cli_sampled = _eval_cli(str(run_dir / "model"), spec["held_out_file"], str(run_dir / "eval-sampled"),
-                            ["--num_samples", str(CHAINED_SAMPLES), "--temperature", "0.6", "--top_p", "0.95",
-                             "--max_new_tokens", length, "--seed", str(10_000 + step)])  # fmt: skip
-    cli_greedy = _eval_cli(str(run_dir / "model"), spec["held_out_file"], str(run_dir / "eval-greedy"),
-                           ["--num_samples", "1", "--temperature", "0", "--max_new_tokens", length])  # fmt: skip
-    final["cli_greedy"] = cli_greedy["metrics"]["pass@1"]
-    final["cli_pass@1"] = cli_sampled["metrics"]["pass@1"]
-    final["cli_pass@k"] = cli_sampled["metrics"]["pass@k"][str(CHAINED_SAMPLES)]
-    final["cli_maj@k"] = cli_sampled["metrics"][f"maj@{CHAINED_SAMPLES}"]
-    final["cli_by_num_ops"] = {k: v["pass@1"] for k, v in cli_sampled["by_group"]["num_ops"].items()}
-    curve.append(final)
+    sampled = _eval_cli(str(run_dir / "model"), spec["held_out_file"], str(run_dir / "eval-sampled"),
+                        ["--num_samples", str(CHAINED_SAMPLES), "--temperature", "0.6", "--top_p", "0.95",
+                         "--max_new_tokens", length, "--seed", str(10_000 + step)])  # fmt: skip
+    greedy = _eval_cli(str(run_dir / "model"), spec["held_out_file"], str(run_dir / "eval-greedy"),
+                       ["--num_samples", "1", "--temperature", "0", "--max_new_tokens", length])  # fmt: skip
+    records = [json.loads(line) for line in (run_dir / "eval-sampled" / "samples.jsonl").read_text().splitlines()]
+    prompts = [problems[r["problem_index"]].problem for r in records]
+    metrics = sampled["metrics"]
+    curve.append(
+        {
+            "step": step,
+            "greedy": greedy["metrics"]["pass@1"],
+            "pass@1": metrics["pass@1"],
+            "pass@k": metrics["pass@k"][str(CHAINED_SAMPLES)],
+            "maj@k": metrics[f"maj@{CHAINED_SAMPLES}"],
+            "unparseable": metrics["unparseable_frac"],
+            "entropy": _completion_entropy(
+                trainer.model, trainer.processing_class, prompts, [r["completion"] for r in records]
+            ),
+            "by_num_ops": {k: v["pass@1"] for k, v in sampled["by_group"]["num_ops"].items()},
+        }
+    )
     history = [entry for entry in trainer.state.log_history if "entropy" in entry]
     step_times = [entry["step_time"] for entry in history if "step_time" in entry]
     return {
         **spec,
         "curve": curve,
-        "draft_refine": {
-            "draft": two_pass["drafts"]["pass@1"],
-            "refinement": two_pass["metrics"]["pass@1"],
-        },
+        "draft_refine_before": two_pass_before,
+        "draft_refine": two_pass,
         "seconds_per_step": statistics.median(step_times[2:] or step_times or [seconds]),
         "wall_seconds": seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -616,7 +625,8 @@ def _chained(args) -> None:
     start = time.perf_counter()
     model = build_chained_warm_start(ROOT / args.model_dir)
     warm_start_seconds = time.perf_counter() - start
-    rows = make_chained_examples(args.train_examples + args.eval_examples, seed=0)[args.train_examples :]
+    rows = make_chained_examples(args.train_examples + args.eval_examples, seed=0, num_ops=args.num_ops)
+    rows = rows[args.train_examples :]
     held_out_file = output_dir / "held_out.jsonl"
     held_out_file.write_text(
         "".join(
@@ -626,7 +636,7 @@ def _chained(args) -> None:
         )
     )
     base = dict(
-        task="chained", model=model, variant="grpo", train_examples=args.train_examples,
+        task="chained", model=model, variant="grpo", train_examples=args.train_examples, num_ops=args.num_ops,
         eval_examples=args.eval_examples, max_completion_length=args.max_completion_length,
         learning_rate=args.learning_rate, threads=args.threads, output_dir=str(output_dir),
         held_out_file=str(held_out_file), steps=args.steps, prompts_per_step=args.prompts_per_step,
@@ -639,8 +649,8 @@ def _chained(args) -> None:
             results.append(result)
             first, last = result["curve"][0], result["curve"][-1]
             print(
-                f"seed {seed} {method:14s} greedy {first['greedy']:.3f} -> {last['cli_greedy']:.3f}  pass@1 "
-                f"{first['pass@1']:.3f} -> {last['cli_pass@1']:.3f}  {result['seconds_per_step']:.2f} s/step  "
+                f"seed {seed} {method:14s} greedy {first['greedy']:.3f} -> {last['greedy']:.3f}  pass@1 "
+                f"{first['pass@1']:.3f} -> {last['pass@1']:.3f}  {result['seconds_per_step']:.2f} s/step  "
                 f"{result['wall_seconds']:.0f} s",
                 flush=True,
             )
@@ -673,12 +683,14 @@ def _chained_report(args, results: list[dict], warm_start_seconds: float, total_
             [
                 method,
                 _mean_sd([f["greedy"] for f in first]),
-                _mean_sd([f["cli_greedy"] for f in last]),
+                _mean_sd([f["greedy"] for f in last]),
                 _mean_sd([f["pass@1"] for f in first]),
-                _mean_sd([f["cli_pass@1"] for f in last]),
-                _mean_sd([f["cli_pass@k"] for f in last]),
-                _mean_sd([f["cli_maj@k"] for f in last]),
+                _mean_sd([f["pass@1"] for f in last]),
+                _mean_sd([f["pass@k"] for f in first]) + " → " + _mean_sd([f["pass@k"] for f in last]),
+                _mean_sd([f["maj@k"] for f in first]) + " → " + _mean_sd([f["maj@k"] for f in last]),
                 _mean_sd([f["entropy"] for f in first]) + " → " + _mean_sd([f["entropy"] for f in last]),
+                _mean_sd([r["draft_refine_before"]["draft"] for r in runs]) + " → "
+                + _mean_sd([r["draft_refine_before"]["refinement"] for r in runs]),
                 _mean_sd([r["draft_refine"]["draft"] for r in runs]) + " → "
                 + _mean_sd([r["draft_refine"]["refinement"] for r in runs]),
                 _mean_sd([r["seconds_per_step"] for r in runs], 2),
@@ -687,13 +699,13 @@ def _chained_report(args, results: list[dict], warm_start_seconds: float, total_
         for r in runs:
             last_point = r["curve"][-1]
             per_seed.append(
-                [method, r["seed"], f"{last_point['cli_greedy']:.3f}", f"{last_point['cli_pass@1']:.3f}",
-                 ", ".join(f"{k} ops: {v:.3f}" for k, v in sorted(last_point["cli_by_num_ops"].items()))]
+                [method, r["seed"], f"{last_point['greedy']:.3f}", f"{last_point['pass@1']:.3f}",
+                 f"{r['draft_refine']['draft']:.3f} → {r['draft_refine']['refinement']:.3f}"]
             )  # fmt: skip
     table = markdown_table(
-        ["method", "greedy before", "greedy after", "pass@1 before", "pass@1 after", f"pass@{CHAINED_SAMPLES} after",
-         f"maj@{CHAINED_SAMPLES} after", "held-out entropy (nats/token)", "draft → refine (greedy, after)",
-         "s / step"],
+        ["method", "greedy before", "greedy after", "pass@1 before", "pass@1 after", f"pass@{CHAINED_SAMPLES}",
+         f"maj@{CHAINED_SAMPLES}", "held-out entropy (nats/token)", "draft → refine, before",
+         "draft → refine, after", "s / step"],
         rows,
     )  # fmt: skip
     steps = [point["step"] for point in results[0]["curve"]]
@@ -710,17 +722,18 @@ def _chained_report(args, results: list[dict], warm_start_seconds: float, total_
             )
     curve_table = markdown_table(["method", "metric", *(f"step {s}" for s in steps)], curve_rows)
     seeds_table = markdown_table(
-        ["method", "seed", "greedy after", f"pass@1 after (k={CHAINED_SAMPLES})", "pass@1 by number of operations"],
+        ["method", "seed", "greedy after", f"pass@1 after (k={CHAINED_SAMPLES})", "draft → refine (greedy)"],
         per_seed,
     )
     return (
         "## GRPO vs iGRPO on chained arithmetic (`benchmarks/igrpo_vs_grpo.py --task chained`)\n\n"
-        f"{machine_description()}; shared with other jobs. Task: `trl_igrpo.demo.chained_arithmetic`, 3-4 additions "
-        "and subtractions of two-digit numbers with carries (`What is 47 + 38 - 19 + 56?`), worked solutions of one "
-        "step per operation; a draft that slips on one step keeps a correct prefix that a refinement can reuse. Warm "
-        "start: `trl_igrpo.demo.chained_warm_start` (tiny Qwen2, supervised on an imperfect teacher that slips a "
-        f"carry in 15 % of steps, 30 % of the examples in iGRPO's refinement format; built in {warm_start_seconds:.0f} s "
-        f"here). Both methods start from it with loss `grpo` (Eq. 5), beta 0, lr {args.learning_rate} (constant), "
+        f"{machine_description()}; shared with other jobs. Task: `trl_igrpo.demo.chained_arithmetic`, a two-digit "
+        f"start and {'/'.join(map(str, args.num_ops))} additions or subtractions of one-digit numbers "
+        "(`What is 47+8-5+9?`), solved as a running total, one step per operation (`47+8=55, -5=50, +9=59`); about "
+        "half the steps carry or borrow. A draft that forgets one carry keeps a correct prefix that a refinement can "
+        "reuse. Warm start: `trl_igrpo.demo.chained_warm_start` (tiny 3-layer Qwen2, supervised on a teacher that "
+        "forgets half of its carries, 30 % of the examples in iGRPO's refinement format with the teacher fixing the "
+        f"draft's first slip; {warm_start_seconds:.0f} s to build or load here). Both methods start from it with loss `grpo` (Eq. 5), beta 0, lr {args.learning_rate} (constant), "
         f"temperature 0.7, {args.prompts_per_step} unique prompts per step (GRPO: 8 completions each; iGRPO: 4 drafts "
         f"+ 4 refinements each), {args.steps} optimizer steps, {args.train_examples} training problems, completions "
         f"of at most {args.max_completion_length} tokens, seeds {args.seeds}; the same settings for both methods, "
@@ -728,8 +741,9 @@ def _chained_report(args, results: list[dict], warm_start_seconds: float, total_
         f"saved checkpoints (greedy, and pass@1 over k = {CHAINED_SAMPLES} samples at T = 0.6, top-p 0.95), and "
         f"during training every {args.eval_every} steps with the same code in process. Held-out entropy: the "
         "policy's mean per-token entropy (temperature 1) over its own k-sample held-out completions, the same "
-        "single-pass setting for both methods. Draft → refine: greedy draft, then a refinement conditioned on it "
-        "(`--mode draft_refine`), after training. Mean ± std over seeds; whole benchmark "
+        "single-pass setting for both methods. Draft → refine: held-out greedy accuracy of a draft, then of a "
+        "refinement conditioned on it (`--mode draft_refine`, iGRPO's Stage-2 prompt), before and after training. "
+        "pass@8, maj@8 and entropy: before → after. Mean ± std over seeds; whole benchmark "
         f"{total_minutes:.0f} min of wall time.\n\n"
         f"{table}\n\n### Held-out accuracy during training (mean over seeds)\n\n{curve_table}\n\n"
         "![held-out accuracy during training](img/igrpo_vs_grpo_chained_curve.png)\n"

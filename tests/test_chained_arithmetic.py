@@ -7,12 +7,15 @@ import pytest
 
 from trl_igrpo.demo.chained_arithmetic import (
     Chain,
+    apply_step,
     chain_solution,
+    first_wrong_step,
+    has_carry,
     make_chained_examples,
     parse_chain_question,
     refine_chain,
     sample_chain,
-    sample_slips,
+    teacher_results,
 )
 from trl_igrpo.demo.chained_warm_start import build_chained_warm_start
 from trl_igrpo.eval.metrics import extract_final_answer
@@ -31,23 +34,47 @@ def test_chain_values_and_question():
             parse_chain_question(bad)
 
 
+def test_steps_carries_and_forgotten_carries():
+    assert apply_step(47, "+", 8) == 55 and apply_step(47, "+", 8, forget_carry=True) == 45
+    assert apply_step(50, "-", 5) == 45 and apply_step(50, "-", 5, forget_carry=True) == 55
+    assert apply_step(41, "+", 8, forget_carry=True) == 49  # no carry: nothing to forget
+    assert has_carry(47, "+", 8) and has_carry(50, "-", 5) and not has_carry(41, "+", 8)
+
+
 def test_worked_solution_and_a_slip_that_propagates():
     assert chain_solution(CHAIN) == "<think>47+38=85, -19=66, +56=122</think><answer>\\boxed{122}</answer>"
-    # a dropped carry in step 0; the later steps are right *from the wrong value*
-    slipped = chain_solution(CHAIN, {0: -10})
-    assert slipped == "<think>47+38=75, -19=56, +56=112</think><answer>\\boxed{112}</answer>"
-    assert extract_final_answer(slipped) == "112"
+    small = Chain(47, (("+", 8), ("-", 5), ("+", 9)))
+    assert chain_solution(small) == "<think>47+8=55, -5=50, +9=59</think><answer>\\boxed{59}</answer>"
+    # a forgotten carry in step 0; the later steps are right *from the wrong value*
+    slipped = [45, 40, 49]
+    assert chain_solution(small, slipped) == "<think>47+8=45, -5=40, +9=49</think><answer>\\boxed{49}</answer>"
+    assert extract_final_answer(chain_solution(small, slipped)) == "49"
+    assert first_wrong_step(small, slipped) == 0 and first_wrong_step(small, small.values) is None
+    assert first_wrong_step(small, [55, 50, 69]) == 2
+    with pytest.raises(ValueError):
+        chain_solution(small, [55])
 
 
-def test_refinement_copies_the_correct_prefix_and_recomputes_from_the_slip():
-    assert refine_chain(CHAIN, {}) == chain_solution(CHAIN)  # a correct draft is copied whole
-    refined = refine_chain(CHAIN, {1: 10})
-    assert refined == chain_solution(CHAIN)  # step 0 copied (right), steps 1-2 recomputed
-    # with a slipping teacher only recomputed steps can slip: step 0 comes from the draft
+def test_teacher_forgets_only_carries_at_its_rate():
     rng = random.Random(0)
-    for _ in range(50):
-        text = refine_chain(CHAIN, {1: 10}, rng, slip_rate=0.5)
-        assert text.startswith("<think>47+38=85, -19=")
+    chain = Chain(47, (("+", 8), ("+", 1), ("-", 5)))  # carry, no carry, borrow (on the correct path)
+    runs = [teacher_results(chain, rng, 0.5) for _ in range(4000)]
+    assert all(r[1] - r[0] == 1 for r in runs)  # the step without a carry never slips
+    forgot_first = sum(r[0] == 45 for r in runs) / len(runs)
+    assert 0.45 < forgot_first < 0.55
+    assert teacher_results(chain) == chain.values and teacher_results(chain, rng, 0.0) == chain.values
+
+
+def test_refinement_copies_the_correct_prefix_and_fixes_the_first_slip():
+    small = Chain(47, (("+", 8), ("-", 5), ("+", 9)))
+    assert refine_chain(small, small.values) == small.values  # a correct draft is copied whole
+    assert refine_chain(small, [45, 40, 49]) == small.values  # step 0 fixed, the rest recomputed
+    assert refine_chain(small, [55, 50, 69]) == small.values  # steps 0-1 copied, step 2 fixed
+    # a slipping teacher may slip again later, never before or at the fixed step
+    rng = random.Random(0)
+    chain = Chain(47, (("+", 8), ("-", 5), ("+", 9), ("+", 3)))  # 59 + 3 = 62 carries
+    outcomes = {tuple(refine_chain(chain, [45, 40, 49, 52], rng, 0.5)) for _ in range(200)}
+    assert outcomes == {(55, 50, 59, 62), (55, 50, 59, 52)}
 
 
 def test_sampled_chains_stay_in_range_and_carry_about_half_the_time():
@@ -60,14 +87,6 @@ def test_sampled_chains_stay_in_range_and_carry_about_half_the_time():
     assert 0.3 < sum(steps) / len(steps) < 0.7  # a carry or borrow changes the tens digit
 
 
-def test_slips_are_per_step_and_plus_or_minus_ten():
-    rng = random.Random(2)
-    slips = [sample_slips(rng, 4, 0.25) for _ in range(4000)]
-    rate = sum(len(s) for s in slips) / (4 * len(slips))
-    assert 0.22 < rate < 0.28
-    assert {d for s in slips for d in s.values()} == {10, -10}
-
-
 def test_examples_are_graded_by_the_package_rewards():
     rows = make_chained_examples(12, seed=3)
     assert {r["num_ops"] for r in rows} <= {3, 4}
@@ -77,14 +96,17 @@ def test_examples_are_graded_by_the_package_rewards():
     solutions = [r["solution"] for r in rows]
     assert math_accuracy_reward(completions, solution=solutions) == [1.0] * 12
     assert think_answer_format_reward(completions) == [1.0] * 12
-    wrong = [[{"role": "assistant", "content": chain_solution(parse_chain_question(r["question"]), {0: 10})}]
-             for r in rows]  # fmt: skip
+    wrong = []
+    for r in rows:
+        chain = parse_chain_question(r["question"])
+        wrong.append([{"role": "assistant", "content": chain_solution(chain, [v + 10 for v in chain.values])}])
     assert math_accuracy_reward(wrong, solution=solutions) == [0.0] * 12
     assert rows[0]["prompt"][-1]["content"].startswith(rows[0]["question"])
 
 
 @pytest.mark.parametrize(
-    "kwargs, name", [({"teacher_slip_rate": 1.5}, "teacher_slip_rate"), ({"draft_slip_rate": -0.1}, "draft_slip")]
+    "kwargs, name",
+    [({"carry_slip_rate": 1.5}, "carry_slip_rate"), ({"draft_carry_slip_rate": -0.1}, "draft_carry_slip_rate")],
 )
 def test_warm_start_checks_its_settings_before_building(tmp_path, kwargs, name):
     with pytest.raises(ValueError, match=name):

@@ -10,10 +10,12 @@ and a worked solution keeps a running total, one step per operation:
 Compact on purpose: every digit is one token of the tiny model, each step copies its operation from the question
 token for token and continues from the total just before it, and spaces would add a quarter to the length.
 
-A **slip** is a carry mistake in one step: the step's result is off by 10 (``47+8=45``), and the steps after it
-are computed correctly *from the wrong value*, so the final answer is wrong while every other step is right. That is
-what makes a draft useful to a refinement here: a wrong draft usually holds a correct prefix, and fixing it means
-finding the slipped step and recomputing from there (:func:`refine_chain`).
+A **slip** is a forgotten carry or borrow: in a step whose result crosses a multiple of ten, the tens digit is left
+unchanged (``47+8=45``, ``50-5=55``), and the steps after it are computed correctly *from the wrong value*, so the
+final answer is wrong while every other step is right. The warm start's teacher forgets a carry with probability
+``carry_slip_rate`` (:func:`teacher_results`); steps without a carry never slip. That is what makes a draft useful to a
+refinement here: a wrong draft holds a correct prefix up to its first slip, and the teacher's refinement copies that
+prefix, fixes the slipped step and carries on from there (:func:`refine_chain`).
 
 Unlike :mod:`~trl_igrpo.demo.arithmetic` (one operation, where an answer is one choice), the answer depends on 3-4
 steps in a row, and a tiny model makes genuine step-level errors besides the teacher's slips. (One-digit operands
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..igrpo.drafts import IGRPO_SYSTEM_PROMPT
@@ -33,13 +35,16 @@ from .arithmetic import ARITHMETIC_INSTRUCTION
 __all__ = [
     "CHAIN_INSTRUCTION",
     "Chain",
+    "apply_step",
     "chain_solution",
+    "first_wrong_step",
+    "has_carry",
     "make_chained_dataset",
     "make_chained_examples",
     "parse_chain_question",
     "refine_chain",
     "sample_chain",
-    "sample_slips",
+    "teacher_results",
 ]
 
 CHAIN_INSTRUCTION = ARITHMETIC_INSTRUCTION
@@ -116,58 +121,69 @@ _QUESTION = re.compile(r"What is (\d+)((?:[+-]\d+)+)\?")
 _STEP = re.compile(r"([+-])(\d+)")
 
 
-def _slip(value: int, delta: int) -> int:
-    """A carry slip: off by ``delta`` (+-10), mirrored when that would go negative."""
-    return value + delta if value + delta >= 0 else value - delta
+def apply_step(value: int, op: str, operand: int, forget_carry: bool = False) -> int:
+    """``value op operand``; with ``forget_carry`` a carry or borrow is dropped (the tens digit does not change)."""
+    result = value + operand if op == "+" else value - operand
+    if forget_carry and result // 10 != value // 10:
+        result += -10 if op == "+" else 10
+    return result
 
 
-def chain_solution(chain: Chain, slips: Mapping[int, int] | None = None, prefix: Sequence[int] | None = None) -> str:
-    """A worked solution: ``start+b=c`` for the first step, then ``-d=e``, ``+f=g``... (the running total) inside
-    ``<think>``, then ``<answer>\\boxed{final}</answer>``.
-
-    ``slips`` maps a step index to a carry slip (+10 or -10) applied to that step's result; later steps continue from
-    the slipped value. ``prefix`` forces the first results (a refinement copying a draft's steps).
-    """
-    slips = dict(slips or {})
-    prefix = list(prefix or [])
-    value, lines = chain.start, []
-    for index, (op, operand) in enumerate(chain.steps):
-        result = value + operand if op == "+" else value - operand
-        if index < len(prefix):
-            result = prefix[index]
-        elif index in slips:
-            result = _slip(result, slips[index])
-        lines.append(f"{value}{op}{operand}={result}" if index == 0 else f"{op}{operand}={result}")
-        value = result
-    return f"<think>{', '.join(lines)}</think><answer>\\boxed{{{value}}}</answer>"
+def has_carry(value: int, op: str, operand: int) -> bool:
+    """Whether ``value op operand`` carries or borrows (crosses a multiple of ten)."""
+    return apply_step(value, op, operand) // 10 != value // 10
 
 
-def sample_slips(rng: random.Random, num_steps: int, slip_rate: float) -> dict[int, int]:
-    """Independent carry slips: each step slips with probability ``slip_rate``, by +10 or -10."""
-    return {i: rng.choice((10, -10)) for i in range(num_steps) if rng.random() < slip_rate}
-
-
-def _draft_results(chain: Chain, draft_slips: Mapping[int, int]) -> list[int]:
-    value, results = chain.start, []
-    for index, (op, operand) in enumerate(chain.steps):
-        value = value + operand if op == "+" else value - operand
-        if index in draft_slips:
-            value = _slip(value, draft_slips[index])
+def teacher_results(
+    chain: Chain, rng: random.Random | None = None, carry_slip_rate: float = 0.0, prefix: Sequence[int] = ()
+) -> list[int]:
+    """The step results an imperfect teacher writes: ``prefix`` copied, then each step computed from the running
+    value, a carry or borrow forgotten with probability ``carry_slip_rate``."""
+    results = list(prefix)
+    value = results[-1] if results else chain.start
+    for op, operand in chain.steps[len(results) :]:
+        forget = rng is not None and carry_slip_rate > 0 and has_carry(value, op, operand)
+        value = apply_step(value, op, operand, forget and rng.random() < carry_slip_rate)
         results.append(value)
     return results
 
 
+def first_wrong_step(chain: Chain, results: Sequence[int]) -> int | None:
+    """Index of the first step whose result is wrong *given the value before it*; ``None`` if every step is right."""
+    value = chain.start
+    for index, ((op, operand), result) in enumerate(zip(chain.steps, results)):
+        if result != apply_step(value, op, operand):
+            return index
+        value = result
+    return None
+
+
+def chain_solution(chain: Chain, results: Sequence[int] | None = None) -> str:
+    """A worked solution: ``start+b=c`` for the first step, then ``-d=e``, ``+f=g``... (the running total) inside
+    ``<think>``, then ``<answer>\\boxed{final}</answer>``. ``results`` are the written step results (default: the
+    correct ones, :attr:`Chain.values`)."""
+    results = list(chain.values if results is None else results)
+    if len(results) != len(chain.steps):
+        raise ValueError(f"need one result per step ({len(chain.steps)}), got {len(results)}.")
+    lines = [
+        f"{chain.start}{op}{operand}={result}" if index == 0 else f"{op}{operand}={result}"
+        for index, ((op, operand), result) in enumerate(zip(chain.steps, results))
+    ]
+    return f"<think>{', '.join(lines)}</think><answer>\\boxed{{{results[-1]}}}</answer>"
+
+
 def refine_chain(
-    chain: Chain, draft_slips: Mapping[int, int], rng: random.Random | None = None, slip_rate: float = 0.0
-) -> str:
-    """The teacher's refinement of a draft that made ``draft_slips``: copy the draft's steps up to its first slip,
-    recompute from there (each recomputed step slipping with ``slip_rate``). A correct draft is copied whole."""
-    first_wrong = min(draft_slips) if draft_slips else len(chain.steps)
-    prefix = _draft_results(chain, draft_slips)[:first_wrong]
-    slips = {}
-    if rng is not None and slip_rate > 0:
-        slips = {i: d for i, d in sample_slips(rng, len(chain.steps), slip_rate).items() if i >= first_wrong}
-    return chain_solution(chain, slips, prefix=prefix)
+    chain: Chain, draft_results: Sequence[int], rng: random.Random | None = None, carry_slip_rate: float = 0.0
+) -> list[int]:
+    """The teacher's refinement of a draft: copy the draft's steps up to its first wrong step, fix that step, then
+    continue as the teacher does (later carries forgotten with ``carry_slip_rate``). A correct draft is copied whole."""
+    wrong = first_wrong_step(chain, draft_results)
+    if wrong is None:
+        return list(draft_results)
+    prefix = list(draft_results[:wrong])
+    value = prefix[-1] if prefix else chain.start
+    op, operand = chain.steps[wrong]
+    return teacher_results(chain, rng, carry_slip_rate, prefix=[*prefix, apply_step(value, op, operand)])
 
 
 def make_chained_examples(

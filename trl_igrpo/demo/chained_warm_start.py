@@ -1,18 +1,20 @@
 r"""The warm start of the chained-arithmetic benchmark: a tiny model that solves some multi-step problems and slips
 on individual steps.
 
-:func:`build_chained_warm_start` builds the tiny model (:func:`~trl_igrpo.testing.build_tiny_model`) and fine-tunes it
-(supervised, loss on the completion only) on worked solutions of :mod:`~trl_igrpo.demo.chained_arithmetic`, written by
-an imperfect teacher: every step independently has a carry slip (result off by 10) with probability
-``teacher_slip_rate``, and the steps after a slip continue from the wrong value. A share ``refinement_fraction`` of the
-SFT prompts are iGRPO Stage-2 prompts (:func:`~trl_igrpo.igrpo.drafts.build_refinement_prompt`, default template)
-holding a prior draft with its own slips; their targets copy the draft up to its first slip and recompute from there
-(:func:`~trl_igrpo.demo.chained_arithmetic.refine_chain`), slipping at the same rate on the recomputed steps. So the
-model learns the refinement interface iGRPO's Stage 2 uses, and a draft's correct prefix is worth copying.
+:func:`build_chained_warm_start` builds a tiny Qwen2 (:func:`~trl_igrpo.testing.build_tiny_model`, 3 layers) and
+fine-tunes it (supervised, loss on the completion only) on worked solutions of
+:mod:`~trl_igrpo.demo.chained_arithmetic` written by an imperfect teacher that forgets a carry or borrow with
+probability ``carry_slip_rate`` (:func:`~trl_igrpo.demo.chained_arithmetic.teacher_results`); the steps after a slip
+continue from the wrong value. A share ``refinement_fraction`` of the SFT prompts are iGRPO Stage-2 prompts
+(:func:`~trl_igrpo.igrpo.drafts.build_refinement_prompt`, default template) holding a prior draft from the same teacher;
+their targets copy the draft up to its first slip, fix that step and continue as the teacher does
+(:func:`~trl_igrpo.demo.chained_arithmetic.refine_chain`). So the model learns the refinement interface iGRPO's Stage 2
+uses, and a draft's correct prefix is worth copying.
 
-The SFT is short (:data:`CHAINED_SFT_STEPS`): the model learns the format and most single steps, but not every carry,
-and copies the teacher's slips, so held-out accuracy starts low (about 20-40 %) with errors at the level of single
-steps. Both GRPO and iGRPO start from this same checkpoint. It is cached with ``save_pretrained`` and reused when the
+The model learns the format and the single steps, and copies the teacher's habit: at ``carry_slip_rate=0.5`` it
+forgets about half of its carries, a behaviour that nothing in the demonstrations marks as wrong, so held-out accuracy
+starts low (a chain has 1-2 carries on average) with errors at the level of single steps, and a verifiable reward can
+remove them, step by step. Both GRPO and iGRPO start from this same checkpoint. It is cached with ``save_pretrained`` and reused when the
 settings match (``chained_warm_start.json``). The SFT problems come from their own seed
 (:data:`CHAINED_SFT_DATA_SEED`), disjoint in expectation from the RL and held-out problems.
 """
@@ -27,21 +29,23 @@ from pathlib import Path
 
 __all__ = ["CHAINED_SFT_DATA_SEED", "CHAINED_SFT_STEPS", "build_chained_warm_start"]
 
-#: Supervised steps of the warm start (batch 64).
-CHAINED_SFT_STEPS = 600
+#: Supervised steps of the warm start (batch 64): the 3-layer model learns the one-digit steps after about 600.
+CHAINED_SFT_STEPS = 1200
 CHAINED_SFT_DATA_SEED = 20_000
 _STAMP = "chained_warm_start.json"
 
 
-def _sft_pairs(tokenizer, pool_size: int, rng: random.Random, teacher_slip_rate: float, refinement_fraction: float,
-               draft_slip_rate: float) -> tuple[list, list]:  # fmt: skip
+def _sft_pairs(
+    tokenizer, pool_size: int, rng: random.Random, carry_slip_rate: float, refinement_fraction: float,
+    draft_carry_slip_rate: float,
+) -> tuple[list, list]:  # fmt: skip
     from ..igrpo.drafts import build_refinement_prompt
     from .chained_arithmetic import (
         chain_solution,
         make_chained_examples,
         parse_chain_question,
         refine_chain,
-        sample_slips,
+        teacher_results,
     )
 
     plain, refinement = [], []
@@ -49,12 +53,12 @@ def _sft_pairs(tokenizer, pool_size: int, rng: random.Random, teacher_slip_rate:
         chain = parse_chain_question(row["question"])
         prompt = row["prompt"]
         if rng.random() < refinement_fraction:
-            draft_slips = sample_slips(rng, len(chain.steps), draft_slip_rate)
-            prompt = build_refinement_prompt(prompt, chain_solution(chain, draft_slips))
-            completion = refine_chain(chain, draft_slips, rng, teacher_slip_rate)
+            draft = teacher_results(chain, rng, draft_carry_slip_rate)
+            prompt = build_refinement_prompt(prompt, chain_solution(chain, draft))
+            completion = chain_solution(chain, refine_chain(chain, draft, rng, carry_slip_rate))
             bucket = refinement
         else:
-            completion = chain_solution(chain, sample_slips(rng, len(chain.steps), teacher_slip_rate))
+            completion = chain_solution(chain, teacher_results(chain, rng, carry_slip_rate))
             bucket = plain
         prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
         if hasattr(prompt_ids, "keys"):
@@ -69,12 +73,12 @@ def build_chained_warm_start(
     sft_steps: int = CHAINED_SFT_STEPS,
     batch_size: int = 64,
     learning_rate: float = 2e-3,
-    num_layers: int = 2,
+    num_layers: int = 3,
     hidden_size: int = 128,
     seed: int = 0,
-    teacher_slip_rate: float = 0.15,
+    carry_slip_rate: float = 0.5,
     refinement_fraction: float = 0.3,
-    draft_slip_rate: float = 0.3,
+    draft_carry_slip_rate: float = 0.5,
     pool_size: int = 8192,
     overwrite: bool = False,
     progress: bool = True,
@@ -90,9 +94,9 @@ def build_chained_warm_start(
         num_layers: Decoder layers of the tiny Qwen2 model.
         hidden_size: Hidden size (multiple of 64).
         seed: Seeds the initialisation, the teacher's slips and the batches.
-        teacher_slip_rate: Per-step probability of a carry slip in a demonstration.
+        carry_slip_rate: Probability that a demonstration forgets a carry or borrow.
         refinement_fraction: Share of SFT examples whose prompt holds a prior draft (iGRPO Stage-2 format).
-        draft_slip_rate: Per-step slip probability of those prior drafts.
+        draft_carry_slip_rate: The same for those prior drafts.
         pool_size: Number of distinct SFT problems.
         overwrite: Rebuild even if a matching warm start exists.
         progress: Show a progress bar.
@@ -101,9 +105,9 @@ def build_chained_warm_start(
         ``str(output_dir)``, loadable with ``from_pretrained`` or usable as a trainer's ``model`` argument.
     """
     for name, value in (
-        ("teacher_slip_rate", teacher_slip_rate),
+        ("carry_slip_rate", carry_slip_rate),
         ("refinement_fraction", refinement_fraction),
-        ("draft_slip_rate", draft_slip_rate),
+        ("draft_carry_slip_rate", draft_carry_slip_rate),
     ):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value}.")
@@ -117,12 +121,12 @@ def build_chained_warm_start(
         num_layers=num_layers,
         hidden_size=hidden_size,
         seed=seed,
-        teacher_slip_rate=teacher_slip_rate,
+        carry_slip_rate=carry_slip_rate,
         refinement_fraction=refinement_fraction,
-        draft_slip_rate=draft_slip_rate,
+        draft_carry_slip_rate=draft_carry_slip_rate,
         pool_size=pool_size,
         data_seed=CHAINED_SFT_DATA_SEED,
-        format=1,
+        format=2,
     )
     stamp = output_dir / _STAMP
     if not overwrite and stamp.exists() and json.loads(stamp.read_text()).get("settings") == settings:
@@ -139,7 +143,7 @@ def build_chained_warm_start(
     model = AutoModelForCausalLM.from_pretrained(output_dir, dtype=torch.float32)
     rng = random.Random(seed)
     plain, refinement = _sft_pairs(
-        tokenizer, pool_size, rng, teacher_slip_rate, refinement_fraction, draft_slip_rate
+        tokenizer, pool_size, rng, carry_slip_rate, refinement_fraction, draft_carry_slip_rate
     )  # batches come from one kind at a time: similar lengths, little padding
 
     generator = torch.Generator().manual_seed(seed)
