@@ -284,3 +284,21 @@ def test_problems_as_chat_messages_need_a_chat_template(tiny_model_dir, grader):
     with pytest.raises(DataError, match="no chat template"):
         evaluate(None, tokenizer, problems, EvalSettings(num_samples=1, temperature=0),
                  generate=_scripted(lambda t, i: "4"), grader=grader)  # fmt: skip
+
+
+def test_evaluate_accuracy_refuses_rows_the_reward_cannot_score(tiny_model_dir):
+    """The greedy helper of the demo and scripts: an unparseable gold answer is an error, not a wrong answer."""
+    from transformers import AutoModelForCausalLM
+
+    from trl_igrpo.eval.generation import evaluate_accuracy
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = [{"prompt": [{"role": "user", "content": "2+2?"}], "solution": s} for s in ("4", "}{")]
+
+    def reward(completions, solution, **kwargs):
+        return [None if gold == "}{" else 1.0 for gold in solution]
+
+    with pytest.raises(ValueError, match="could not score 1 row.*\\[1\\]"):
+        evaluate_accuracy(model, tokenizer, rows, reward_func=reward, max_new_tokens=2)
+    assert evaluate_accuracy(model, tokenizer, rows[:1], reward_func=reward, max_new_tokens=2) == 1.0

@@ -205,6 +205,7 @@ def make_chained_examples(
     rows = []
     for _ in range(num_examples):
         chain = sample_chain(rng, rng.choice(list(num_ops)), min_operand, max_operand, min_start, max_value)
+        prompt: str | list[dict[str, str]]
         if conversational:
             prompt = [{"role": "user", "content": f"{chain.question} {CHAIN_INSTRUCTION}"}]
             if system_prompt:

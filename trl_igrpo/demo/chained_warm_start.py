@@ -48,7 +48,8 @@ def _sft_pairs(
         teacher_results,
     )
 
-    plain, refinement = [], []
+    plain: list[tuple[list[int], list[int]]] = []
+    refinement: list[tuple[list[int], list[int]]] = []
     for row in make_chained_examples(pool_size, seed=CHAINED_SFT_DATA_SEED):
         chain = parse_chain_question(row["question"])
         prompt = row["prompt"]
@@ -157,12 +158,12 @@ def build_chained_warm_start(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model.train()
-    steps = range(sft_steps)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        steps = tqdm(steps, desc="chained warm start (SFT)", unit="step")
-    for _ in steps:
+        bar = tqdm(total=sft_steps, desc="chained warm start (SFT)", unit="step")
+    for _ in range(sft_steps):
         use_refinement = bool(refinement) and (
             not plain or torch.rand(1, generator=generator).item() < refinement_fraction
         )
@@ -184,8 +185,11 @@ def build_chained_warm_start(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        if progress:
-            steps.set_postfix(loss=f"{loss.item():.3f}")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    if bar is not None:
+        bar.close()
 
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)

@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .metrics import last_boxed_content
 
@@ -331,7 +331,7 @@ def load_problems(
         if answer is None:
             bad_gold.append((index, row.get(answer_column)))
             continue
-        problems.append(BenchmarkProblem(index, problem, answer, {c: row.get(c) for c in group_columns}))
+        problems.append(BenchmarkProblem(index, cast(Any, problem), answer, {c: row.get(c) for c in group_columns}))
     if empty:
         raise DataError(
             f"{len(empty)} row(s) have an empty or non-text {problem_column!r} (first rows: {empty[:5]}); fix the data "
@@ -373,7 +373,7 @@ def build_prompt(
     has no system message).
     """
     if _is_messages(problem):
-        messages = [dict(m) for m in problem]
+        messages = [dict(m) for m in cast(list, problem)]
         if system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system_prompt})
         return messages

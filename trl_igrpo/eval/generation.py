@@ -232,7 +232,9 @@ def evaluate_accuracy(
     :func:`trl_igrpo.eval.runner.evaluate`.
     """
     if reward_func is None:
-        from ..rewards import math_accuracy_reward as reward_func
+        from ..rewards import math_accuracy_reward
+
+        reward_func = math_accuracy_reward
     rows = list(dataset)
     prompts = [row["prompt"] for row in rows]
     if two_pass:
@@ -243,10 +245,11 @@ def evaluate_accuracy(
         completions = generate_single_pass(model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
     columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"}
     rewards = reward_func(completions=completions, prompts=prompts, **columns)
-    unscorable = [index for index, reward in enumerate(rewards) if reward is None]
-    if unscorable:
+    scores = [float(reward) for reward in rewards if reward is not None]
+    if len(scores) != len(rows):
+        unscorable = [index for index, reward in enumerate(rewards) if reward is None]
         raise ValueError(
             f"The reward could not score {len(unscorable)} row(s) (first: {unscorable[:5]}); their gold answers are "
             "probably unparseable. Fix the gold column rather than counting them as wrong."
         )
-    return sum(float(r) for r in rewards) / len(rows)
+    return sum(scores) / len(rows)

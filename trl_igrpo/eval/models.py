@@ -93,16 +93,16 @@ def load_model_and_tokenizer(
 
     from ..model_loading import check_model_path
 
-    model_name_or_path = check_model_path(model_name_or_path)
+    model_name_or_path = check_model_path(model_name_or_path) or model_name_or_path
     common = {"revision": revision, "trust_remote_code": trust_remote_code}
     info: dict[str, Any] = {"model": model_name_or_path, "adapter": None, "base_model": None, "peft_type": None}
     if is_adapter(model_name_or_path):
         from peft import PeftConfig, PeftModel
 
         base = base_model_name_or_path or adapter_base_model(model_name_or_path)
-        base = check_model_path(base, what="base model path (from the adapter's adapter_config.json)")
+        base = check_model_path(base, what="base model path (from the adapter's adapter_config.json)") or base
         peft_config = PeftConfig.from_pretrained(model_name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=resolve_dtype(dtype), **common)
+        model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=resolve_dtype(dtype), **common)
         model = PeftModel.from_pretrained(model, model_name_or_path)
         if merge_adapter:
             model = model.merge_and_unload()
