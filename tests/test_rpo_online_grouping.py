@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import launch_two_processes
+from helpers import two_rank_results
 
 
 def _assert_whole_groups(micro_batch: list[tuple[int, str]], group_size: int) -> None:
@@ -144,9 +144,7 @@ def _worker(model_dir: str, out_dir: str) -> None:
 @pytest.mark.multiprocess
 @pytest.mark.timeout(600)
 def test_two_processes_each_rank_sees_whole_groups(tiny_model_dir, tmp_path):
-    result = launch_two_processes(__file__, tiny_model_dir, tmp_path)
-    assert result.returncode == 0, result.stderr[-4000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text())["seen"] for r in (0, 1)]
+    ranks = [rank["seen"] for rank in two_rank_results(__file__, tiny_model_dir, tmp_path)]
     for seen in ranks:
         assert len(seen) == 4  # 2 optimizer steps x 2 micro-batches
         for micro_batch in seen:

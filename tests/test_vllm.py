@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from trl_igrpo import IGRPOConfig, IGRPOTrainer, VLLMCPUSyncMixin  # noqa: E402
+from trl_igrpo import GRPOBaseTrainer, IGRPOConfig, IGRPOTrainer  # noqa: E402
 from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -35,7 +35,7 @@ SERVER_MAX_MODEL_LEN = 256
 
 
 def _trainer_class():
-    assert issubclass(IGRPOTrainer, VLLMCPUSyncMixin)
+    assert issubclass(IGRPOTrainer, GRPOBaseTrainer)  # the base builds the package's VLLMGeneration
     return IGRPOTrainer
 
 
@@ -150,7 +150,7 @@ def test_unreachable_server_fails_fast_with_clear_message(tiny_llama_dir, tmp_pa
     port = _free_port()  # nothing listens there
     args = _args(tmp_path, "server", vllm_server_base_url=f"http://127.0.0.1:{port}", vllm_server_timeout=1)
     start = time.monotonic()
-    with pytest.raises(ConnectionError, match=rf"No vLLM server answered at http://127.0.0.1:{port}.*trl_igrpo.serve"):
+    with pytest.raises(ConnectionError, match=rf"No vLLM server answered at http://127.0.0.1:{port}.*trl-igrpo serve"):
         _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
     assert time.monotonic() - start < 30
 
@@ -158,7 +158,9 @@ def test_unreachable_server_fails_fast_with_clear_message(tiny_llama_dir, tmp_pa
 def test_colocate_max_model_len_too_small_fails_before_building_the_engine(tiny_llama_dir, tmp_path):
     args = _args(tmp_path, "colocate", vllm_max_model_length=16)
     start = time.monotonic()
-    with pytest.raises(ValueError, match=r"max_model_len=16 is too small: prompt \d+ .*max_completion_length"):
+    with pytest.raises(
+        ValueError, match=r"max_model_len=16\) holds 16 tokens but a rollout needs prompt \d+ .*max_completion_length"
+    ):
         _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
     assert time.monotonic() - start < 30  # building the CPU engine alone takes longer than that here
 
@@ -166,6 +168,30 @@ def test_colocate_max_model_len_too_small_fails_before_building_the_engine(tiny_
 # ---------------------------------------------------------------------------------------------------------------------
 # Colocate
 # ---------------------------------------------------------------------------------------------------------------------
+def test_colocate_prefetch_runs_one_generation_call_per_step(tiny_llama_dir, tmp_path):
+    """prefetch_drafts with N != G on the real engine: the next batch's drafts (n=1 requests, mixed runs) ride along in
+    the refinement call, so steps after the first make a single engine call; drafts are one update old."""
+    args = _args(tmp_path, "colocate", prefetch_drafts=True, max_steps=3)
+    trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(16))
+    generation = trainer.vllm_generation
+    calls = []
+    original_generate = generation.generate
+
+    def count(*call_args, **call_kwargs):
+        calls.append(trainer.state.global_step)
+        return original_generate(*call_args, **call_kwargs)
+
+    generation.generate = count
+    before = _snapshot(trainer.model)
+    trainer.train()
+    generation.generate = original_generate
+    _assert_params_moved(trainer.model, before)
+    assert calls == [0, 0, 1, 2]  # step 0: drafts, then refinements + next drafts; later steps: one call
+    lags = [e["igrpo/draft_policy_lag"] for e in trainer.state.log_history if "igrpo/draft_policy_lag" in e]
+    assert lags == [0.0, 1.0, 1.0]
+    assert generation.num_weight_syncs == 3
+
+
 def test_colocate_trains_with_one_sync_per_step_and_matches_transformers_greedy(tiny_llama_dir, tmp_path):
     # vLLM downcasts fp32 checkpoints by default; compare like for like
     args = _args(tmp_path, "colocate", vllm_engine_kwargs='{"dtype": "float32"}')  # JSON string, as on the CLI
@@ -241,7 +267,7 @@ def vllm_server(tiny_llama_dir, tmp_path_factory):
     port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
     command = [
-        sys.executable, "-m", "trl_igrpo.serve", "--model", str(tiny_llama_dir), "--host", "127.0.0.1",
+        sys.executable, "-m", "trl_igrpo.vllm.serve", "--model", str(tiny_llama_dir), "--host", "127.0.0.1",
         "--port", str(port), "--max_model_len", str(SERVER_MAX_MODEL_LEN), "--dtype", "float32",
         "--enforce_eager", "--gpu_memory_utilization", "0.3",
     ]  # fmt: skip
@@ -279,7 +305,8 @@ def test_server_max_model_len_too_small_fails_at_start(tiny_llama_dir, tmp_path,
         overrides, pattern = {"max_completion_length": SERVER_MAX_MODEL_LEN}, r"max_completion_length"
     args = _args(tmp_path, "server", vllm_server_base_url=vllm_server, **overrides)
     with pytest.raises(
-        ValueError, match=rf"max_model_len={SERVER_MAX_MODEL_LEN} is too small.*{pattern}.*--max-model-len"
+        ValueError,
+        match=rf"max_model_len={SERVER_MAX_MODEL_LEN}\) holds {SERVER_MAX_MODEL_LEN} tokens.*{pattern}.*--max-model-len",
     ):
         _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
 

@@ -59,3 +59,18 @@ def test_short_sft_teaches_the_format_and_the_result_is_cached(tmp_path):
     texts = generate_single_pass(model, tokenizer, prompts, max_new_tokens=40)
     # a random tiny model never closes <think>...</think><answer>...</answer>; 100 SFT steps do most of the time
     assert sum(think_answer_format_reward(_as_completions(texts))) >= 12, texts
+
+
+def test_the_shipped_warm_start_is_the_one_the_default_recipe_builds(tmp_path):
+    """`make warm-start` must be re-run whenever the recipe changes: the shipped stamp records its settings."""
+    from trl_igrpo.demo.warm_start import SHIPPED_WARM_START, recipe_settings
+
+    stamp = json.loads((SHIPPED_WARM_START / "warm_start.json").read_text())
+    assert stamp["settings"] == recipe_settings(), (
+        "the recipe changed: rebuild the shipped copy with `make warm-start`"
+    )
+    # a default build reuses the shipped checkpoint instead of training: instant, and the same weights
+    path = build_warm_started_model(tmp_path / "demo-model", progress=False)
+    shipped = (SHIPPED_WARM_START / "model.safetensors").read_bytes()
+    assert (tmp_path / "demo-model" / "model.safetensors").read_bytes() == shipped
+    assert path == str(tmp_path / "demo-model")

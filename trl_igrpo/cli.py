@@ -1,26 +1,16 @@
 """The ``trl-igrpo`` command line, in the style of TRL's ``trl`` CLI (``trl grpo ...``).
 
     trl-igrpo --help                                   # the subcommands
-    trl-igrpo igrpo --help                             # the iGRPO script's own flags
-    trl-igrpo igrpo --config examples/recipes/igrpo_math_7b.yaml --max_steps 10
-    trl-igrpo igrpo --config recipe.yaml --accelerate_config zero3 --num_processes 8
+    trl-igrpo igrpo --config examples/recipes/igrpo_math_7b.yaml --accelerate_config zero3 --num_processes 8
     trl-igrpo rpo --online
     trl-igrpo serve --model ./ckpt --port 8000
-    trl-igrpo pass-rate --model ./ckpt --dataset data.jsonl --output scored
     trl-igrpo eval --model_name_or_path ./ckpt --preset math500
 
-How training subcommands run (``igrpo``, ``grpo``, ``rpo``): the arguments are parsed with the script's
-:class:`~trl.TrlParser` first (so ``--help``, ``--config`` and bad flags are handled before anything starts); flags the
-script does not know are ``accelerate launch`` flags (``--num_processes``, ``--multi_gpu``, ``--config_file``,
-``--num_machines``, ...; ``--accelerate_config NAME|FILE`` resolves TRL's shipped configs such as ``multi_gpu``,
-``fsdp2``, ``zero3``). A flag that neither the script nor ``accelerate launch`` knows is an error: one line naming it
-(with the closest script flag) and a pointer to ``--help``, exit status 2. A ``--model_name_or_path`` that looks like
-a local path but does not exist is one line too (exit 2; see :mod:`trl_igrpo.model_loading`).
-The run then goes through ``accelerate launch`` -- exactly what ``trl grpo`` does -- whenever that
-can change anything: an accelerate flag was given, an ``accelerate config`` default file exists, or more than one GPU is
-visible. Otherwise (one process, no accelerate configuration) accelerate would only start a second Python process
-running the same script, so the script runs in this process instead: same result, no extra interpreter start-up. Inside
-an existing distributed launch (``WORLD_SIZE`` set) it always runs in-process.
+Training subcommands parse their flags with the script's :class:`~trl.TrlParser` first (``--help``, ``--config`` and bad
+flags are handled before anything starts); flags the script does not know are ``accelerate launch`` flags, and a flag
+neither knows is a one-line error. The run goes through ``accelerate launch`` (as ``trl grpo`` does) whenever that can
+change anything (an accelerate flag or config file, several GPUs); otherwise it runs in this process. Details:
+docs/cli.md.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ class HubMixin(_TrainerBase):
     def methods_used(self) -> list[MethodCitation]:
         """The trainer's own method first, then the adapter and data-ordering methods this run switched on."""
         paper = getattr(self, "_paper", {}) or {}
-        own = _BY_ARXIV_ID.get(paper.get("id"))
+        own = _BY_ARXIV_ID.get(str(paper.get("id")))
         if own is None and paper:
             own = MethodCitation(
                 self._name, self._name.lower(), paper["title"], paper["id"], paper.get("citation", "")
@@ -158,7 +158,7 @@ class HubMixin(_TrainerBase):
         """Hook: methods that shape the training data (curriculum, dynamic sampling); none by default."""
         return []
 
-    def create_model_card(
+    def create_model_card(  # type: ignore[override]  # TRL's signature (_BaseTrainer), not transformers'
         self,
         model_name: str | None = None,
         dataset_name: str | None = None,
@@ -171,7 +171,7 @@ class HubMixin(_TrainerBase):
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
         if not self.is_world_process_zero():
             return
-        path = os.path.join(self.args.output_dir, "README.md")
+        path = os.path.join(str(self.args.output_dir), "README.md")
         with open(path, encoding="utf-8") as handle:
             card = handle.read()
         section = methods_section(methods, non_default_args(self.args))
@@ -183,7 +183,7 @@ class HubMixin(_TrainerBase):
             # TRL's card replaced PEFT's README.md and the loading note the adapter config appended to it
             from .tied_lora.config import add_loading_note_to_model_card
 
-            add_loading_note_to_model_card(self.args.output_dir)
+            add_loading_note_to_model_card(str(self.args.output_dir))
 
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
         """``Trainer.init_hf_repo`` (run at start-up when ``push_to_hub=True``), after checking that a token exists."""
@@ -208,7 +208,7 @@ class HubMixin(_TrainerBase):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """``Trainer.save_model`` with the training arguments as JSON (``training_args.json``), not a pickle."""
         super().save_model(output_dir, _internal_call=_internal_call)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        output_dir = str(output_dir if output_dir is not None else self.args.output_dir)
         pickled = os.path.join(output_dir, "training_args.bin")
         if self.args.should_save and os.path.isfile(pickled):
             os.remove(pickled)

@@ -25,6 +25,11 @@ class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
             How many reward batches in which every reward function returned None/NaN for every completion a run
             tolerates (each one is a step without learning signal, counted in `rewards/unscorable_batches`) before it
             stops with an error naming the reward functions. 0 stops at the first.
+        share_prompt_prefill (`bool`, defaults to `True`):
+            With transformers generation, encode each distinct prompt once for its whole group of completions and copy
+            its key/value cache to every row (:mod:`trl_igrpo.core.prefill`). Only the duplicated prompt encoding is
+            skipped: next-token scores agree to rounding (about 1e-6), greedy completions token for token. vLLM does
+            this itself (prefix caching).
         context_length (`int` or `None`, defaults to `None`):
             Tokens the policy can attend to. `None` reads the model config's `max_position_embeddings`. Prompts
             (plus, for iGRPO, the draft) plus `max_completion_length` must fit: checked at construction on the
@@ -36,6 +41,12 @@ class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
         metadata={
             "help": "Reward batches with no score at all (every function None/NaN) tolerated before stopping; 0 stops "
             "at the first."
+        },
+    )
+    share_prompt_prefill: bool = field(
+        default=True,
+        metadata={
+            "help": "transformers generation: encode each distinct prompt once per group (scores equal to rounding)."
         },
     )
     context_length: int | None = field(

@@ -17,6 +17,7 @@ from trl import GRPOTrainer
 from ..citations import DAPO, LLAMA_NEMOTRON, MethodCitation
 from ..curriculum.dynamic_sampling import DynamicSampler
 from ..curriculum.sampler import build_progressive_sampler, curriculum_batch_index, read_pass_rates
+from ..distributed import check_requested_engine
 from ..hub import HubMixin
 from ..model_loading import check_model_path
 from ..vllm.generation import generation_class, longest_prompt_tokens, use_generation_class
@@ -28,6 +29,7 @@ from .checks import (
     model_context_length,
 )
 from .config import GRPOBaseConfig
+from .prefill import shared_prompt_prefill
 
 __all__ = ["GRPOBaseTrainer"]
 
@@ -55,6 +57,8 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     - ``_calculate_rewards``: the unscorable-batch check, and the rewards of the final rollouts for dynamic sampling;
     - ``_tokenize_prompts``: every tokenized batch must fit the context with its completion budget;
     - ``_get_train_sampler``: the curriculum sampler when ``progressive_batching=True``;
+    - ``_generate_single_turn``: with transformers generation, each distinct prompt is encoded once for its whole
+      group (``share_prompt_prefill``; same completions, less compute);
     - from ``HubMixin``: ``create_model_card``, ``init_hf_repo``, ``push_to_hub``, ``save_model``.
     """
 
@@ -73,7 +77,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
                 f"sampling, vLLM sync and check fields), got {type(args).__name__}."
             )
         self._check_train_dataset(train_dataset, args)
-        self._max_new_tokens = args.max_completion_length  # the completion budget of the batch being tokenized
+        self._max_new_tokens = int(args.max_completion_length or 0)  # the completion budget of the batch tokenized
         self._max_new_tokens_field = "max_completion_length"
         self._capturing_rollout_rewards = False
         self._longest_prompt: int | None = None
@@ -81,6 +85,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         self.curriculum_sampler = None
         with use_generation_class(type(self), self._make_vllm_generation):
             super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
+        check_requested_engine(self.accelerator)  # FSDP/DeepSpeed requested but DDP set up: stop, naming the fix
         self.unscorable_batches = UnscorableBatchCounter(args.max_unscorable_reward_batches)
         self.dynamic_sampler = DynamicSampler(args, self.train_dataset) if args.dynamic_sampling else None
         if args.progressive_batching:
@@ -91,7 +96,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         check_context_budget(
             self.context_length,
             self._longest_train_prompt(),
-            args.max_completion_length,
+            int(args.max_completion_length or 0),
             draft_length=self._extra_prompt_tokens(),
             where=self._context_description(),
             fix=self._context_fix(),
@@ -155,6 +160,19 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
             )
         return prompt_ids, images, multimodal_fields
 
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
+        generate = super()._generate_single_turn
+        if (
+            self.use_vllm
+            or self.use_transformers_continuous_batching
+            or not self.args.share_prompt_prefill
+            or images is not None
+            or multimodal_fields
+        ):
+            return generate(prompt_ids, images, multimodal_fields, num_generations, **kwargs)
+        with shared_prompt_prefill(self.accelerator.unwrap_model(self.model_wrapped)):
+            return generate(prompt_ids, images, multimodal_fields, num_generations, **kwargs)
+
     def _get_train_sampler(self, dataset=None):
         if not self.args.progressive_batching:
             return super()._get_train_sampler(dataset)
@@ -172,8 +190,8 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     @contextlib.contextmanager
     def _completion_budget(self, max_new_tokens: int, field_name: str):
         """Generate at most ``max_new_tokens`` per completion inside the block, on every generation backend."""
-        targets = [(self, "_max_new_tokens"), (self, "_max_new_tokens_field")]
-        values = [max_new_tokens, field_name]
+        targets: list[tuple[Any, str]] = [(self, "_max_new_tokens"), (self, "_max_new_tokens_field")]
+        values: list[Any] = [max_new_tokens, field_name]
         if getattr(self, "generation_config", None) is not None:
             targets.append((self.generation_config, "max_new_tokens"))
             values.append(max_new_tokens)
@@ -199,7 +217,9 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         """Tokens in the longest of the first 2048 training prompts (chat template applied); computed once."""
         if self._longest_prompt is None:
             self._longest_prompt = longest_prompt_tokens(
-                self.train_dataset, self._tokenizer, self.args.chat_template_kwargs
+                self.train_dataset,
+                self._tokenizer,
+                self.chat_template_kwargs or None,  # type: ignore[arg-type]
             )
         return self._longest_prompt
 

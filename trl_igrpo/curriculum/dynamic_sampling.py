@@ -113,7 +113,7 @@ def merge_rollout_outputs(
     length: ids, masks, old/ref/sampling log-probs, token-level advantages, token-level IS ratios) right-padded to the widest
     round, with the values TRL pads with. ``num_items_in_batch`` is dropped: the caller recomputes it for the kept rows.
     """
-    merged = {}
+    merged: dict[str, torch.Tensor | None] = {}
     for key in outputs[0]:
         if key == "num_items_in_batch":
             continue
@@ -234,7 +234,7 @@ class DynamicSampler:
                 "`dynamic_sampling_shortfall='mask'`"
             )
         selections, fillers = plan_row_selection(local_keep_masks, local_rows)
-        sequence_level_keys = ()
+        sequence_level_keys: tuple[str, ...] = ()
         if str(trainer.vllm_importance_sampling_mode).startswith("sequence"):
             sequence_level_keys = ("importance_sampling_ratio",)
         output = merge_rollout_outputs(outputs, selections, trainer._tokenizer.pad_token_id, sequence_level_keys)

@@ -171,7 +171,7 @@ def plan_progressive_batches(
             weights = balanced[b] * (remaining > 0)
             weights = weights / weights.sum()
         counts = allocate_batch_counts(weights, batch_size, remaining)
-        batch = []
+        batch: list[int] = []
         for k, count in enumerate(counts):
             batch.extend(int(i) for i in pools[k][:count])
             pools[k] = pools[k][count:]

@@ -32,6 +32,7 @@ def make_arithmetic_examples(
         op = rng.choice(operations)
         answer = {"+": a + b, "-": a - b, "*": a * b}[op]
         question = f"What is {a} {op} {b}?"
+        prompt: str | list[dict[str, str]]
         if conversational:
             prompt = [{"role": "user", "content": f"{question} {ARITHMETIC_INSTRUCTION}"}]
             if system_prompt:

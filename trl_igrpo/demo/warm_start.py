@@ -1,27 +1,13 @@
 """An offline, warm-started default policy: a tiny model that already half-solves the built-in arithmetic task.
 
-RL needs signal: a random tiny model never produces a correct ``\\boxed{}`` answer, so every GRPO group has zero reward
-variance and nothing is learned. :func:`build_warm_started_model` builds the tiny model from
-:func:`~trl_igrpo.testing.build_tiny_model` and fine-tunes it briefly (supervised, next-token loss on the completion
-only) on worked solutions in the ``<think>...</think><answer>\\boxed{}</answer>`` format. The SFT is deliberately short
-(:data:`DEFAULT_SFT_STEPS`), so the model masters the format but only part of the arithmetic: sampled groups then mix
-right and wrong answers, which is exactly what GRPO and iGRPO learn from. A fraction of the SFT prompts
-(``refinement_fraction``) are iGRPO Stage-2 prompts (:func:`~trl_igrpo.igrpo.drafts.build_refinement_prompt` with the
-default template) holding a prior draft that is right or off by a little, with the correct solution as the target: an
-instruction-tuned model follows "improve this draft" prompts, and the tiny model needs the same interface or iGRPO's
-Stage 2 starts from zero reward. The result is saved with ``save_pretrained``
-(safetensors) and reused on later calls, so the demo and the benchmarks start from the same checkpoint.
-
-The demonstrations imitate an imperfect teacher with a systematic slip: with probability ``teacher_slip_rate`` a
-worked solution computes the right value and then "adds 1" (``<think>7 + 5 = 12, then add 1 to get 13</think>``,
-answer 13). A model cloned from it takes the slip about as often as the teacher did, on every kind of problem: a single
-behaviour, learnt from demonstrations in which nothing tells right from wrong, that RL from a verifiable reward can
-find and remove. Held-out accuracy is then bounded by how well the tiny model adds and subtracts (the SFT length sets
-that), and RL's gain comes from dropping the slip, not from learning arithmetic.
-
-The SFT problems come from a seed disjoint from the RL training and held-out sets of the demo
-(:func:`~trl_igrpo.demo.arithmetic.make_arithmetic_examples` with ``seed=SFT_DATA_SEED``); overlap is possible only by chance,
-since the problem space is small, and is the same for every method compared.
+A random tiny model never answers correctly, so every GRPO group has zero reward variance and nothing is learned.
+:func:`build_warm_started_model` fine-tunes the tiny model briefly (next-token loss on the completion) on worked
+solutions in the ``<think>...</think><answer>\\boxed{}</answer>`` format, a quarter of them on iGRPO Stage-2 prompts
+(a prior draft, right or slightly off, in the last user message), so the model knows both interfaces. The
+demonstrations imitate a teacher with a systematic slip (with probability ``teacher_slip_rate`` it "adds 1" after
+computing the right value): a behaviour RL from a verifiable reward can find and remove. The SFT problems come from a
+seed disjoint from the demo's RL and held-out sets. The checkpoint built with the default settings ships in the package
+(:data:`SHIPPED_WARM_START`; ``make warm-start`` rebuilds it), so the demo does not re-run the SFT.
 """
 
 from __future__ import annotations
@@ -31,8 +17,17 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DEFAULT_SFT_STEPS", "DEMO_MAX_OPERAND", "SFT_DATA_SEED", "build_warm_started_model", "worked_solution"]
+__all__ = [
+    "DEFAULT_SFT_STEPS",
+    "DEMO_MAX_OPERAND",
+    "SFT_DATA_SEED",
+    "SHIPPED_WARM_START",
+    "build_warm_started_model",
+    "recipe_settings",
+    "worked_solution",
+]
 
 #: Supervised steps of the warm start (batch 64): about 1.5 minutes on 2 CPU cores.
 DEFAULT_SFT_STEPS = 400
@@ -42,6 +37,9 @@ SFT_DATA_SEED = 10_000
 #: left for RL is the teacher's slip.
 DEMO_MAX_OPERAND = 12
 _STAMP = "warm_start.json"
+#: The warm start built with the default settings, shipped in the package (about 2 MB) so that the demo starts in
+#: seconds instead of re-running the SFT; rebuild it with ``make warm-start`` after changing the recipe.
+SHIPPED_WARM_START = Path(__file__).parent / "assets" / "warm_start"
 
 
 def worked_solution(question: str, answer: str, slip: bool = False) -> str:
@@ -55,6 +53,34 @@ def worked_solution(question: str, answer: str, slip: bool = False) -> str:
         wrong = int(answer) + 1
         return f"<think>{expression} = {answer}, then add 1 to get {wrong}</think><answer>\\boxed{{{wrong}}}</answer>"
     return f"<think>{expression} = {answer}</think><answer>\\boxed{{{answer}}}</answer>"
+
+
+#: What else the recipe depends on, recorded with the arguments so that a change invalidates cached and shipped copies.
+RECIPE_CONSTANTS = {
+    "data_seed": SFT_DATA_SEED,
+    "refinement_prompt_format": 2,  # 2: the draft inside the last user message (iGRPO's default since 0.2)
+}
+_RECIPE_ARGUMENTS = (
+    "architecture",
+    "sft_steps",
+    "batch_size",
+    "learning_rate",
+    "num_layers",
+    "hidden_size",
+    "seed",
+    "refinement_fraction",
+    "teacher_slip_rate",
+    "max_operand",
+)
+
+
+def recipe_settings(**overrides) -> dict:
+    """The settings a warm start built with ``build_warm_started_model(**overrides)`` records in its stamp."""
+    import inspect
+
+    parameters = inspect.signature(build_warm_started_model).parameters
+    settings = {name: overrides.get(name, parameters[name].default) for name in _RECIPE_ARGUMENTS}
+    return {**settings, **RECIPE_CONSTANTS}
 
 
 def build_warm_started_model(
@@ -110,22 +136,16 @@ def build_warm_started_model(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     output_dir = Path(output_dir)
-    settings = dict(
-        architecture=architecture,
-        sft_steps=sft_steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        num_layers=num_layers,
-        hidden_size=hidden_size,
-        seed=seed,
-        refinement_fraction=refinement_fraction,
-        teacher_slip_rate=teacher_slip_rate,
-        max_operand=max_operand,
-        data_seed=SFT_DATA_SEED,
-        refinement_prompt_format=2,  # 2: draft inside the last user message (iGRPO's default since 0.2)
-    )
+    settings = {name: value for name, value in locals().items() if name in _RECIPE_ARGUMENTS}
+    settings.update(RECIPE_CONSTANTS)
     stamp = output_dir / _STAMP
     if not overwrite and stamp.exists() and json.loads(stamp.read_text()).get("settings") == settings:
+        return str(output_dir)
+    shipped = SHIPPED_WARM_START / _STAMP
+    if not overwrite and shipped.exists() and json.loads(shipped.read_text()).get("settings") == settings:
+        import shutil
+
+        shutil.copytree(SHIPPED_WARM_START, output_dir, dirs_exist_ok=True)  # built by `make warm-start`
         return str(output_dir)
 
     start = time.perf_counter()
@@ -142,7 +162,9 @@ def build_warm_started_model(
 
     pool = make_arithmetic_examples(4096, seed=SFT_DATA_SEED, max_operand=max_operand)
     rng = random.Random(seed)
-    plain, refinement = [], []  # batches are drawn from one kind at a time: similar lengths, little padding
+    # batches are drawn from one kind at a time: similar lengths, little padding
+    plain: list[tuple[list[int], list[int]]] = []
+    refinement: list[tuple[list[int], list[int]]] = []
     for row in pool:
         prompt = row["prompt"]
         is_refinement = rng.random() < refinement_fraction
@@ -153,11 +175,11 @@ def build_warm_started_model(
             prompt = build_refinement_prompt(prompt, worked_solution(row["question"], str(answer)))
         prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
         if hasattr(prompt_ids, "keys"):
-            prompt_ids = prompt_ids["input_ids"]
+            prompt_ids = prompt_ids["input_ids"]  # type: ignore[call-overload]  # a BatchEncoding here
         slip = rng.random() < teacher_slip_rate
         completion = worked_solution(row["question"], row["solution"], slip=slip) + tokenizer.eos_token
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        (refinement if is_refinement else plain).append((list(prompt_ids), completion_ids))
+        (refinement if is_refinement else plain).append((list(prompt_ids), completion_ids))  # type: ignore[arg-type]
 
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
@@ -165,7 +187,7 @@ def build_warm_started_model(
         optimizer, lambda step: 0.5 * (1 + torch.cos(torch.tensor(step / max(sft_steps, 1) * torch.pi)).item())
     )
     model.train()
-    steps = range(sft_steps)
+    steps: Any = range(sft_steps)
     if progress:
         from tqdm.auto import tqdm
 
@@ -181,11 +203,11 @@ def build_warm_started_model(
         input_ids = torch.full((batch_size, length), tokenizer.pad_token_id)
         labels = torch.full((batch_size, length), -100)
         attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
-        for row, (prompt_ids, completion_ids) in enumerate(batch):
+        for position, (prompt_ids, completion_ids) in enumerate(batch):
             ids = prompt_ids + completion_ids
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            labels[row, len(prompt_ids) : len(ids)] = torch.tensor(completion_ids)
-            attention_mask[row, : len(ids)] = 1
+            input_ids[position, : len(ids)] = torch.tensor(ids)
+            labels[position, len(prompt_ids) : len(ids)] = torch.tensor(completion_ids)
+            attention_mask[position, : len(ids)] = 1
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -199,3 +221,19 @@ def build_warm_started_model(
     tokenizer.save_pretrained(output_dir)
     stamp.write_text(json.dumps({"settings": settings, "seconds": round(time.perf_counter() - start, 1)}, indent=2))
     return str(output_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m trl_igrpo.demo.warm_start [--output_dir DIR]``: rebuild the warm start with the default settings
+    (into the package's shipped copy unless ``--output_dir`` is given)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Rebuild the demo's warm-started tiny model (default settings).")
+    parser.add_argument("--output_dir", default=str(SHIPPED_WARM_START))
+    options = parser.parse_args(argv)
+    path = build_warm_started_model(options.output_dir, overwrite=True)
+    print(f"warm start written to {path}")
+
+
+if __name__ == "__main__":
+    main()

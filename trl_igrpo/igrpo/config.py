@@ -73,6 +73,12 @@ class IGRPOConfig(GRPOBaseConfig):
         draft_success_threshold (`float`, defaults to `0.0`):
             A draft "succeeds" when its weighted reward is above this; `igrpo/all_drafts_failed_frac` reports prompts
             where no draft did. With accuracy + format rewards at weights 1/1, 1.0 means "correct answer".
+        prefetch_drafts (`bool`, defaults to `False`):
+            Sample the *next* generation batch's drafts in the same generation call as this batch's refinements, so a
+            step runs one generation round instead of two. Drafts are then one policy update older than the
+            refinements they condition (logged as `igrpo/draft_policy_lag`); refinements, log-probs and the update
+            stay on-policy. The paper samples both stages from the same policy, hence off by default. Needs
+            `max_draft_length <= max_completion_length`, and `num_drafts == num_generations` in vLLM server mode.
         two_stage_eval (`bool`, defaults to `False`):
             Evaluate with draft -> refine instead of the paper's single-pass protocol.
     Draft ranking uses the scalar Stage 2's advantage is monotone in, under either `multi_objective_aggregation`:
@@ -119,6 +125,13 @@ class IGRPOConfig(GRPOBaseConfig):
     draft_success_threshold: float = field(
         default=0.0, metadata={"help": "A draft succeeds when its weighted reward exceeds this (for metrics only)."}
     )
+    prefetch_drafts: bool = field(
+        default=False,
+        metadata={
+            "help": "Sample the next batch's drafts together with this batch's refinements (one generation round per "
+            "step; drafts one policy update older)."
+        },
+    )
     two_stage_eval: bool = field(
         default=False, metadata={"help": "Evaluate draft -> refine instead of single pass (paper: single pass)."}
     )
@@ -164,6 +177,16 @@ class IGRPOConfig(GRPOBaseConfig):
             )
         if not self.refinement_instruction or not self.refinement_instruction.strip():
             raise ValueError("refinement_instruction must be a non-empty string.")
+        if (
+            self.prefetch_drafts
+            and self.max_draft_length is not None
+            and (self.max_draft_length > self.max_completion_length)
+        ):
+            raise ValueError(
+                f"prefetch_drafts=True samples drafts inside the refinement generation call, capped at "
+                f"max_completion_length ({self.max_completion_length}); max_draft_length ({self.max_draft_length}) "
+                "cannot exceed it. Lower max_draft_length or turn prefetch_drafts off."
+            )
         if self.multi_objective_aggregation not in AGGREGATIONS:
             raise ValueError(
                 f"multi_objective_aggregation must be one of {AGGREGATIONS}, got {self.multi_objective_aggregation!r}."

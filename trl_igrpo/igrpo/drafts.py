@@ -103,7 +103,7 @@ def build_refinement_prompt(
     """
     if not is_conversational_prompt(prompt):
         return template.format(prompt=prompt, draft=draft)
-    messages = [dict(message) for message in prompt]
+    messages = [dict(message) for message in prompt if isinstance(message, dict)]
     if conversational_style == "append_to_user":
         return _append_to_last_user_message(messages, lambda text: template.format(prompt=text, draft=draft))
     if conversational_style == "assistant_turn":

@@ -29,6 +29,13 @@ from ..reasoning.think import strip_reasoning
 from ..rewards.aggregation import group_ranking_scores, weighted_reward_sum
 from .config import IGRPOConfig
 from .drafts import build_refinement_prompt, drafts_missing_from_prompts, is_conversational_prompt, select_drafts
+from .prefetch import (
+    DataLookahead,
+    PendingDrafts,
+    SavePendingDraftsCallback,
+    batch_fingerprint,
+    load_pending_drafts,
+)
 
 __all__ = ["IGRPOTrainer"]
 
@@ -43,8 +50,12 @@ class IGRPOTrainer(GRPOBaseTrainer):
     stages; Stage-2 calls also receive the columns ``draft`` (the draft text placed in the prompt) and
     ``original_prompt``. ``tools``, ``rollout_func`` and ``environment_factory`` are refused (single-turn text only).
 
-    The only change is the rollout: :meth:`_rollout` (a hook of [`~trl_igrpo.core.GRPOBaseTrainer`]). This class
-    overrides no TRL method itself; the base class lists the five it overrides for the whole package.
+    The only change to GRPO is the rollout: :meth:`_rollout` (a hook of [`~trl_igrpo.core.GRPOBaseTrainer`], whose
+    docstring lists the TRL methods it overrides for every GRPO-based trainer of the package). The opt-in draft
+    prefetching (``prefetch_drafts=True``) adds three pass-through overrides that do nothing when it is off:
+    ``_generate_single_turn`` (TRL: the next batch's draft prompts ride along in the Stage-2 call), and
+    ``get_batch_samples`` and ``train`` (transformers' Trainer: look one generation batch ahead; restore the pending
+    drafts on resume).
 
     Example:
 
@@ -77,10 +88,15 @@ class IGRPOTrainer(GRPOBaseTrainer):
         if reward_funcs is None or (isinstance(reward_funcs, (list, tuple)) and len(reward_funcs) == 0):
             raise ValueError("IGRPOTrainer needs reward_funcs: Stage 1 ranks the drafts with them.")
         self._framing_tokens: int | None = None
+        self._pending_drafts: PendingDrafts | None = None  # prefetch_drafts: Stage 1 of the next generation batch
+        self._ride_along: dict[str, Any] | None = None  # prefetch_drafts: prompts added to the Stage-2 generation call
+        self._draft_rng_step, self._rollouts_this_step = -1, 0  # draft_selection="random": see _draft_rng
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
-        self._draft_generator = torch.Generator().manual_seed(
-            self.args.seed + 1_000_003 * self.accelerator.process_index
-        )
+        self._lookahead = None
+        if self.args.prefetch_drafts:
+            self._check_prefetch_supported()
+            self._lookahead = DataLookahead(distance=self.args.steps_per_generation * self.num_iterations)
+            self.add_callback(SavePendingDraftsCallback(self))
 
     # ------------------------------------------------------------------------------------------------------------------
     # The rollout: draft, rank, condition, refine.
@@ -96,9 +112,10 @@ class IGRPOTrainer(GRPOBaseTrainer):
             )
         prompt_rows = inputs[::group_size]
 
-        # Stage 1: N drafts per prompt, decoded as TRL decodes completions, ranked with the training rewards.
-        draft_texts, draft_scores = self._sample_and_score_drafts(prompt_rows)
-        chosen = select_drafts(draft_scores.cpu(), self.args.draft_selection, generator=self._draft_generator)
+        # Stage 1: N drafts per prompt (sampled now, or prefetched one generation earlier), decoded as TRL decodes
+        # completions, ranked with the training rewards.
+        draft_texts, draft_scores = self._sample_and_score_drafts(prompt_rows, mode)
+        chosen = select_drafts(draft_scores.cpu(), self.args.draft_selection, generator=self._draft_rng())
         num_drafts = self.args.num_drafts
         drafts = [draft_texts[i * num_drafts + int(column)] for i, column in enumerate(chosen)]
         if self.args.strip_draft_think:
@@ -119,22 +136,40 @@ class IGRPOTrainer(GRPOBaseTrainer):
         ]
         self._log_completion_extra("draft", [row["draft"] for row in refined_inputs])
 
-        # Stage 2: TRL's GRPO on G refinements of q'.
-        output = super()._rollout(refined_inputs)
+        # Stage 2: TRL's GRPO on G refinements of q' (with prefetch_drafts, the next batch's drafts ride along).
+        self._ride_along = self._next_batch_draft_prompts(inputs) if mode == "train" else None
+        try:
+            output = super()._rollout(refined_inputs)
+        finally:
+            ride_along, self._ride_along = self._ride_along, None
+        if ride_along is not None:
+            self._pending_drafts = PendingDrafts(
+                fingerprint=ride_along["fingerprint"],
+                prompt_ids=ride_along["prompt_ids"],
+                draft_ids=ride_along["completion_ids"],
+                generated_at_step=self.state.global_step,
+            )
         self._log_refinement_metrics(output, mode)
         return output
 
     # ------------------------------------------------------------------------------------------------------------------
     # Stage 1.
-    def _sample_and_score_drafts(self, prompt_rows: list[dict[str, Any]]) -> tuple[list[str], torch.Tensor]:
-        """Generate N drafts per prompt; return their texts and this process's ranking scores, shape (prompts, N)."""
+    def _sample_and_score_drafts(self, prompt_rows: list[dict[str, Any]], mode: str) -> tuple[list[str], torch.Tensor]:
+        """N drafts per prompt and this process's ranking scores, shape (prompts, N)."""
         num_drafts = self.args.num_drafts
         draft_rows = [row for row in prompt_rows for _ in range(num_drafts)]
         prompts = [copy.deepcopy(row["prompt"]) for row in draft_rows]
-        draft_budget = self.args.max_draft_length or self.max_completion_length
-        with self._completion_budget(draft_budget, "max_draft_length"):
-            prompt_ids, images, multimodal_fields = self._tokenize_prompts(prompts)
-            draft_ids, _ = self._generate_single_turn(prompt_ids, images, multimodal_fields, num_drafts)
+        pending = self._take_pending_drafts(prompt_rows) if mode == "train" else None
+        if pending is not None:
+            prompt_ids, draft_ids = pending.prompt_ids, pending.draft_ids
+            lag = self.state.global_step - pending.generated_at_step
+        else:
+            with self._completion_budget(self._draft_budget(), "max_draft_length"):
+                prompt_ids, images, multimodal_fields = self._tokenize_prompts(prompts)
+                draft_ids, _ = self._generate_single_turn(prompt_ids, images, multimodal_fields, num_drafts)
+            lag = 0
+        if self.args.prefetch_drafts:
+            self._metrics[mode]["igrpo/draft_policy_lag"].append(float(lag))
         # Reward functions see drafts exactly as they see refinements; the prompt gets the literal decoded text.
         completions = decode_completions(self, prompts, prompt_ids, draft_ids)
         texts = self._tokenizer.batch_decode(draft_ids, skip_special_tokens=True)
@@ -150,6 +185,96 @@ class IGRPOTrainer(GRPOBaseTrainer):
         local = scores[rank * len(draft_rows) : (rank + 1) * len(draft_rows)].view(-1, num_drafts)
         self._log_draft_metrics(weighted_reward_sum(rewards_per_func, self.reward_weights), draft_ids)
         return texts, local
+
+    def _draft_rng(self) -> torch.Generator:
+        """The generator of ``draft_selection="random"``, seeded from (seed, process, optimizer step, rollout within
+        the step): every process draws differently, and a resumed run draws exactly what the uninterrupted one drew
+        (checkpoints fall between optimizer steps; TRL's micro-step counter is not restored, so it is not used)."""
+        step = self.state.global_step
+        self._rollouts_this_step = self._rollouts_this_step + 1 if self._draft_rng_step == step else 0
+        self._draft_rng_step = step
+        seed = 0
+        for part in (self.args.seed, self.accelerator.process_index, step, self._rollouts_this_step):
+            seed = (seed * 1_000_003 + int(part)) % (2**63)
+        return torch.Generator().manual_seed(seed)
+
+    def _draft_budget(self) -> int:
+        return int(self.args.max_draft_length or self.max_completion_length or 0)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Draft prefetching (prefetch_drafts=True; see trl_igrpo/igrpo/prefetch.py).
+    def _take_pending_drafts(self, prompt_rows: list[dict[str, Any]]) -> PendingDrafts | None:
+        """The prefetched drafts for these prompts, if every process has them (else every process samples now)."""
+        pending = self._pending_drafts
+        matches = pending is not None and pending.fingerprint == batch_fingerprint(prompt_rows)
+        if not self.args.prefetch_drafts or not self._on_every_process(matches):
+            return None
+        self._pending_drafts = None
+        return pending
+
+    def _next_batch_draft_prompts(self, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Tokenized Stage-1 prompts of the next generation batch, to ride along in this Stage-2 generation call."""
+        if self._lookahead is None:
+            return None
+        upcoming = self._lookahead.next_generation_batch(inputs)
+        if not self._on_every_process(upcoming is not None):
+            return None
+        prompt_rows = upcoming[:: self.num_generations]
+        prompts = [copy.deepcopy(row["prompt"]) for row in prompt_rows for _ in range(self.args.num_drafts)]
+        with self._completion_budget(self._draft_budget(), "max_draft_length"):
+            prompt_ids, _, _ = self._tokenize_prompts(prompts)
+        return {"fingerprint": batch_fingerprint(prompt_rows), "prompt_ids": prompt_ids, "completion_ids": None}
+
+    def _on_every_process(self, flag: bool) -> bool:
+        """``flag`` AND-ed over processes: prefetch decisions change collective generation calls, so all agree."""
+        if self.accelerator.num_processes == 1:
+            return flag
+        return bool(self.accelerator.gather(torch.tensor([int(flag)], device=self.accelerator.device)).min())
+
+    def _check_prefetch_supported(self) -> None:
+        args = self.args
+        if self.use_vllm and args.vllm_mode == "server" and args.num_drafts != self.num_generations:
+            raise ValueError(
+                "prefetch_drafts=True with vllm_mode='server' needs num_drafts == num_generations: the server "
+                f"de-duplicates one generation call with a single stride (got N={args.num_drafts}, "
+                f"G={self.num_generations})."
+            )
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
+        """TRL's generation; with ``prefetch_drafts``, the next batch's draft prompts ride along in the Stage-2 call
+        (one generation round per step instead of two). Drafts are cut at ``max_draft_length`` afterwards, which
+        samples exactly as a generation capped there would."""
+        ride_along = self._ride_along
+        if ride_along is None or ride_along["completion_ids"] is not None:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, **kwargs)
+        own = len(prompt_ids)
+        completion_ids, logprobs = super()._generate_single_turn(
+            list(prompt_ids) + list(ride_along["prompt_ids"]), images, multimodal_fields, num_generations, **kwargs
+        )
+        budget = self._draft_budget()
+        ride_along["completion_ids"] = [list(ids[:budget]) for ids in completion_ids[own:]]
+        return completion_ids[:own], (logprobs[:own] if logprobs is not None else None)
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Trainer's fetch of an optimizer step's micro-batches; with ``prefetch_drafts`` it also keeps the batches of
+        the next generation buffered (:class:`~trl_igrpo.igrpo.prefetch.DataLookahead`)."""
+        if self._lookahead is None:
+            return super().get_batch_samples(epoch_iterator, num_batches, device)
+        batches = self._lookahead.take(epoch_iterator, num_batches)
+        return batches, self._get_num_items_in_batch(batches, device)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """Trainer's ``train``; when resuming with ``prefetch_drafts``, the drafts prefetched before the checkpoint
+        are restored first, so the resumed run conditions on the same drafts as an uninterrupted one."""
+        if self.args.prefetch_drafts and resume_from_checkpoint:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            checkpoint = resume_from_checkpoint
+            if checkpoint is True:
+                checkpoint = get_last_checkpoint(self.args.output_dir)
+            if checkpoint:
+                self._pending_drafts = load_pending_drafts(checkpoint, self.accelerator.process_index)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _refinement_prompt(self, prompt, draft: str):
         return build_refinement_prompt(
@@ -186,7 +311,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
         """A Stage-2 prompt is the dataset prompt + a draft (``max_draft_length``) + the template's framing text."""
         if self._framing_tokens is None:
             self._framing_tokens = self._measure_framing_tokens()
-        return int(self.args.max_draft_length or self.args.max_completion_length) + self._framing_tokens
+        return int(self.args.max_draft_length or self.args.max_completion_length or 0) + self._framing_tokens
 
     def _measure_framing_tokens(self) -> int:
         example = "What is 1 + 1?"

@@ -76,7 +76,7 @@ _CONTROL_LINE = re.compile(r"\A\s*detailed thinking (on|off)[ \t]*(?:\r?\n[ \t]*
 _CONTROL_ANYWHERE = re.compile(r"\bdetailed thinking (on|off)\b", re.IGNORECASE)
 
 # Sampling per mode (Llama-Nemotron paper §7.1 and model cards): ON samples at T=0.6, top-p 0.95; OFF is greedy.
-_GENERATION_DEFAULTS = {
+_GENERATION_DEFAULTS: dict[str, dict[str, Any]] = {
     ON: {"do_sample": True, "temperature": 0.6, "top_p": 0.95},
     OFF: {"do_sample": False},
 }

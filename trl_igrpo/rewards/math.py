@@ -243,6 +243,7 @@ class MathAccuracyReward:
             wait = max(0.0, min(w.deadline for w in busy) - time.monotonic())
             readable, _, _ = select.select([w.process.stdout for w in busy], [], [], wait)
             for worker in busy:
+                assert worker.task is not None  # busy workers hold a task
                 if worker.process.stdout in readable:
                     _, indices = worker.task
                     _, scores = worker.receive()

@@ -43,6 +43,8 @@ class DataCollatorForRPO(DataCollatorMixin):
         if not torch.isfinite(rewards).all():
             raise ValueError(f"Non-finite explicit reward in batch ({REWARDS_KEY}={rewards.tolist()}).")
         if RESPONSES_IDS_KEY not in examples[0]:
+            if self.base_collator is None:
+                raise ValueError("pairwise RPO batches need the base preference collator (base_collator)")
             output = self.base_collator(examples)
             output[REWARDS_KEY] = rewards
             output[SFT_TARGET_KEY] = torch.zeros(len(examples), dtype=torch.long)
@@ -60,7 +62,7 @@ class DataCollatorForRPO(DataCollatorMixin):
             )
             sequences = [ids[window] for ids in sequences]
             masks = [mask[window] for mask in masks]
-        padding = {"padding_side": "right", "pad_to_multiple_of": self.pad_to_multiple_of}
+        padding: dict[str, Any] = {"padding_side": "right", "pad_to_multiple_of": self.pad_to_multiple_of}
         return {
             "input_ids": pad([torch.tensor(ids) for ids in sequences], padding_value=self.pad_token_id, **padding),
             "attention_mask": pad(

@@ -97,7 +97,7 @@ class RPOSharedConfigMixin:
         validate_rpo_loss_settings(
             loss_types,
             loss_weights,
-            self.beta,
+            self.beta,  # type: ignore[attr-defined]  # from the TRL config this mixin is combined with
             self.eta,
             self.rpo_pairing,
             field_name,
@@ -106,9 +106,10 @@ class RPOSharedConfigMixin:
         if self.rpo_round_steps is not None:
             if self.rpo_round_steps < 1:
                 raise ValueError(f"`rpo_round_steps` must be >= 1, got {self.rpo_round_steps}.")
-            self.sync_ref_model = True
-            self.ref_model_mixup_alpha = 1.0
-            self.ref_model_sync_steps = self.rpo_round_steps
+            # fields of the TRL config this mixin is combined with (DPOConfig / GRPOConfig)
+            self.sync_ref_model = True  # type: ignore[attr-defined]
+            self.ref_model_mixup_alpha = 1.0  # type: ignore[attr-defined]
+            self.ref_model_sync_steps = self.rpo_round_steps  # type: ignore[attr-defined]
 
 
 @dataclass

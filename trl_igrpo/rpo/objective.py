@@ -30,7 +30,7 @@ def compute_rpo_objective(
     pairing: str,
     mask: torch.Tensor | None = None,
     sft_loss: Callable[[], torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of RPO losses on grouped log-ratios/rewards of shape ``(N, k)``; returns ``(loss, stats)``.
 
     k = 2 groups are used as given (column 0 = chosen) for ``dpo``/``ipo``; k > 2 groups are paired with ``pairing``,
@@ -44,6 +44,8 @@ def compute_rpo_objective(
     loss = logratios.new_zeros(())
     for loss_type, weight in zip(loss_types, loss_weights, strict=True):
         if loss_type == "sft":
+            if sft_loss is None:
+                raise ValueError("loss type 'sft' needs the sft_loss callable")
             term = sft_loss()
         elif loss_type == RPO_LISTWISE_LOSS:
             term = rpo_listwise(logratios, rewards.to(logratios.dtype), beta, eta, mask).mean()

@@ -1,26 +1,13 @@
-"""Online Reward-aware Preference Optimization (RPO) on top of TRL's GRPOTrainer.
+"""Online Reward-aware Preference Optimization (RPO): GRPO's sampling and scoring, an RPO loss over each prompt's k
+samples (pairwise best-vs-worst or all pairs, or listwise). Iterative rounds that re-anchor the reference on the
+previous round's policy (Nemotron-4 340B, Llama-Nemotron) reuse TRL's ``SyncRefModelCallback`` with mixup alpha 1.
 
-GRPO already samples k = ``num_generations`` completions per prompt from the current policy (transformers or vLLM),
-scores them with reward functions / reward models and computes the reference log-probs (when ``beta > 0``). Online RPO
-keeps all of that and replaces only the loss: the k samples of a prompt are compared under an RPO distance (pairwise
-best-vs-worst or all pairs, or listwise). Iterative rounds that re-anchor the reference on the previous round's policy
-(Nemotron-4 340B, Llama-Nemotron) reuse TRL's ``SyncRefModelCallback`` with mixup alpha 1.
-
-It builds on :class:`~trl_igrpo.core.GRPOBaseTrainer` (checks, vLLM sync, curriculum sampler, Hub cards), like every
-GRPO-based trainer of the package. Overridden: the base's rollout hook ``_rollout`` (attaches the raw rewards of the
-final rollouts and prompt-group ids to the batch, which survive GRPO's shuffle) and TRL's ``_compute_loss``.
-
-Whole prompt groups. The loss compares a prompt's k samples, so every micro-batch must hold all k of each of its prompts.
-GRPO's ``_prepare_inputs`` shuffles a generation batch and splits it into ``steps_per_generation`` micro-batches, and
-accelerate gives each rank ``per_device_train_batch_size`` contiguous rows. Rather than override ``_prepare_inputs``
-(the shuffle and split sit inside it, between generation and loss, so regrouping there means re-implementing its
-buffering), ``OnlineRPOConfig`` constrains the layout: ``steps_per_generation=1`` and a per-device batch that is a
-multiple of k, so each rank generates whole groups every micro-step and no TRL method is added to the list above. The
-shuffle then only permutes rows within the micro-batch; ``_compute_loss`` regroups them by id and raises if a group is
-ever incomplete.
-
-The ``"sft"`` term is the NLL of each prompt's highest-reward sample, reduced by ``sft_normalization`` exactly as in
-``RPOTrainer`` (NeMo-Aligner's per-sequence sum, mean over prompts, by default).
+Built on :class:`~trl_igrpo.core.GRPOBaseTrainer` (checks, vLLM sync, curriculum sampler, Hub cards). Overridden: the
+base's rollout hook ``_rollout`` (attaches each row's raw reward and prompt-group id, which survive GRPO's shuffle) and
+TRL's ``_compute_loss``. The loss needs all k samples of a prompt in one micro-batch: rather than override
+``_prepare_inputs`` (whose shuffle and split sit between generation and loss), ``OnlineRPOConfig`` constrains the layout
+(``steps_per_generation=1``, per-device batch a multiple of k) and ``_compute_loss`` raises on an incomplete group. The
+``"sft"`` term is reduced by ``sft_normalization`` exactly as in ``RPOTrainer``.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ def load_reward_funcs(
     if reward_funcs is None:
         return [], []
     funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+    processing: list[Any]
     if reward_processing_classes is None:
         processing = [None] * len(funcs)
     elif isinstance(reward_processing_classes, (list, tuple)):

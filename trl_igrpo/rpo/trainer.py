@@ -26,6 +26,7 @@ from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 
 from ..citations import RPO
 from ..core.checks import check_dataset_fills_a_batch
+from ..distributed import check_requested_engine
 from ..hub import HubMixin
 from ..model_loading import check_model_path
 from .collator import RESPONSES_IDS_KEY, REWARDS_KEY, SFT_TARGET_KEY, DataCollatorForRPO
@@ -72,7 +73,7 @@ class RPOTrainer(HubMixin, DPOTrainer):
         model = check_model_path(model)  # a missing local directory: one line naming it, not a Hub-id error
         if args is None:
             model_name = model if isinstance(model, str) else model.config._name_or_path
-            args = RPOConfig(f"{str(model_name).rstrip('/').split('/')[-1]}-RPO")
+            args = RPOConfig(output_dir=f"{str(model_name).rstrip('/').split('/')[-1]}-RPO")
         elif not isinstance(args, RPOConfig):
             raise TypeError(f"`args` must be an RPOConfig, got {type(args).__name__}.")
         if train_dataset is None:
@@ -100,12 +101,13 @@ class RPOTrainer(HubMixin, DPOTrainer):
             processing_class=processing_class,
             **kwargs,
         )
+        check_requested_engine(self.accelerator)  # FSDP/DeepSpeed requested but DDP set up: stop, naming the fix
         self.data_collator = DataCollatorForRPO(
             pad_token_id=self._tokenizer.pad_token_id,
             base_collator=self.data_collator,
             max_length=args.max_length,
             truncation_mode=args.truncation_mode,
-            pad_to_multiple_of=args.pad_to_multiple_of,
+            pad_to_multiple_of=int(args.pad_to_multiple_of) if args.pad_to_multiple_of is not None else None,
         )
 
     # --- data -----------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -76,7 +77,7 @@ def _make_generation_class():
                 prompt_length,
                 self.max_completion_length,
                 draft_length=draft_length,
-                where=f"vLLM ({self.mode}) max_model_len={max_model_len}",
+                where=f"vLLM ({self.mode}, max_model_len={max_model_len})",
                 fix=_FIX,
             )
 
@@ -141,7 +142,7 @@ def _make_generation_class():
                     self.max_model_len,
                     max(len(p) for p in prompts),
                     self.max_completion_length,
-                    where=f"vLLM ({self.mode}) max_model_len={self.max_model_len}",
+                    where=f"vLLM ({self.mode}, max_model_len={self.max_model_len})",
                     completion_name="max_tokens of this request: max_draft_length or max_completion_length",
                     fix=_FIX,
                 )
@@ -183,18 +184,18 @@ def use_generation_class(trainer_cls: type, factory):
     ``GRPOTrainer.__init__`` builds its engine wrapper with a module-level name and offers no factory hook; building
     TRL's wrapper and replacing it afterwards would start the vLLM engine twice. The names are restored on exit.
     """
-    modules = []
+    modules: list[tuple[Any, Any]] = []
     for klass in trainer_cls.__mro__:
         module = sys.modules.get(klass.__module__)
         if module is not None and "VLLMGeneration" in vars(module) and module not in (m for m, _ in modules):
-            modules.append((module, module.VLLMGeneration))
+            modules.append((module, vars(module)["VLLMGeneration"]))
     for module, _ in modules:
-        module.VLLMGeneration = factory
+        setattr(module, "VLLMGeneration", factory)  # noqa: B010 - a module global, not a typed attribute
     try:
         yield
     finally:
         for module, original in modules:
-            module.VLLMGeneration = original
+            setattr(module, "VLLMGeneration", original)  # noqa: B010
 
 
 def longest_prompt_tokens(dataset, tokenizer, chat_template_kwargs: dict | None = None, limit: int = 2048) -> int:

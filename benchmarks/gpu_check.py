@@ -1,0 +1,501 @@
+"""GPU check: iGRPO vs GRPO step time and peak GPU memory on a Qwen2.5-0.5B-shaped model, with and without Liger
+kernels, and Tied-LoRA vs LoRA. One run of at most 8 minutes on one H100/H200; a ``--cpu --tiny`` dry run of the same
+code runs in CI (``tests/test_gpu_check.py``) so the kit cannot rot.
+
+What it trains: a randomly initialised model with Qwen2.5-0.5B's shape (24 layers, hidden 896, 14 heads / 2 KV heads,
+vocabulary 151,936, tied embeddings; config only, nothing downloaded) and the offline tokenizer of
+``trl_igrpo.testing``, in bf16 with sdpa attention and gradient checkpointing, on the built-in arithmetic prompts,
+generating with transformers (vLLM and flash-attn cannot be carried to the machine). Generation is restricted to the
+tokenizer's ids (``suppress_tokens``: the random model would otherwise sample ids the tokenizer cannot decode, and
+iGRPO's Stage-2 prompts would lose their drafts) and runs exactly ``--completion_length`` tokens (``min_new_tokens``:
+a random model's EOS is meaningless), so both methods decode the same number of tokens per step:
+
+- GRPO: G = 8 completions per prompt;
+- iGRPO: N = 4 drafts, then G = 4 refinements per prompt (matched budget: 8 rollouts per prompt);
+- the same two with ``use_liger_kernel=True`` (skipped, with the reason recorded, when Liger cannot run here);
+- GRPO with a LoRA adapter and with a Tied-LoRA adapter on q/k/v (same rank).
+
+Variants of a pair alternate (GRPO, iGRPO, GRPO, iGRPO, ...), each run on a fresh model of the same seed, so machine
+noise hits both sides. Reported per variant: the median step time (wall clock from the start to the end of an optimizer
+step, generation included, after ``--warmup_steps`` warm-up steps of each run, CUDA synchronised) and the peak GPU
+memory of its runs (``torch.cuda.max_memory_allocated`` minus what was allocated before the run); and the ratios of
+each pair. Results go to ``--output_dir/gpu_check.{json,md}``, rewritten after every run, so a run stopped by the time
+limit still leaves what it measured; ``--time_budget_s`` skips (and records) runs that would not fit.
+
+On the device machine (no network; the wheels it lacks travel in ``.whl/``, see ``scripts/prepare_gpu_wheels.sh``):
+
+    bash scripts/prepare_gpu_wheels.sh          # here: fills the git-ignored .whl/ (~4 MB)
+    # there, from the repository root, with .whl carried along:
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && PYTHONPATH=/tmp/site:. python3 benchmarks/gpu_check.py --output_dir $OUT
+
+CPU dry run (CI): ``python benchmarks/gpu_check.py --cpu --tiny --output_dir /tmp/gpu-check``. Put measured results
+into docs/benchmarks.md with ``python benchmarks/gpu_check.py --from_json gpu_check.json --update_docs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a file (python3 benchmarks/gpu_check.py): trl_igrpo and benchmarks importable
+    sys.path.insert(0, str(ROOT))
+
+#: Qwen2.5-0.5B's shape (its config.json), without downloading anything.
+QWEN25_05B_SHAPE = dict(
+    hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+    vocab_size=151_936, max_position_embeddings=32_768, tie_word_embeddings=True, rms_norm_eps=1e-6,
+)  # fmt: skip
+#: The dry run's shape: vocabulary larger than the tokenizer's, so the id restriction is exercised too.
+TINY_SHAPE = dict(
+    hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    vocab_size=2048, max_position_embeddings=2048, tie_word_embeddings=True, rms_norm_eps=1e-6,
+)  # fmt: skip
+
+#: name -> (method, liger, adapter)
+VARIANTS = {
+    "grpo": ("grpo", False, None),
+    "igrpo": ("igrpo", False, None),
+    "grpo_liger": ("grpo", True, None),
+    "igrpo_liger": ("igrpo", True, None),
+    "lora": ("grpo", False, "lora"),
+    "tied_lora": ("grpo", False, "tied_lora"),
+}
+LABELS = {
+    "grpo": "GRPO G=8",
+    "igrpo": "iGRPO N=4, G=4",
+    "grpo_liger": "GRPO G=8, Liger",
+    "igrpo_liger": "iGRPO N=4, G=4, Liger",
+    "lora": "GRPO G=8, LoRA q/k/v",
+    "tied_lora": "GRPO G=8, Tied-LoRA q/k/v",
+}
+#: Run in this order, alternating inside each pair, round after round; later pairs are dropped first by the budget.
+PAIRS = (("grpo", "igrpo"), ("grpo_liger", "igrpo_liger"), ("lora", "tied_lora"))
+#: (label, numerator, denominator)
+COMPARISONS = (
+    ("iGRPO / GRPO", "igrpo", "grpo"),
+    ("iGRPO / GRPO, both with Liger", "igrpo_liger", "grpo_liger"),
+    ("GRPO with / without Liger", "grpo_liger", "grpo"),
+    ("iGRPO with / without Liger", "igrpo_liger", "igrpo"),
+    ("Tied-LoRA / LoRA (GRPO)", "tied_lora", "lora"),
+)
+QKV = ["q_proj", "k_proj", "v_proj"]
+JSON_NAME, MARKDOWN_NAME = "gpu_check.json", "gpu_check.md"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--output_dir", type=Path, help="where gpu_check.json and gpu_check.md go")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU (fp32, no GPU memory figures)")
+    parser.add_argument("--tiny", action="store_true", help="tiny model and batch: the CI dry run of the same code")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="a subset (default: all)")
+    parser.add_argument("--prompts_per_step", type=int, help="unique prompts per optimizer step (default 8; tiny 2)")
+    parser.add_argument("--completion_length", type=int, help="tokens per draft and per completion (128; tiny 8)")
+    parser.add_argument("--steps", type=int, help="optimizer steps per run, warm-up included (default 4; tiny 2)")
+    parser.add_argument("--warmup_steps", type=int, default=1, help="steps of each run left out of the median")
+    parser.add_argument("--rounds", type=int, help="runs of each variant, alternating within a pair (2; tiny 1)")
+    parser.add_argument("--lora_rank", type=int, help="rank of LoRA and Tied-LoRA (default 16; tiny 4)")
+    parser.add_argument("--time_budget_s", type=float, default=420.0, help="skip runs that would end after this")
+    parser.add_argument("--from_json", type=Path, help="render this saved gpu_check.json instead of running")
+    parser.add_argument("--update_docs", action="store_true", help="write the results into docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    defaults = dict(
+        prompts_per_step=(2, 8), completion_length=(8, 128), steps=(2, 4), rounds=(1, 2), lora_rank=(4, 16)
+    )
+    for name, (tiny, full) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, tiny if args.tiny else full)
+    if args.steps <= args.warmup_steps:
+        parser.error(f"--steps ({args.steps}) must exceed --warmup_steps ({args.warmup_steps}) to measure anything")
+    if args.output_dir is None and not args.update_docs:
+        parser.error("--output_dir is required (except with --update_docs, which renders --from_json or no results)")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Environment.
+def machine_info(cpu: bool) -> dict:
+    import importlib.metadata
+
+    import torch
+
+    info = {"python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count()}
+    for package in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "liger-kernel", "triton"):
+        try:
+            info[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            info[package] = None
+    if not cpu and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def liger_unavailable(cpu: bool) -> str | None:
+    """Why the Liger variants cannot run here, or None."""
+    import torch
+
+    if cpu or not torch.cuda.is_available():
+        return "Liger's Triton kernels need a CUDA device (on CPU the first forward fails: '0 active drivers')"
+    try:
+        import liger_kernel.transformers  # noqa: F401
+    except Exception as error:  # ImportError, or a Triton/torch mismatch raised at import
+        return f"liger-kernel does not import: {type(error).__name__}: {error}"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One run.
+class Setup:
+    """Tokenizer, model shape and the training settings shared by every run."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path):
+        import torch
+        from transformers import AutoTokenizer, Qwen2Config
+
+        from trl_igrpo.testing import build_tiny_model
+
+        self.args = args
+        self.cuda = not args.cpu and torch.cuda.is_available()
+        if not args.cpu and not self.cuda:
+            raise SystemExit("No CUDA device found: run with --cpu (and --tiny for the dry run).")
+        self.device = "cuda" if self.cuda else "cpu"
+        self.dtype = torch.bfloat16 if self.cuda else torch.float32
+        # The offline tokenizer of trl_igrpo.testing (byte-level BPE + ChatML, Qwen2Tokenizer on reload).
+        self.tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(workdir / "tokenizer", architecture="qwen2"))
+        shape = TINY_SHAPE if args.tiny else QWEN25_05B_SHAPE
+        if shape["vocab_size"] < len(self.tokenizer):
+            raise ValueError(f"model vocabulary {shape['vocab_size']} < tokenizer size {len(self.tokenizer)}")
+        self.config = Qwen2Config(
+            **shape,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+            bos_token_id=None,
+        )
+        self.config._attn_implementation = "sdpa"
+        length = args.completion_length
+        self.generation_kwargs = {
+            "suppress_tokens": list(range(len(self.tokenizer), shape["vocab_size"])),
+            "min_new_tokens": length,
+        }
+        from trl_igrpo.demo.arithmetic import make_arithmetic_examples
+
+        self.rows = make_arithmetic_examples(max(64, 4 * args.prompts_per_step * args.steps), seed=0)
+        self.workdir = workdir
+
+    def model(self, seed: int):
+        import torch
+        from transformers import AutoModelForCausalLM, GenerationConfig
+
+        torch.manual_seed(seed)
+        with torch.device(self.device):
+            model = AutoModelForCausalLM.from_config(self.config, dtype=self.dtype, attn_implementation="sdpa")
+        model.generation_config = GenerationConfig(
+            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id, bos_token_id=None
+        )
+        return model
+
+    def trainer(self, variant: str, seed: int):
+        from datasets import Dataset
+        from peft import LoraConfig
+        from trl import GRPOConfig, GRPOTrainer
+
+        from trl_igrpo import IGRPOConfig, IGRPOTrainer
+        from trl_igrpo.tied_lora import TiedLoraConfig
+
+        method, liger, adapter = VARIANTS[variant]
+        args, prompts = self.args, self.args.prompts_per_step
+        common = dict(
+            output_dir=str(self.workdir / variant), use_cpu=not self.cuda, bf16=self.cuda, report_to="none",
+            save_strategy="no", logging_steps=1, dataloader_num_workers=0, disable_tqdm=True,
+            gradient_checkpointing=True, max_completion_length=args.completion_length, max_steps=args.steps,
+            learning_rate=1e-5 if adapter else 1e-6, beta=0.0, temperature=1.0, seed=seed,
+            generation_kwargs=self.generation_kwargs, use_liger_kernel=liger,
+        )  # fmt: skip
+        peft_config = None
+        if adapter == "lora":
+            peft_config = LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=QKV)
+        elif adapter == "tied_lora":
+            peft_config = TiedLoraConfig(r=args.lora_rank, target_modules=QKV)
+        if method == "grpo":
+            config, trainer_class = (
+                GRPOConfig(num_generations=8, per_device_train_batch_size=8 * prompts, **common),
+                GRPOTrainer,
+            )
+        else:
+            config = IGRPOConfig(
+                num_drafts=4, num_generations=4, per_device_train_batch_size=4 * prompts,
+                max_draft_length=args.completion_length, **common,
+            )  # fmt: skip
+            trainer_class = IGRPOTrainer
+        return trainer_class(
+            model=self.model(seed), reward_funcs=[_varied_reward], args=config,
+            train_dataset=Dataset.from_list(self.rows), processing_class=self.tokenizer, peft_config=peft_config,
+        )  # fmt: skip
+
+
+def _varied_reward(completions, **kwargs) -> list[float]:
+    """Cheap, deterministic and non-constant (every group gets advantages, so every step has a gradient)."""
+    return [float(len(str(c)) % 7) for c in completions]
+
+
+def _step_timer(cuda: bool):
+    import torch
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Wall time of each optimizer step (generation, scoring and update), CUDA synchronised at both ends."""
+
+        def __init__(self):
+            self.times: list[float] = []
+            self._start = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if cuda:
+                torch.cuda.synchronize()
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if cuda:
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter() - self._start)
+
+    return StepTimer()
+
+
+def run_once(setup: Setup, variant: str, round_index: int) -> dict:
+    import torch
+
+    record: dict = {"variant": variant, "round": round_index}
+    gc.collect()
+    if setup.cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        record["allocated_before_bytes"] = torch.cuda.memory_allocated()
+    start = time.perf_counter()
+    trainer = None
+    try:
+        trainer = setup.trainer(variant, seed=round_index)
+        timer = _step_timer(setup.cuda)
+        trainer.add_callback(timer)
+        trainer.train()
+        warmup = setup.args.warmup_steps
+        record.update(status="ok", step_times_s=timer.times, measured_s=timer.times[warmup:])
+        logs = [entry for entry in trainer.state.log_history if "completions/mean_length" in entry]
+        for key in ("completions/mean_length", "igrpo/draft_mean_length", "igrpo/refinement_prompt_mean_length"):
+            values = [entry[key] for entry in logs if key in entry]
+            if values:
+                record[key] = statistics.mean(values)
+        if setup.cuda:
+            record["peak_memory_bytes"] = torch.cuda.max_memory_allocated() - record["allocated_before_bytes"]
+    except Exception as error:  # record and go on: one broken variant must not cost the others their numbers
+        record.update(status="failed", reason=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+        print(record["traceback"], file=sys.stderr, flush=True)
+    finally:
+        del trainer
+        gc.collect()
+        if setup.cuda:
+            torch.cuda.empty_cache()
+    record["wall_s"] = time.perf_counter() - start
+    return record
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The whole check.
+def schedule(variants: list[str], rounds: int) -> list[tuple[str, int]]:
+    """(variant, round) in run order: round after round, pair after pair, alternating inside a pair.
+
+    Every pair gets its first round before any pair gets a second, so a run cut short by the time budget still has
+    every comparison; the two sides of a pair always run back to back.
+    """
+    return [(v, r) for r in range(rounds) for pair in PAIRS for v in pair if v in variants]
+
+
+def summarize(results: dict) -> None:
+    summary = {}
+    for variant in VARIANTS:
+        runs = [r for r in results["runs"] if r["variant"] == variant]
+        ok = [r for r in runs if r["status"] == "ok"]
+        measured = [t for r in ok for t in r["measured_s"]]
+        peaks = [r["peak_memory_bytes"] for r in ok if "peak_memory_bytes" in r]
+        entry = {"label": LABELS[variant], "runs": len(ok), "steps_measured": len(measured)}
+        entry["median_step_s"] = statistics.median(measured) if measured else None
+        entry["peak_memory_gib"] = max(peaks) / 2**30 if peaks else None
+        reasons = sorted({r["reason"] for r in runs if r["status"] != "ok"})
+        entry["status"] = "ok" if measured else ("; ".join(reasons) if reasons else "not run")
+        summary[variant] = entry
+    results["summary"] = summary
+    comparisons = []
+    for label, numerator, denominator in COMPARISONS:
+        top, bottom = summary[numerator], summary[denominator]
+        row = {"comparison": label, "numerator": numerator, "denominator": denominator}
+        for key, out in (("median_step_s", "step_time_ratio"), ("peak_memory_gib", "peak_memory_ratio")):
+            row[out] = top[key] / bottom[key] if top[key] is not None and bottom[key] else None
+        comparisons.append(row)
+    results["comparisons"] = comparisons
+
+
+def _fmt(value, digits: int = 3, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def results_markdown(results: dict) -> str:
+    from benchmarks._report import markdown_table
+
+    info, settings = results["machine"], results["settings"]
+    where = info.get("gpu") or f"CPU ({info['machine']}, {info['cpu_count']} cores)"
+    versions = ", ".join(f"{k} {info[k]}" for k in ("torch", "transformers", "trl", "peft", "liger-kernel") if info[k])
+    lines = [
+        f"{where}; {versions}; Python {info['python']}. Model: {settings['model']}, {settings['dtype']}, sdpa, "
+        f"gradient checkpointing. {settings['prompts_per_step']} prompts per step, {settings['completion_length']} "
+        f"tokens per draft and completion, {settings['steps']} steps per run ({settings['warmup_steps']} warm-up "
+        f"left out), {settings['rounds']} alternating run(s) per variant. Total {results['wall_s']:.0f} s."
+        + ("" if info.get("gpu") else " No GPU: no memory figures."),
+        "",
+        markdown_table(
+            ["variant", "runs", "steps measured", "median step (s)", "peak GPU memory (GiB)", "status"],
+            [
+                [
+                    s["label"],
+                    s["runs"],
+                    s["steps_measured"],
+                    _fmt(s["median_step_s"]),
+                    _fmt(s["peak_memory_gib"], 2),
+                    s["status"],
+                ]
+                for s in results["summary"].values()
+            ],  # fmt: skip
+        ),
+        "",
+        markdown_table(
+            ["comparison", "step time ratio", "peak memory ratio"],
+            [
+                [c["comparison"], _fmt(c["step_time_ratio"], 2, "x"), _fmt(c["peak_memory_ratio"], 2, "x")]
+                for c in results["comparisons"]
+            ],
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def write_results(results: dict, output_dir: Path) -> None:
+    summarize(results)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / JSON_NAME).write_text(json.dumps(results, indent=1))
+    (output_dir / MARKDOWN_NAME).write_text("# GPU check\n\n" + results_markdown(results) + "\n")
+
+
+def run(args: argparse.Namespace) -> dict:
+    started = time.perf_counter()
+    variants = args.variants or list(VARIANTS)
+    results: dict = {
+        "machine": machine_info(args.cpu),
+        "settings": {
+            "model": "tiny Qwen2 (2 layers, hidden 128)" if args.tiny else "Qwen2.5-0.5B-shaped Qwen2, random init",
+            "dtype": "float32" if args.cpu else "bfloat16",
+            **{k: getattr(args, k) for k in ("prompts_per_step", "completion_length", "steps", "warmup_steps")},
+            **{k: getattr(args, k) for k in ("rounds", "lora_rank", "time_budget_s", "cpu", "tiny")},
+        },
+        "runs": [],
+        "wall_s": 0.0,
+    }
+    print(json.dumps(results["machine"]), flush=True)
+    liger_reason = liger_unavailable(args.cpu)
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as workdir:
+        setup = Setup(args, Path(workdir))
+        durations: dict[str, float] = {}
+        for variant, round_index in schedule(variants, args.rounds):
+            elapsed = time.perf_counter() - started
+            # a variant not run yet is expected to take as long as the longest run so far
+            expected = durations.get(variant) or max(durations.values(), default=0.0)
+            if VARIANTS[variant][1] and liger_reason:
+                record = {"variant": variant, "round": round_index, "status": "skipped", "reason": liger_reason}
+            elif elapsed + expected > args.time_budget_s:
+                reason = f"time budget: {elapsed:.0f} s spent + ~{expected:.0f} s > --time_budget_s {args.time_budget_s:.0f}"
+                record = {"variant": variant, "round": round_index, "status": "skipped", "reason": reason}
+            else:
+                record = run_once(setup, variant, round_index)
+                durations[variant] = max(durations.get(variant, 0.0), record["wall_s"])
+            results["runs"].append(record)
+            results["wall_s"] = time.perf_counter() - started
+            print(json.dumps({k: v for k, v in record.items() if k != "traceback"}), flush=True)
+            if args.output_dir is not None:
+                write_results(results, args.output_dir)
+    results["wall_s"] = time.perf_counter() - started
+    summarize(results)
+    return results
+
+
+DOCS_INTRO = """\
+## GPU check: iGRPO vs GRPO, Liger, Tied-LoRA on one H100/H200 (`benchmarks/gpu_check.py`)
+
+One run of at most 8 minutes: a randomly initialised Qwen2.5-0.5B-shaped model (config only, no download; offline
+tokenizer), bf16, sdpa, gradient checkpointing, transformers generation. Per prompt, GRPO samples G=8 completions and
+iGRPO N=4 drafts + G=4 refinements (the same 8 rollouts); every draft and completion is exactly
+`--completion_length` tokens. It reports the median step time and the peak GPU memory of each variant and their
+ratios: iGRPO / GRPO, the same with `use_liger_kernel=True` (skipped, with the reason, when Liger cannot run), and
+Tied-LoRA / LoRA on q/k/v. Variants alternate (GRPO, iGRPO, GRPO, ...) so noise hits both.
+
+Run it (the machine has torch, transformers, accelerate and peft but no network; `scripts/gpu_wheels.txt` lists the
+~4 MB of wheels it lacks):
+
+```bash
+bash scripts/prepare_gpu_wheels.sh     # here: downloads them into the git-ignored .whl/
+# on the GPU machine, from the repository root, with .whl/ carried along (device tool: carry [".whl"]):
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:. python3 benchmarks/gpu_check.py --output_dir $OUT
+```
+
+Expected duration (an estimate, not a measurement): about 5 minutes with the defaults (8 prompts per step, 128-token
+drafts and completions, 4 steps per run, 2 rounds); `--time_budget_s 420` skips, and records, any run that would end
+later. It writes `gpu_check.json` and `gpu_check.md` to `--output_dir` after every run, so partial results survive a
+time-out; `python benchmarks/gpu_check.py --from_json gpu_check.json --update_docs` puts them here. CI runs the same
+script as `--cpu --tiny` (`tests/test_gpu_check.py`).
+"""
+
+
+def docs_markdown(results: dict | None) -> str:
+    if results is None:
+        return (
+            DOCS_INTRO
+            + "\n**Not yet run on a GPU.** No GPU was available when the kit was written; the CPU dry run passes.\n"
+        )
+    return DOCS_INTRO + "\n" + results_markdown(results) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.from_json is not None:
+        results = json.loads(args.from_json.read_text())
+        summarize(results)
+    elif args.update_docs and args.output_dir is None:
+        results = None
+    else:
+        results = run(args)
+        write_results(results, args.output_dir)
+        print((args.output_dir / MARKDOWN_NAME).read_text(), flush=True)
+    if args.update_docs:
+        from benchmarks._report import update_section
+
+        update_section("gpu_check", docs_markdown(results))
+    failed = [r for r in (results or {}).get("runs", []) if r["status"] == "failed"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
