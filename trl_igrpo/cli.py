@@ -4,6 +4,7 @@
     trl-igrpo igrpo --config examples/recipes/igrpo_math_7b.yaml --accelerate_config zero3 --num_processes 8
     trl-igrpo rpo --online
     trl-igrpo serve --model ./ckpt --port 8000
+    trl-igrpo eval --model_name_or_path ./ckpt --preset math500
 
 Training subcommands parse their flags with the script's :class:`~trl.TrlParser` first (``--help``, ``--config`` and bad
 flags are handled before anything starts); flags the script does not know are ``accelerate launch`` flags, and a flag
@@ -189,6 +190,12 @@ def _run_serve(argv: list[str]) -> int:
     return 0
 
 
+def _run_eval(argv: list[str]) -> int:
+    from trl_igrpo.eval.cli import main as eval_main
+
+    return eval_main(argv)
+
+
 def _run_pass_rate(argv: list[str]) -> int:
     from trl_igrpo.curriculum.pass_rate import main as pass_rate_main
 
@@ -206,6 +213,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "pass-rate", "Estimate each prompt's pass rate from k samples and filter (Llama-Nemotron)", _run_pass_rate
     ),
+    Command("eval", "Evaluate a checkpoint on a math benchmark: pass@1 over k samples, pass@k, maj@k", _run_eval),
 )
 
 

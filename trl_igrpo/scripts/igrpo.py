@@ -191,7 +191,7 @@ def main(script_args, training_args, model_args):
         )
     train_dataset, held_out = load_training_data(script_args)
     trainer = build_trainer(script_args, training_args, model_args, train_dataset)
-    from trl_igrpo.generate import evaluate_accuracy
+    from trl_igrpo.eval.generation import evaluate_accuracy
 
     max_new = training_args.max_completion_length
     accuracy_before = evaluate_accuracy(trainer.model, trainer.processing_class, held_out, max_new_tokens=max_new)
