@@ -11,7 +11,10 @@ iGRPO's Stage-2 prompts would lose their drafts) and runs exactly ``--completion
 a random model's EOS is meaningless), so both methods decode the same number of tokens per step:
 
 - GRPO: G = 8 completions per prompt;
-- iGRPO: N = 4 drafts, then G = 4 refinements per prompt (matched budget: 8 rollouts per prompt);
+- iGRPO: N = 4 drafts, then G = 4 refinements per prompt (matched budget: 8 rollouts per prompt), with the defaults;
+- iGRPO with ``share_prompt_prefill=True`` (each distinct prompt encoded once per generation call), and with that plus
+  ``prefetch_drafts=True`` (the next batch's drafts ride along in this batch's Stage-2 call: one generation round per
+  step instead of two; drafts one optimizer step old);
 - the same two with ``use_liger_kernel=True`` (skipped, with the reason recorded, when Liger cannot run here);
 - GRPO with a LoRA adapter and with a Tied-LoRA adapter on q/k/v (same rank).
 
@@ -69,6 +72,8 @@ TINY_SHAPE = dict(
 VARIANTS = {
     "grpo": ("grpo", False, None),
     "igrpo": ("igrpo", False, None),
+    "igrpo_prefill": ("igrpo", False, None),
+    "igrpo_prefetch": ("igrpo", False, None),
     "grpo_liger": ("grpo", True, None),
     "igrpo_liger": ("igrpo", True, None),
     "lora": ("grpo", False, "lora"),
@@ -77,16 +82,29 @@ VARIANTS = {
 LABELS = {
     "grpo": "GRPO G=8",
     "igrpo": "iGRPO N=4, G=4",
+    "igrpo_prefill": "iGRPO N=4, G=4, shared prompt prefill",
+    "igrpo_prefetch": "iGRPO N=4, G=4, shared prefill + prefetched drafts",
     "grpo_liger": "GRPO G=8, Liger",
     "igrpo_liger": "iGRPO N=4, G=4, Liger",
     "lora": "GRPO G=8, LoRA q/k/v",
     "tied_lora": "GRPO G=8, Tied-LoRA q/k/v",
 }
-#: Run in this order, alternating inside each pair, round after round; later pairs are dropped first by the budget.
-PAIRS = (("grpo", "igrpo"), ("grpo_liger", "igrpo_liger"), ("lora", "tied_lora"))
+#: iGRPO options that change only how fast it runs: variant -> IGRPOConfig fields.
+IGRPO_SPEED_OPTIONS = {
+    "igrpo_prefill": {"share_prompt_prefill": True},
+    "igrpo_prefetch": {"share_prompt_prefill": True, "prefetch_drafts": True},
+}
+#: Run in this order, alternating inside each group, round after round; later groups are dropped first by the budget.
+PAIRS = (
+    ("grpo", "igrpo", "igrpo_prefill", "igrpo_prefetch"),
+    ("grpo_liger", "igrpo_liger"),
+    ("lora", "tied_lora"),
+)
 #: (label, numerator, denominator)
 COMPARISONS = (
     ("iGRPO / GRPO", "igrpo", "grpo"),
+    ("iGRPO shared prefill / GRPO", "igrpo_prefill", "grpo"),
+    ("iGRPO shared prefill + prefetch / GRPO", "igrpo_prefetch", "grpo"),
     ("iGRPO / GRPO, both with Liger", "igrpo_liger", "grpo_liger"),
     ("GRPO with / without Liger", "grpo_liger", "grpo"),
     ("iGRPO with / without Liger", "igrpo_liger", "igrpo"),
@@ -241,7 +259,7 @@ class Setup:
         else:
             config = IGRPOConfig(
                 num_drafts=4, num_generations=4, per_device_train_batch_size=4 * prompts,
-                max_draft_length=args.completion_length, **common,
+                max_draft_length=args.completion_length, **IGRPO_SPEED_OPTIONS.get(variant, {}), **common,
             )  # fmt: skip
             trainer_class = IGRPOTrainer
         return trainer_class(
@@ -298,7 +316,12 @@ def run_once(setup: Setup, variant: str, round_index: int) -> dict:
         warmup = setup.args.warmup_steps
         record.update(status="ok", step_times_s=timer.times, measured_s=timer.times[warmup:])
         logs = [entry for entry in trainer.state.log_history if "completions/mean_length" in entry]
-        for key in ("completions/mean_length", "igrpo/draft_mean_length", "igrpo/refinement_prompt_mean_length"):
+        for key in (
+            "completions/mean_length",
+            "igrpo/draft_mean_length",
+            "igrpo/refinement_prompt_mean_length",
+            "igrpo/draft_policy_lag",
+        ):
             values = [entry[key] for entry in logs if key in entry]
             if values:
                 record[key] = statistics.mean(values)

@@ -29,7 +29,7 @@ def _module():
 
 def test_schedule_alternates_inside_pairs_and_covers_every_pair_first():
     order = [variant for variant, _ in _module().schedule(list(_module().VARIANTS), rounds=2)]
-    first = ["grpo", "igrpo", "grpo_liger", "igrpo_liger", "lora", "tied_lora"]
+    first = ["grpo", "igrpo", "igrpo_prefill", "igrpo_prefetch", "grpo_liger", "igrpo_liger", "lora", "tied_lora"]
     assert order == first + first
 
 
@@ -69,9 +69,9 @@ def test_cpu_tiny_dry_run(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((tmp_path / "gpu_check.json").read_text())
     summary, runs = results["summary"], {run["variant"]: run for run in results["runs"]}
-    assert [run["variant"] for run in results["runs"]] == ["grpo", "igrpo", "grpo_liger", "igrpo_liger", "lora",
-                                                           "tied_lora"]  # fmt: skip
-    for variant in ("grpo", "igrpo", "lora", "tied_lora"):
+    assert [run["variant"] for run in results["runs"]] == ["grpo", "igrpo", "igrpo_prefill", "igrpo_prefetch",
+                                                           "grpo_liger", "igrpo_liger", "lora", "tied_lora"]  # fmt: skip
+    for variant in ("grpo", "igrpo", "igrpo_prefill", "igrpo_prefetch", "lora", "tied_lora"):
         assert summary[variant]["status"] == "ok" and summary[variant]["median_step_s"] > 0, summary[variant]
         assert len(runs[variant]["step_times_s"]) == 2 and len(runs[variant]["measured_s"]) == 1  # warm-up left out
         assert runs[variant]["completions/mean_length"] == 8  # every completion exactly the budget
@@ -80,6 +80,10 @@ def test_cpu_tiny_dry_run(tmp_path):
     # iGRPO: drafts of the full budget, and they reach the Stage-2 prompt (decodable ids only)
     assert runs["igrpo"]["igrpo/draft_mean_length"] == 8
     assert runs["igrpo"]["igrpo/refinement_prompt_mean_length"] > 8 + 20
+    # the speed options are really on: step 2 of the prefetch run conditions on drafts sampled at step 1
+    assert (
+        "igrpo/draft_policy_lag" not in runs["igrpo_prefill"] and runs["igrpo_prefetch"]["igrpo/draft_policy_lag"] > 0
+    )
     ratios = {c["comparison"]: c for c in results["comparisons"]}
     assert ratios["iGRPO / GRPO"]["step_time_ratio"] > 0 and ratios["Tied-LoRA / LoRA (GRPO)"]["step_time_ratio"] > 0
     assert ratios["iGRPO / GRPO"]["peak_memory_ratio"] is None  # no GPU memory on CPU
