@@ -71,6 +71,24 @@ def test_completions_are_identical_and_prompts_encoded_once(request, architectur
     assert all(shape[0] == 6 and shape[1] == 1 for shape in prefill_rows[1:])
 
 
+def test_the_prefill_forward_computes_logits_for_one_position_only(tiny_model_dir):
+    """The prefill keeps only the cache: full logits would cost rows x length x vocabulary of memory for nothing."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    input_ids, mask = _batch(tokenizer, ["What is 1 + 2?", "Solve 12 x = 144 then add the digits."], repeats=3)
+    config = GenerationConfig(
+        max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=None
+    )
+    head_inputs = []
+    model.lm_head.register_forward_hook(lambda module, inputs, output: head_inputs.append(tuple(inputs[0].shape)))
+    with shared_prompt_prefill(model):
+        model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
+    assert head_inputs[0] == (2, 1, model.config.hidden_size)  # the prefill: 2 distinct prompts, 1 position each
+    assert all(shape[1] == 1 for shape in head_inputs)
+
+
 def test_next_token_scores_agree_to_rounding_on_a_random_model(tiny_model_dir):
     from transformers import AutoTokenizer
 

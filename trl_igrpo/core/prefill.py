@@ -41,6 +41,15 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def _logits_to_keep(model) -> dict:
+    """The prefill forward needs only the key/value cache: ask for the logits of one position, not all of them.
+
+    Without it a causal LM returns ``rows x prompt_length x vocabulary`` logits (1.2 GB in bf16 for 16 prompts of 254
+    tokens at Qwen's 151,936-token vocabulary), which raised iGRPO's peak GPU memory by ~1.9 GiB on an H200.
+    """
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
 def _supports_shared_prefill(model, generation_config, kwargs: dict) -> bool:
     supports_dynamic = getattr(model, "_supports_default_dynamic_cache", None)
     if supports_dynamic is None or not supports_dynamic():
@@ -75,7 +84,10 @@ def shared_prompt_prefill(model):
         if not all(hasattr(layer, "batch_select_indices") for layer in getattr(cache, "layers", [])):
             return original_generate(*args, **kwargs)  # e.g. linear-attention / state-space layers of hybrid models
         with torch.no_grad():
-            model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{argument: cache})
+            model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                **{argument: cache}, **_logits_to_keep(model),
+            )  # fmt: skip
         cache.batch_select_indices(run_index)  # copy each run's prefix cache to all of its rows
         return original_generate(**kwargs, **{argument: cache})
 
