@@ -33,7 +33,9 @@ On the device machine (no network; the wheels it lacks travel in ``.whl/``, see 
         && PYTHONPATH=/tmp/site:. python3 benchmarks/gpu_check.py --output_dir $OUT
 
 CPU dry run (CI): ``python benchmarks/gpu_check.py --cpu --tiny --output_dir /tmp/gpu-check``. Put measured results
-into docs/benchmarks.md with ``python benchmarks/gpu_check.py --from_json gpu_check.json --update_docs``.
+into docs/benchmarks.md with ``python benchmarks/gpu_check.py --from_json gpu_check.json --update_docs`` (several
+files: one table each, oldest first, under the file's ``"note"`` field). The files behind the figures in
+docs/benchmarks.md are kept in ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ TINY_SHAPE = dict(
 VARIANTS = {
     "grpo": ("grpo", False, None),
     "igrpo": ("igrpo", False, None),
-    "igrpo_prefill": ("igrpo", False, None),
+    "igrpo_no_prefill": ("igrpo", False, None),
     "igrpo_prefetch": ("igrpo", False, None),
     "grpo_liger": ("grpo", True, None),
     "igrpo_liger": ("igrpo", True, None),
@@ -82,8 +84,8 @@ VARIANTS = {
 LABELS = {
     "grpo": "GRPO G=8",
     "igrpo": "iGRPO N=4, G=4",
-    "igrpo_prefill": "iGRPO N=4, G=4, shared prompt prefill",
-    "igrpo_prefetch": "iGRPO N=4, G=4, shared prefill + prefetched drafts",
+    "igrpo_no_prefill": "iGRPO N=4, G=4, no shared prompt prefill",
+    "igrpo_prefetch": "iGRPO N=4, G=4, prefetched drafts",
     "grpo_liger": "GRPO G=8, Liger",
     "igrpo_liger": "iGRPO N=4, G=4, Liger",
     "lora": "GRPO G=8, LoRA q/k/v",
@@ -91,20 +93,20 @@ LABELS = {
 }
 #: iGRPO options that change only how fast it runs: variant -> IGRPOConfig fields.
 IGRPO_SPEED_OPTIONS = {
-    "igrpo_prefill": {"share_prompt_prefill": True},
-    "igrpo_prefetch": {"share_prompt_prefill": True, "prefetch_drafts": True},
+    "igrpo_no_prefill": {"share_prompt_prefill": False},
+    "igrpo_prefetch": {"prefetch_drafts": True},
 }
 #: Run in this order, alternating inside each group, round after round; later groups are dropped first by the budget.
 PAIRS = (
-    ("grpo", "igrpo", "igrpo_prefill", "igrpo_prefetch"),
+    ("grpo", "igrpo", "igrpo_no_prefill", "igrpo_prefetch"),
     ("grpo_liger", "igrpo_liger"),
     ("lora", "tied_lora"),
 )
 #: (label, numerator, denominator)
 COMPARISONS = (
     ("iGRPO / GRPO", "igrpo", "grpo"),
-    ("iGRPO shared prefill / GRPO", "igrpo_prefill", "grpo"),
-    ("iGRPO shared prefill + prefetch / GRPO", "igrpo_prefetch", "grpo"),
+    ("iGRPO without shared prefill / GRPO", "igrpo_no_prefill", "grpo"),
+    ("iGRPO prefetched drafts / GRPO", "igrpo_prefetch", "grpo"),
     ("iGRPO / GRPO, both with Liger", "igrpo_liger", "grpo_liger"),
     ("GRPO with / without Liger", "grpo_liger", "grpo"),
     ("iGRPO with / without Liger", "igrpo_liger", "igrpo"),
@@ -129,7 +131,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="runs of each variant, alternating within a pair (2; tiny 1)")
     parser.add_argument("--lora_rank", type=int, help="rank of LoRA and Tied-LoRA (default 16; tiny 4)")
     parser.add_argument("--time_budget_s", type=float, default=420.0, help="skip runs that would end after this")
-    parser.add_argument("--from_json", type=Path, help="render this saved gpu_check.json instead of running")
+    parser.add_argument(
+        "--from_json", type=Path, nargs="+", help="render these saved gpu_check.json files instead of running"
+    )
     parser.add_argument("--update_docs", action="store_true", help="write the results into docs/benchmarks.md")
     args = parser.parse_args(argv)
     defaults = dict(
@@ -472,8 +476,9 @@ One run of at most 8 minutes: a randomly initialised Qwen2.5-0.5B-shaped model (
 tokenizer), bf16, sdpa, gradient checkpointing, transformers generation. Per prompt, GRPO samples G=8 completions and
 iGRPO N=4 drafts + G=4 refinements (the same 8 rollouts); every draft and completion is exactly
 `--completion_length` tokens. It reports the median step time and the peak GPU memory of each variant and their
-ratios: iGRPO / GRPO, the same with `use_liger_kernel=True` (skipped, with the reason, when Liger cannot run), and
-Tied-LoRA / LoRA on q/k/v. Variants alternate (GRPO, iGRPO, GRPO, ...) so noise hits both.
+ratios: iGRPO / GRPO (defaults; `share_prompt_prefill=False`; `prefetch_drafts=True`), the same with
+`use_liger_kernel=True` (skipped, with the reason, when Liger cannot run), and Tied-LoRA / LoRA on q/k/v. Variants
+alternate (GRPO, iGRPO, GRPO, ...) so noise hits both.
 
 Run it (the machine has torch, transformers, accelerate and peft but no network; `scripts/gpu_wheels.txt` lists the
 ~4 MB of wheels it lacks):
@@ -484,39 +489,47 @@ bash scripts/prepare_gpu_wheels.sh     # here: downloads them into the git-ignor
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:. python3 benchmarks/gpu_check.py --output_dir $OUT
 ```
 
-Expected duration (an estimate, not a measurement): about 5 minutes with the defaults (8 prompts per step, 128-token
-drafts and completions, 4 steps per run, 2 rounds); `--time_budget_s 420` skips, and records, any run that would end
-later. It writes `gpu_check.json` and `gpu_check.md` to `--output_dir` after every run, so partial results survive a
-time-out; `python benchmarks/gpu_check.py --from_json gpu_check.json --update_docs` puts them here. CI runs the same
-script as `--cpu --tiny` (`tests/test_gpu_check.py`).
+Duration, measured on an H200: with the defaults (8 prompts per step, 128-token drafts and completions, 4 steps per
+run, 2 rounds) the 8 variants need about 7 minutes (run 1 below: 381 s of runs, the second LoRA round skipped by
+`--time_budget_s 400`), plus about 30 s to start and install the wheels. `--time_budget_s` (default 420) skips, and
+records, any run that would end later. It writes `gpu_check.json` and `gpu_check.md` to `--output_dir` after every run,
+so partial results survive a time-out; `python benchmarks/gpu_check.py --from_json gpu_check.json --update_docs` puts
+them here (the files behind the tables below are in `benchmarks/results/`). CI runs the same script as
+`--cpu --tiny` (`tests/test_gpu_check.py`).
 """
 
 
-def docs_markdown(results: dict | None) -> str:
-    if results is None:
+def docs_markdown(results: list[dict] | None) -> str:
+    """The docs section: the intro, then one table per saved run (oldest first), headed by its ``note``."""
+    if not results:
         return (
             DOCS_INTRO
             + "\n**Not yet run on a GPU.** No GPU was available when the kit was written; the CPU dry run passes.\n"
         )
-    return DOCS_INTRO + "\n" + results_markdown(results) + "\n"
+    parts = [DOCS_INTRO]
+    for index, result in enumerate(results, start=1):
+        parts.append(f"### Run {index}\n" + (f"\n{result['note']}\n" if result.get("note") else ""))
+        parts.append(results_markdown(result) + "\n")
+    return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json is not None:
-        results = json.loads(args.from_json.read_text())
-        summarize(results)
+        all_results = [json.loads(path.read_text()) for path in args.from_json]
+        for results in all_results:
+            summarize(results)
     elif args.update_docs and args.output_dir is None:
-        results = None
+        all_results = []
     else:
-        results = run(args)
-        write_results(results, args.output_dir)
+        all_results = [run(args)]
+        write_results(all_results[0], args.output_dir)
         print((args.output_dir / MARKDOWN_NAME).read_text(), flush=True)
     if args.update_docs:
         from benchmarks._report import update_section
 
-        update_section("gpu_check", docs_markdown(results))
-    failed = [r for r in (results or {}).get("runs", []) if r["status"] == "failed"]
+        update_section("gpu_check", docs_markdown(all_results))
+    failed = [r for results in all_results for r in results.get("runs", []) if r["status"] == "failed"]
     return 1 if failed else 0
 
 
