@@ -176,6 +176,34 @@ def test_conditioning_is_real(tiny_model_dir, tmp_path, monkeypatch, conversatio
     assert first.shape == second.shape and not torch.allclose(first, second)
 
 
+def row_and_text_reward(completions, solution, **kwargs):
+    """Depends on the completion's text and on its own row's `solution`: a reward scored against another row's
+    solution, or another completion's text, gives a different number."""
+    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    return [float(len(t) % 5) + 10.0 * int(s) for t, s in zip(texts, solution)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("conversational", [True, False])
+def test_stage2_advantages_score_each_refinement_against_its_own_row(tiny_model_dir, tmp_path, conversational):
+    """The advantages the loss uses are TRL's group-normalised rewards (Eq. 5) of each refinement's own decoded text,
+    scored with its own prompt's dataset columns: no refinement is paired with another row's answer."""
+    trainer = IGRPOTrainer(
+        model=tiny_model_dir,
+        reward_funcs=[row_and_text_reward],
+        args=make_args(tmp_path, max_steps=1, num_generations=3, per_device_train_batch_size=6),
+        train_dataset=dataset(conversational=conversational),
+    )
+    rows = [row for row in dataset(2, conversational=conversational) for _ in range(3)]
+    assert rows[0]["solution"] != rows[3]["solution"]  # the two prompts' rewards differ by 10 x their answers
+    output = trainer._generate_and_score_completions(rows)
+    texts = trainer.processing_class.batch_decode(output["completion_ids"], skip_special_tokens=True)
+    completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
+    rewards = torch.tensor(row_and_text_reward(completions, [row["solution"] for row in rows])).view(2, 3)
+    expected = (rewards - rewards.mean(dim=1, keepdim=True)) / (rewards.std(dim=1, keepdim=True) + 1e-4)
+    torch.testing.assert_close(output["advantages"].cpu(), expected.flatten(), atol=1e-5, rtol=1e-5)
+
+
 LOSS_SETUPS = [
     dict(loss_type="grpo"),
     dict(loss_type="dapo"),
