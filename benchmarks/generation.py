@@ -16,8 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if (
+    str(ROOT) not in sys.path
+):  # also runnable as a file (python benchmarks/generation.py), not only with -m from the root
+    sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

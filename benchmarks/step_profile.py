@@ -36,6 +36,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+if (
+    str(ROOT) not in sys.path
+):  # also runnable as a file (python benchmarks/step_profile.py), not only with -m from the root
+    sys.path.insert(0, str(ROOT))
 PHASES = (
     "Stage-1 generation",
     "Stage-1 reward",
