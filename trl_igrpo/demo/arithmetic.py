@@ -6,9 +6,23 @@ import random
 
 from ..igrpo.drafts import IGRPO_SYSTEM_PROMPT
 
-__all__ = ["ARITHMETIC_INSTRUCTION", "make_arithmetic_dataset", "make_arithmetic_examples"]
+__all__ = ["ARITHMETIC_INSTRUCTION", "format_prompt", "make_arithmetic_dataset", "make_arithmetic_examples"]
 
 ARITHMETIC_INSTRUCTION = "Think, then answer inside <answer></answer> with \\boxed{}."
+
+
+def format_prompt(
+    question: str, instruction: str, conversational: bool, system_prompt: str | None
+) -> str | list[dict[str, str]]:
+    """The built-in tasks' prompt: a user message (after an optional system message; ``"igrpo"`` means the paper's
+    iGRPO system prompt), or ``Question: ... Answer:`` text for standard-format datasets."""
+    if not conversational:
+        return f"Question: {question} {instruction}\nAnswer:"
+    prompt = [{"role": "user", "content": f"{question} {instruction}"}]
+    if system_prompt:
+        text = IGRPO_SYSTEM_PROMPT if system_prompt == "igrpo" else system_prompt
+        prompt = [{"role": "system", "content": text}] + prompt
+    return prompt
 
 
 def make_arithmetic_examples(
@@ -32,14 +46,7 @@ def make_arithmetic_examples(
         op = rng.choice(operations)
         answer = {"+": a + b, "-": a - b, "*": a * b}[op]
         question = f"What is {a} {op} {b}?"
-        prompt: str | list[dict[str, str]]
-        if conversational:
-            prompt = [{"role": "user", "content": f"{question} {ARITHMETIC_INSTRUCTION}"}]
-            if system_prompt:
-                text = IGRPO_SYSTEM_PROMPT if system_prompt == "igrpo" else system_prompt
-                prompt = [{"role": "system", "content": text}] + prompt
-        else:
-            prompt = f"Question: {question} {ARITHMETIC_INSTRUCTION}\nAnswer:"
+        prompt = format_prompt(question, ARITHMETIC_INSTRUCTION, conversational, system_prompt)
         rows.append({"prompt": prompt, "solution": str(answer), "question": question})
     return rows
 

@@ -29,8 +29,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..igrpo.drafts import IGRPO_SYSTEM_PROMPT
-from .arithmetic import ARITHMETIC_INSTRUCTION
+from .arithmetic import ARITHMETIC_INSTRUCTION, format_prompt
 
 __all__ = [
     "CHAIN_INSTRUCTION",
@@ -205,14 +204,7 @@ def make_chained_examples(
     rows = []
     for _ in range(num_examples):
         chain = sample_chain(rng, rng.choice(list(num_ops)), min_operand, max_operand, min_start, max_value)
-        prompt: str | list[dict[str, str]]
-        if conversational:
-            prompt = [{"role": "user", "content": f"{chain.question} {CHAIN_INSTRUCTION}"}]
-            if system_prompt:
-                text = IGRPO_SYSTEM_PROMPT if system_prompt == "igrpo" else system_prompt
-                prompt = [{"role": "system", "content": text}] + prompt
-        else:
-            prompt = f"Question: {chain.question} {CHAIN_INSTRUCTION}\nAnswer:"
+        prompt = format_prompt(chain.question, CHAIN_INSTRUCTION, conversational, system_prompt)
         rows.append(
             {"prompt": prompt, "solution": str(chain.answer), "question": chain.question, "num_ops": len(chain.steps)}
         )

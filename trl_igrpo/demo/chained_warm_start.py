@@ -137,6 +137,7 @@ def build_chained_warm_start(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..testing import build_tiny_model
+    from .warm_start import run_sft_steps
 
     start = time.perf_counter()
     build_tiny_model(output_dir, seed=seed, num_layers=num_layers, hidden_size=hidden_size, overwrite=True)
@@ -158,38 +159,11 @@ def build_chained_warm_start(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model.train()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sft_steps, desc="chained warm start (SFT)", unit="step")
-    for _ in range(sft_steps):
-        use_refinement = bool(refinement) and (
-            not plain or torch.rand(1, generator=generator).item() < refinement_fraction
-        )
-        sequences = refinement if use_refinement else plain
-        indices = torch.randint(len(sequences), (batch_size,), generator=generator).tolist()
-        batch = [sequences[i] for i in indices]
-        length = max(len(p) + len(c) for p, c in batch)
-        input_ids = torch.full((batch_size, length), tokenizer.pad_token_id)
-        labels = torch.full((batch_size, length), -100)
-        attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
-        for row, (prompt_ids, completion_ids) in enumerate(batch):
-            ids = prompt_ids + completion_ids
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            labels[row, len(prompt_ids) : len(ids)] = torch.tensor(completion_ids)
-            attention_mask[row, : len(ids)] = 1
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    if bar is not None:
-        bar.close()
+    run_sft_steps(
+        model, tokenizer.pad_token_id, plain, refinement, refinement_fraction,
+        steps=sft_steps, batch_size=batch_size, generator=generator, optimizer=optimizer, scheduler=scheduler,
+        progress="chained warm start (SFT)" if progress else None,
+    )  # fmt: skip
 
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)

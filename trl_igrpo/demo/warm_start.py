@@ -17,7 +17,6 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 __all__ = [
     "DEFAULT_SFT_STEPS",
@@ -187,35 +186,11 @@ def build_warm_started_model(
         optimizer, lambda step: 0.5 * (1 + torch.cos(torch.tensor(step / max(sft_steps, 1) * torch.pi)).item())
     )
     model.train()
-    steps: Any = range(sft_steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="warm start (SFT)", unit="step")
-    for _ in steps:
-        use_refinement = bool(refinement) and (
-            not plain or torch.rand(1, generator=generator).item() < refinement_fraction
-        )
-        sequences = refinement if use_refinement else plain
-        indices = torch.randint(len(sequences), (batch_size,), generator=generator).tolist()
-        batch = [sequences[i] for i in indices]
-        length = max(len(p) + len(c) for p, c in batch)
-        input_ids = torch.full((batch_size, length), tokenizer.pad_token_id)
-        labels = torch.full((batch_size, length), -100)
-        attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
-        for position, (prompt_ids, completion_ids) in enumerate(batch):
-            ids = prompt_ids + completion_ids
-            input_ids[position, : len(ids)] = torch.tensor(ids)
-            labels[position, len(prompt_ids) : len(ids)] = torch.tensor(completion_ids)
-            attention_mask[position, : len(ids)] = 1
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if progress:
-            steps.set_postfix(loss=f"{loss.item():.3f}")
+    run_sft_steps(
+        model, tokenizer.pad_token_id, plain, refinement, refinement_fraction,
+        steps=sft_steps, batch_size=batch_size, generator=generator, optimizer=optimizer, scheduler=scheduler,
+        progress="warm start (SFT)" if progress else None,
+    )  # fmt: skip
 
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
@@ -237,3 +212,59 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+SFTPairs = list[tuple[list[int], list[int]]]
+
+
+def run_sft_steps(
+    model,
+    pad_token_id: int,
+    plain: SFTPairs,
+    refinement: SFTPairs,
+    refinement_fraction: float,
+    *,
+    steps: int,
+    batch_size: int,
+    generator,
+    optimizer,
+    scheduler,
+    progress: str | None = None,
+) -> None:
+    """The supervised loop of both warm starts: each step draws a batch of one kind, a refinement batch with
+    probability ``refinement_fraction`` (similar lengths, little padding), of ``(prompt_ids, completion_ids)`` pairs,
+    and trains on the completion tokens only (labels -100 on the prompt and padding)."""
+    import torch
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=progress, unit="step")
+    for _ in range(steps):
+        use_refinement = bool(refinement) and (
+            not plain or torch.rand(1, generator=generator).item() < refinement_fraction
+        )
+        sequences = refinement if use_refinement else plain
+        indices = torch.randint(len(sequences), (batch_size,), generator=generator).tolist()
+        batch = [sequences[i] for i in indices]
+        length = max(len(p) + len(c) for p, c in batch)
+        input_ids = torch.full((batch_size, length), pad_token_id)
+        labels = torch.full((batch_size, length), -100)
+        attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
+        for row, (prompt_ids, completion_ids) in enumerate(batch):
+            ids = prompt_ids + completion_ids
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            labels[row, len(prompt_ids) : len(ids)] = torch.tensor(completion_ids)
+            attention_mask[row, : len(ids)] = 1
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    if bar is not None:
+        bar.close()
