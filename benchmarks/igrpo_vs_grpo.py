@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -113,8 +114,6 @@ def _make_trainer(spec: dict, train):
 
 def run_one(spec: dict) -> dict:
     """Train one (method, variant, seed) and return its measurements. Runs inside a worker subprocess."""
-    import resource
-
     import torch
     from transformers import TrainerCallback
 
@@ -154,17 +153,13 @@ def run_one(spec: dict) -> dict:
     if spec["eval"]:
         accuracy_after = held_out_accuracy()
         curve.append((trainer.state.global_step, accuracy_after))
-    history = [entry for entry in trainer.state.log_history if "entropy" in entry]
-    step_times = [entry["step_time"] for entry in history if "step_time" in entry]
+    history, timing = _training_log(trainer, seconds)
     return {
         **spec,
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
         "accuracy_curve": curve,
-        # TRL's per-step `step_time` (generation + scoring + update) after two warm-up steps: start-up costs excluded
-        "seconds_per_step": statistics.median(step_times[2:] or step_times or [seconds]),
-        "wall_seconds": seconds,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **timing,
         "entropy": [entry["entropy"] for entry in history],
         "reward": [entry.get("reward") for entry in history],
     }
@@ -188,6 +183,18 @@ def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _training_log(trainer, seconds: float) -> tuple[list[dict], dict]:
+    """The run's per-step log entries and its timing: TRL's per-step `step_time` (generation + scoring + update),
+    median after two warm-up steps so start-up costs are excluded, the wall time of `train()` and the peak RSS."""
+    history = [entry for entry in trainer.state.log_history if "entropy" in entry]
+    step_times = [entry["step_time"] for entry in history if "step_time" in entry]
+    return history, {
+        "seconds_per_step": statistics.median(step_times[2:] or step_times or [seconds]),
+        "wall_seconds": seconds,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -529,8 +536,6 @@ def run_one_chained(spec: dict) -> dict:
     """Train one (method, seed) on chained arithmetic; held-out metrics every ``eval_every`` steps in process, and at
     the end through the `trl-igrpo eval` command on the saved checkpoint (greedy, and k = 8 at T = 0.6; the same
     seeds, so the in-process points and the command agree)."""
-    import resource
-
     import torch
     from transformers import TrainerCallback
 
@@ -561,7 +566,7 @@ def run_one_chained(spec: dict) -> dict:
 
     class HeldOutCurve(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step % eval_every == 0 and state.global_step < spec["steps"]:
+            if eval_every and state.global_step % eval_every == 0 and state.global_step < spec["steps"]:
                 curve.append(
                     _evaluate_in_process(
                         trainer.model, trainer.processing_class, problems, spec, state.global_step, grader
@@ -603,16 +608,13 @@ def run_one_chained(spec: dict) -> dict:
             "by_num_ops": {k: v["pass@1"] for k, v in sampled["by_group"]["num_ops"].items()},
         }
     )
-    history = [entry for entry in trainer.state.log_history if "entropy" in entry]
-    step_times = [entry["step_time"] for entry in history if "step_time" in entry]
+    history, timing = _training_log(trainer, seconds)
     return {
         **spec,
         "curve": curve,
         "draft_refine_before": two_pass_before,
         "draft_refine": two_pass,
-        "seconds_per_step": statistics.median(step_times[2:] or step_times or [seconds]),
-        "wall_seconds": seconds,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **timing,
         "train_entropy": [entry["entropy"] for entry in history],
         "reward": [entry.get("reward") for entry in history],
         "draft_reward": [entry.get("igrpo/best_draft_reward_mean") for entry in history],
