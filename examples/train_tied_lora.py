@@ -8,10 +8,12 @@ model, a dataset and any SFTConfig flag, or a YAML file via ``--config``::
     python examples/train_tied_lora.py --tied_lora_configuration TL5 --tied_lora_r 16
     python examples/train_tied_lora.py --tied_lora_target_modules q_proj k_proj v_proj o_proj --no_fuse_qkv
     python examples/train_tied_lora.py --model_name_or_path ./my-model --dataset_name ./my-sft-data \\
-        --output_dir out --learning_rate 1e-3 --merge_adapter
+        --output_dir out --learning_rate 1e-3 --merge_adapter --export_lora
 
 The saved adapter reloads with ``PeftModel.from_pretrained`` once ``trl_igrpo.tied_lora`` is imported.
-``--merge_adapter`` additionally saves the merged full model to ``<output_dir>/merged`` (what vLLM serves).
+``--merge_adapter`` additionally saves the merged full model to ``<output_dir>/merged`` (what vLLM serves), and
+``--export_lora`` writes the equal standard LoRA adapter into ``<dir>/lora`` at every save (plain PEFT and vLLM load it
+without trl-igrpo; ``--push_to_hub`` uploads it with the Tied-LoRA adapter).
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ class TiedLoraScriptArguments(ScriptArguments):
         metadata={"help": "Group q/k/v as the paper's fused QKV (shared A and u). --no_fuse_qkv: by shape."},
     )
     merge_adapter: bool = field(default=False, metadata={"help": "Also save the merged model to <output_dir>/merged."})
+    export_lora: bool = field(
+        default=False,
+        metadata={
+            "help": "Write a standard LoRA export (loads in plain PEFT and vLLM) into <dir>/lora beside every saved "
+            "adapter: each checkpoint-N, the final output_dir, and what --push_to_hub uploads."
+        },
+    )
 
 
 def build_synthetic_sft_dataset(num_examples: int) -> Dataset:
@@ -83,6 +92,7 @@ def tied_lora_config_from_args(script_args: TiedLoraScriptArguments) -> TiedLora
         target_modules=script_args.tied_lora_target_modules,
         fused_module_groups=[list(FUSED_QKV)] if script_args.fuse_qkv else None,
         task_type="CAUSAL_LM",
+        export_lora=script_args.export_lora,
     )
 
 

@@ -5,6 +5,7 @@
     trl-igrpo rpo --online
     trl-igrpo serve --model ./ckpt --port 8000
     trl-igrpo eval --model_name_or_path ./ckpt --preset math500
+    trl-igrpo export-lora --adapter_path ./ckpt --output_dir ./ckpt-lora
 
 Training subcommands parse their flags with the script's :class:`~trl.TrlParser` first (``--help``, ``--config`` and bad
 flags are handled before anything starts); flags the script does not know are ``accelerate launch`` flags, and a flag
@@ -196,6 +197,12 @@ def _run_eval(argv: list[str]) -> int:
     return eval_main(argv)
 
 
+def _run_export_lora(argv: list[str]) -> int:
+    from trl_igrpo.tied_lora.cli import main as export_lora_main
+
+    return export_lora_main(argv)
+
+
 def _run_pass_rate(argv: list[str]) -> int:
     from trl_igrpo.curriculum.pass_rate import main as pass_rate_main
 
@@ -214,6 +221,7 @@ COMMANDS: tuple[Command, ...] = (
         "pass-rate", "Estimate each prompt's pass rate from k samples and filter (Llama-Nemotron)", _run_pass_rate
     ),
     Command("eval", "Evaluate a checkpoint on a math benchmark: pass@1 over k samples, pass@k, maj@k", _run_eval),
+    Command("export-lora", "Export a Tied-LoRA adapter as a standard LoRA adapter (PEFT, vLLM)", _run_export_lora),
 )
 
 
