@@ -16,6 +16,9 @@ __all__ = ["GRPOBaseConfig"]
 class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
     """[`~trl.GRPOConfig`] plus the fields shared by the package's GRPO-based trainers.
 
+    GRPOConfig's `temperature` must be > 0 here: GRPO needs distinct sampled completions and divides logits by it for
+    log-probabilities, so 0 (greedy) is refused at construction with the reason (greedy evaluation: `trl-igrpo eval`).
+
     The mixins only add fields (each validated by its own method, called below), so their order does not matter:
     [`~trl_igrpo.curriculum.CurriculumConfigMixin`] (pass-rate curriculum, dynamic sampling; off by default) and
     [`~trl_igrpo.vllm.VLLMSyncConfigMixin`] (vLLM weight sync).
@@ -30,9 +33,6 @@ class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
             its key/value cache to every row (:mod:`trl_igrpo.core.prefill`). Only the duplicated prompt encoding is
             skipped: next-token scores agree to rounding (about 1e-6), greedy completions token for token. vLLM does
             this itself (prefix caching).
-        temperature (`float`, defaults to TRL's `1.0`; iGRPO's `0.7`):
-            Must be > 0: GRPO needs distinct sampled completions and divides logits by it for log-probabilities, so
-            0 (greedy) is refused at construction with the reason (greedy evaluation: `trl-igrpo eval`).
         context_length (`int` or `None`, defaults to `None`):
             Tokens the policy can attend to. `None` reads the model config's `max_position_embeddings`. Prompts
             (plus, for iGRPO, the draft) plus `max_completion_length` must fit: checked at construction on the

@@ -145,7 +145,7 @@ def _read_prediction(text: str, timeout: int | None) -> tuple[list, str | None]:
 class Grade(NamedTuple):
     """One (gold, completion) pair graded.
 
-    Args:
+    Attributes:
         score: 1.0 (equivalent), 0.0 (wrong, missing, unreadable or timed out), ``None`` (the gold is unreadable).
         answer: The completion's final answer as math-verify read it (its normalised LaTeX), the raw text of a final
             answer it could not read, or ``None`` when the completion has no final answer.
