@@ -89,7 +89,8 @@ def test_liger_layers_are_detected_by_class_or_by_patched_forward():
 
 
 def test_the_single_process_record_is_re_read_without_the_runs_liger_leaked_into():
-    module = _module()
+    from benchmarks import _gpu_check_report as module  # the records are read there (and by gpu_check.py)
+
     results = json.loads((ROOT / "benchmarks" / "results" / "gpu_check_h200_2026-11-27_run1.json").read_text())
     runs = results["runs"]
     # the evidence: GRPO's second "no Liger" round peaked at exactly the Liger runs' peak (4.298 GiB)
@@ -129,7 +130,9 @@ def test_the_liger_extra_installs_liger_kernel_at_trls_minimum():
     assert LIGER_KERNEL_MIN_VERSION in requirement.specifier and "0.8.1" not in requirement.specifier
     for doc in ("README.md", "docs/index.md"):
         assert "`liger` (liger-kernel" in (ROOT / doc).read_text(), doc
-    assert 'pip install "trl-igrpo[liger]"' in _module().DOCS_INTRO
+    from benchmarks._gpu_check_report import DOCS_INTRO
+
+    assert 'pip install "trl-igrpo[liger]"' in DOCS_INTRO
 
 
 def test_wheel_list_pins_one_version_of_each_missing_package():
