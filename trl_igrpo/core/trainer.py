@@ -20,13 +20,16 @@ from ..curriculum.sampler import build_progressive_sampler, curriculum_batch_ind
 from ..distributed import check_requested_engine
 from ..hub import HubMixin
 from ..model_loading import check_model_path
+from ..rewards.registry import resolve_reward_funcs
 from ..vllm.generation import generation_class, longest_prompt_tokens, use_generation_class
 from .checks import (
     NoOptimizerStepCallback,
     UnscorableBatchCounter,
     check_context_budget,
     check_dataset_fills_a_batch,
+    checked_reward_funcs,
     model_context_length,
+    run_reward_data_checks,
 )
 from .config import GRPOBaseConfig
 from .prefill import shared_prompt_prefill
@@ -41,9 +44,12 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     switch of that config:
 
     - **checks** (always on): an empty or too small dataset, prompts + completions beyond the model context (at
-      construction and on every tokenized batch), and batches that no reward function could score
+      construction and on every tokenized batch), data a reward function refuses (its ``check_dataset`` hook on the
+      first 256 rows: mostly unreadable gold answers, contradicting reasoning modes), a reward function that returns
+      anything but one number or None per completion, and batches that no reward function could score
       (``max_unscorable_reward_batches``) stop the run with an error naming the problem and the fix; a run that ends
-      without an optimizer step raises;
+      without an optimizer step raises. String ``reward_funcs`` name the package's rewards (``"math_accuracy"``)
+      before TRL would read them as Hub reward models (:mod:`trl_igrpo.rewards.registry`);
     - **vLLM** (``use_vllm``): weight sync with or without CUDA and context checks (:mod:`trl_igrpo.vllm`);
     - **pass-rate curriculum** (``progressive_batching``) and **dynamic sampling** (``dynamic_sampling``), see
       :mod:`trl_igrpo.curriculum`;
@@ -52,9 +58,10 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     Subclasses change one rollout round by overriding :meth:`_rollout` (and :meth:`_extra_prompt_tokens` when their
     prompts grow). TRL methods overridden here, and why:
 
-    - ``__init__``: the checks above, the vLLM generation class, the helper objects;
+    - ``__init__``: reward names, the checks above, the vLLM generation class, the helper objects;
     - ``_generate_and_score_completions``: one :meth:`_rollout`, or dynamic sampling around it;
-    - ``_calculate_rewards``: the unscorable-batch check, and the rewards of the final rollouts for dynamic sampling;
+    - ``_calculate_rewards``: reward outputs validated per function, the unscorable-batch check and per-function
+      ``unscorable_frac``, and the rewards of the final rollouts for dynamic sampling;
     - ``_tokenize_prompts``: every tokenized batch must fit the context with its completion budget;
     - ``_get_train_sampler``: the curriculum sampler when ``progressive_batching=True``;
     - ``_generate_single_turn``: with transformers generation, each distinct prompt is encoded once for its whole
@@ -77,6 +84,8 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
                 f"sampling, vLLM sync and check fields), got {type(args).__name__}."
             )
         self._check_train_dataset(train_dataset, args)
+        # "math_accuracy" means the package's reward, not a Hub model id (TRL reads every string as one)
+        reward_funcs = resolve_reward_funcs(reward_funcs, revision=(args.model_init_kwargs or {}).get("revision"))
         self._max_new_tokens = int(args.max_completion_length or 0)  # the completion budget of the batch tokenized
         self._max_new_tokens_field = "max_completion_length"
         self._capturing_rollout_rewards = False
@@ -100,6 +109,10 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
             draft_length=self._extra_prompt_tokens(),
             where=self._context_description(),
             fix=self._context_fix(),
+        )
+        # rewards refuse data they cannot score (mostly unreadable gold answers, contradicting reasoning modes)
+        run_reward_data_checks(
+            self.reward_funcs, self.train_dataset, chat_template_kwargs=self.chat_template_kwargs or None
         )
         self.add_callback(NoOptimizerStepCallback())
 
@@ -136,12 +149,15 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         return self._rollout(inputs)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        with checked_reward_funcs(self):  # a string or a list per completion fails naming the function
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         mode = "train" if self.model.training else "eval"
         stage = "final rollouts" if self._capturing_rollout_rewards else "drafts"
         fraction = self.unscorable_batches.check(rewards, self.reward_func_names, stage=stage)
         prefix = "rewards" if self._capturing_rollout_rewards else "rewards/drafts"
         self._metrics[mode][f"{prefix}/unscorable_frac"].append(fraction)
+        for name, column in zip(self.reward_func_names, rewards.unbind(dim=1)):  # e.g. rows with an unreadable gold
+            self._metrics[mode][f"{prefix}/{name}/unscorable_frac"].append(torch.isnan(column).float().mean().item())
         self._metrics[mode]["rewards/unscorable_batches"] = [float(self.unscorable_batches.count)]
         if self._capturing_rollout_rewards:
             self.last_rollout_rewards = rewards

@@ -118,7 +118,8 @@ class TiedLoraConfig(PeftConfig):
     convention (B = 0); with B frozen (VeRA-like settings) v (or u, or A) starts at zero instead.
 
     Args:
-        r: Rank of the tied A and B.
+        r: Rank of the tied A and B. At most ``min(in_features, out_features)`` of every target module (a layer's
+            update cannot have a higher rank); a larger ``r`` is refused when the adapter is applied, naming the module.
         target_modules: Module names (suffix match) or a regex to adapt. ``None`` means ``("q_proj", "k_proj",
             "v_proj")``, the paper's scope.
         exclude_modules: Module names (or a regex) never adapted.

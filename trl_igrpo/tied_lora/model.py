@@ -201,8 +201,15 @@ class TiedLoraModel(BaseTuner):
                 "`transformers.pytorch_utils.Conv1D` only. Check `target_modules`."
             )
 
-        a_key, b_key = tie_group_keys(target_name, in_features, out_features, tiedlora_config.fused_module_groups)
         r = tiedlora_config.r
+        if r > min(in_features, out_features):
+            raise ValueError(
+                f"Tied-LoRA r={r} is larger than target module {current_key!r} allows: its weight is "
+                f"{out_features} x {in_features}, so its update diag(v) B diag(u) A has rank at most "
+                f"{min(in_features, out_features)}, and a larger r only adds parameters that cannot change it. Set "
+                f"r <= {min(in_features, out_features)}, or leave this module out of target_modules."
+            )
+        a_key, b_key = tie_group_keys(target_name, in_features, out_features, tiedlora_config.fused_module_groups)
         self._get_or_create_tied(tiedlora_config, adapter_name, "A", a_key, (r, in_features), base)
         self._get_or_create_tied(tiedlora_config, adapter_name, "B", b_key, (out_features, r), base)
         shared = self._ensure_shared_containers()
