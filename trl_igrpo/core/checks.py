@@ -27,6 +27,7 @@ __all__ = [
     "UnscorableRewardsError",
     "check_context_budget",
     "check_dataset_fills_a_batch",
+    "check_generation_settings",
     "check_reward_output",
     "checked_reward_funcs",
     "first_rows",
@@ -95,6 +96,30 @@ def check_context_budget(
         f"{where} holds {context_length} tokens but a rollout needs {parts} = {required}. "
         + (fix or "Shorten the prompts, or lower max_completion_length (and, for iGRPO, max_draft_length).")
     )
+
+
+def check_generation_settings(generation_config) -> None:
+    """Refuse transformers-generation settings TRL 1.16's GRPO rollout cannot use, at construction instead of inside
+    the first step. ``generation_config`` is what ``generate`` will run with (``generation_kwargs`` plus the model's
+    own ``generation_config``, see :func:`~trl_igrpo.core.prefill.effective_generation_config`); None skips."""
+    if generation_config is None:
+        return
+    sequences = generation_config.num_return_sequences
+    if sequences is not None and sequences > 1:
+        raise ValueError(
+            f"num_return_sequences={sequences} (from generation_kwargs or the model's generation_config) cannot be "
+            "used for GRPO rollouts: TRL samples one completion per prompt row (num_generations rows per prompt), and "
+            "extra sequences per row end in a tensor size error inside the first step. Remove it; num_generations "
+            "sets the completions per prompt."
+        )
+    if generation_config.stop_strings:
+        raise ValueError(
+            f"stop_strings={generation_config.stop_strings!r} (from generation_kwargs or the model's "
+            "generation_config) cannot be used with transformers generation in TRL 1.16: its rollout does not pass "
+            "the tokenizer that `generate` needs for stop strings (a ValueError inside the first step), and it ends "
+            "completions only at EOS tokens. Add the token ids that should end a completion to the model's "
+            "generation_config.eos_token_id (TRL ends completions at each of them) instead."
+        )
 
 
 class UnscorableRewardsError(RuntimeError):

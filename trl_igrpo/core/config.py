@@ -30,9 +30,12 @@ class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
             stops with an error naming the reward functions. 0 stops at the first.
         share_prompt_prefill (`bool`, defaults to `True`):
             With transformers generation, encode each distinct prompt once for its whole group of completions and copy
-            its key/value cache to every row (:mod:`trl_igrpo.core.prefill`). Only the duplicated prompt encoding is
-            skipped: next-token scores agree to rounding (about 1e-6), greedy completions token for token. vLLM does
-            this itself (prefix caching).
+            its key/value cache to every row and beam (:mod:`trl_igrpo.core.prefill`). Only the duplicated prompt
+            encoding is skipped: next-token scores agree to rounding (about 1e-6); completions and old log-probs are
+            tested identical to the plain path for greedy, sampling, beam search, `repetition_penalty`,
+            `min_new_tokens`, `top_k`/`top_p`/`min_p` and the model's own `generation_config`, on full, LoRA,
+            Tied-LoRA and 4-bit models. Settings whose cache it cannot share (static caches, assisted decoding, ...)
+            get the plain path. vLLM does this itself (prefix caching).
         context_length (`int` or `None`, defaults to `None`):
             Tokens the policy can attend to. `None` reads the model config's `max_position_embeddings`. Prompts
             (plus, for iGRPO, the draft) plus `max_completion_length` must fit: checked at construction on the

@@ -27,12 +27,13 @@ from .checks import (
     UnscorableBatchCounter,
     check_context_budget,
     check_dataset_fills_a_batch,
+    check_generation_settings,
     checked_reward_funcs,
     model_context_length,
     run_reward_data_checks,
 )
 from .config import GRPOBaseConfig
-from .prefill import shared_prompt_prefill
+from .prefill import effective_generation_config, shared_prompt_prefill
 
 __all__ = ["GRPOBaseTrainer"]
 
@@ -58,7 +59,9 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     Subclasses change one rollout round by overriding :meth:`_rollout` (and :meth:`_extra_prompt_tokens` when their
     prompts grow). TRL methods overridden here, and why:
 
-    - ``__init__``: reward names, the checks above, the vLLM generation class, the helper objects;
+    - ``__init__``: reward names, the checks above, generation settings TRL's transformers rollout cannot use
+      (``num_return_sequences``, ``stop_strings``) refused before any compute, the vLLM generation class, the helper
+      objects;
     - ``_generate_and_score_completions``: one :meth:`_rollout`, or dynamic sampling around it;
     - ``_calculate_rewards``: reward outputs validated per function, the unscorable-batch check and per-function
       ``unscorable_frac``, and the rewards of the final rollouts for dynamic sampling;
@@ -95,6 +98,9 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         with use_generation_class(type(self), self._make_vllm_generation):
             super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
         check_requested_engine(self.accelerator)  # FSDP/DeepSpeed requested but DDP set up: stop, naming the fix
+        if not self.use_vllm:  # settings TRL's transformers rollout cannot use: stop now, not inside the first step
+            policy = self.accelerator.unwrap_model(self.model)
+            check_generation_settings(effective_generation_config(policy, self.generation_config))
         self.unscorable_batches = UnscorableBatchCounter(args.max_unscorable_reward_batches)
         self.dynamic_sampler = DynamicSampler(args, self.train_dataset) if args.dynamic_sampling else None
         if args.progressive_batching:
@@ -165,6 +171,11 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
 
     def _tokenize_prompts(self, prompts: list):
         prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
+        self._check_prompts_fit(prompt_ids)
+        return prompt_ids, images, multimodal_fields
+
+    def _check_prompts_fit(self, prompt_ids: list[list[int]]) -> None:
+        """Every tokenized prompt of a batch must fit the context with the completion budget being generated."""
         if self.context_length is not None and len(prompt_ids):
             check_context_budget(
                 self.context_length,
@@ -174,7 +185,6 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
                 completion_name=self._max_new_tokens_field,
                 fix=self._context_fix(),
             )
-        return prompt_ids, images, multimodal_fields
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
         generate = super()._generate_single_turn
