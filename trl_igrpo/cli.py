@@ -131,8 +131,12 @@ def _check_model_paths(parsed: Sequence) -> None:
                 raise _UsageError(str(error)) from None
 
 
-def _validate(name: str, parser, parsed: Sequence, config_remaining: list[str], cli_remaining: list[str]) -> list[str]:
-    """The ``accelerate launch`` arguments of a run; :class:`_UsageError` for flags nobody knows or a missing model."""
+def _validate(
+    name: str, module, parser, parsed: Sequence, config_remaining: list[str], cli_remaining: list[str]
+) -> list[str]:
+    """The ``accelerate launch`` arguments of a run; :class:`_UsageError` for flags nobody knows, a missing model, or
+    what the script's ``preflight`` finds (unknown reward names, a missing vLLM/logger package, a bad
+    ``--resume_from_checkpoint``, an ``--output_dir`` whose checkpoints the run would overwrite)."""
     prog = f"trl-igrpo {name}"
     launch_args, unknown = _resolve_launch_args(config_remaining + cli_remaining)
     from_config = [flag for flag in unknown if flag in config_remaining]
@@ -150,6 +154,10 @@ def _validate(name: str, parser, parsed: Sequence, config_remaining: list[str], 
             f"They are neither {name} script flags nor `accelerate launch` flags; see `{prog} --help`."
         )
     _check_model_paths(parsed)
+    try:
+        module.preflight(*parsed)  # checks only: nothing loads, nothing is deleted
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
     return launch_args
 
 
@@ -158,16 +166,27 @@ def _training_command(name: str, help_text: str) -> Command:
 
     def run(argv: list[str]) -> int:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from trl_igrpo.help_cache import cached_help, help_requested, store_help
+
+        help_text = cached_help(name, argv) if help_requested(argv) else None
+        if help_text is not None:  # the parser imports transformers' TrainingArguments: 10-20 s on a small CPU
+            sys.stdout.write(help_text)
+            return 0
         module = importlib.import_module(module_name)
         prog = f"trl-igrpo {name}"
         # rpo: the config class (offline/online) and the CPU demo defaults depend on argv, as in the script itself.
         parser = module.parser_for(argv, prog=prog) if name == "rpo" else module.make_parser(prog=prog)
+        if help_requested(argv):
+            help_text = parser.format_help()
+            store_help(name, argv, help_text)
+            sys.stdout.write(help_text)
+            return 0
         # Exits on --help / bad values; unknown flags come back as accelerate-launch flags (TRL's own split).
         *parsed, config_remaining, cli_remaining = parser.parse_args_and_config(
             argv, return_remaining_strings=True, separate_remaining_strings=True
         )
         try:
-            launch_args = _validate(name, parser, parsed, config_remaining, cli_remaining)
+            launch_args = _validate(name, module, parser, parsed, config_remaining, cli_remaining)
         except _UsageError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return 2
