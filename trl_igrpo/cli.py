@@ -104,8 +104,15 @@ def _resolve_launch_args(launch_args: list[str]) -> tuple[list[str], list[str]]:
         raise _UsageError(str(error)) from None
     parser = launch_command_parser()
     parser.error = _raise_usage_error  # one line instead of accelerate's 115-line usage (argparse's error hook)
-    _, unknown = parser.parse_known_args([*launch_args, "training_script.py"])
-    return launch_args, [token.split("=", 1)[0] for token in unknown if _is_flag(token)]
+    namespace, unknown = parser.parse_known_args([*launch_args, "training_script.py"])
+    unknown_flags = [token.split("=", 1)[0] for token in unknown if _is_flag(token)]
+    if namespace.training_script != "training_script.py" and not unknown_flags:
+        # a value no flag took (`--report_to tensorboard wandb`); after an unknown flag it is that flag's value
+        raise _UsageError(
+            f"unrecognized argument: {namespace.training_script!r} (a value after a flag that takes one value; "
+            "--report_to takes one integration or 'all', several go in the --config YAML as a list)"
+        )
+    return launch_args, unknown_flags
 
 
 def _did_you_mean(parser: argparse.ArgumentParser, flags: list[str]) -> str:
