@@ -374,7 +374,9 @@ def test_missing_optional_packages_name_the_extra(capsys, monkeypatch):
     for integration in ("tensorboard", "wandb"):
         code, _, err = _main(capsys, "grpo", "--report_to", integration)
         assert code == 2 and f"pip install 'trl-igrpo[{integration}]'" in err
-    code, _, err = _main(capsys, "eval", "--model_name_or_path", "./nope", "--dataset_name", "x.jsonl", "--backend", "vllm")
+    code, _, err = _main(
+        capsys, "eval", "--model_name_or_path", "./nope", "--dataset_name", "x.jsonl", "--backend", "vllm"
+    )
     assert code == 2 and "--backend vllm needs the vllm package" in err  # before the model path or data is looked at
     with pytest.raises(SystemExit) as exit_:
         from trl_igrpo.curriculum.pass_rate import main as pass_rate_main
@@ -505,6 +507,8 @@ def test_tied_lora_example_with_output_dir_trains_on_cpu(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"model saved to {tmp_path / 'out'}" in result.stdout
-    assert f"model: a tiny random model (built once in {tmp_path / 'outputs' / 'tied-lora-tiny-model'})" in result.stdout
+    assert (
+        f"model: a tiny random model (built once in {tmp_path / 'outputs' / 'tied-lora-tiny-model'})" in result.stdout
+    )
     card = (tmp_path / "out" / "README.md").read_text()
     assert "Tied-LoRA" in card and "[None]" not in card and str(tmp_path) not in card

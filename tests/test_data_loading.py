@@ -101,8 +101,12 @@ def test_pass_rate_tokenizes_prompts_exactly_as_the_trainer(tiny_model_dir, tmp_
         model=tiny_model_dir,
         reward_funcs=lambda completions, **_: [0.0] * len(completions),
         args=CurriculumGRPOConfig(
-            output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, max_completion_length=4,
-            chat_template_kwargs=kwargs, **cpu_training_kwargs(),
+            output_dir=str(tmp_path),
+            per_device_train_batch_size=4,
+            num_generations=4,
+            max_completion_length=4,
+            chat_template_kwargs=kwargs,
+            **cpu_training_kwargs(),
         ),  # fmt: skip
         train_dataset=data,
     )

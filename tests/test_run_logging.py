@@ -47,7 +47,11 @@ def test_completions_markdown_puts_draft_and_refinement_answers_side_by_side():
         "prompt": deque([[{"role": "user", "content": "What is 1+1?"}]]),
         "completion": deque([[{"role": "assistant", "content": "<answer>2</answer>"}]]),
         "rewards": {"math_accuracy_reward": deque([1.0])},
-        "extra": {"draft": deque(["<answer>3</answer>"]), "draft_answer": deque(["3"]), "refinement_answer": deque(["2"])},
+        "extra": {
+            "draft": deque(["<answer>3</answer>"]),
+            "draft_answer": deque(["3"]),
+            "refinement_answer": deque(["2"]),
+        },
         "advantages": deque([0.5]),
     }
     table = completions_markdown(logs, num_rows=None).splitlines()
@@ -63,7 +67,11 @@ def test_model_cards_name_only_hub_ids(tmp_path):
     assert hub_id_or_none("Qwen/Qwen2.5-Math-1.5B") == "Qwen/Qwen2.5-Math-1.5B" and hub_id_or_none("gpt2") == "gpt2"
     for local in (None, "None", "/home/me/model", "./kept", "outputs/run/ckpt", str(tmp_path)):
         assert hub_id_or_none(local) is None, local
-    for base_model, dataset in ((None, None), ("/home/me/warm-start", "/data/kept"), ("Qwen/Qwen2.5-Math-1.5B", "org/math")):
+    for base_model, dataset in (
+        (None, None),
+        ("/home/me/warm-start", "/data/kept"),
+        ("Qwen/Qwen2.5-Math-1.5B", "org/math"),
+    ):
         card = generate_model_card(
             base_model=base_model, model_name="run", hub_model_id=None, dataset_name=dataset, tags=["trl"],
             wandb_url=None, trackio_url=None, trainer_name="iGRPO",
@@ -73,10 +81,15 @@ def test_model_cards_name_only_hub_ids(tmp_path):
         sanitize_model_card(path)
         text = path.read_text()
         header = text.split("---")[1]
-        assert "[None]" not in text and "huggingface.co//" not in text and "/home/me" not in text and "/data/" not in text
+        assert (
+            "[None]" not in text and "huggingface.co//" not in text and "/home/me" not in text and "/data/" not in text
+        )
         assert 'model="None"' not in text
         if base_model and base_model.startswith("Qwen"):
-            assert "base_model: Qwen/Qwen2.5-Math-1.5B" in header and "[org/math](https://huggingface.co/datasets/org/math)" in text
+            assert (
+                "base_model: Qwen/Qwen2.5-Math-1.5B" in header
+                and "[org/math](https://huggingface.co/datasets/org/math)" in text
+            )
         else:
             assert "base_model" not in header and "datasets" not in header
             assert "fine-tuned version of a local model" in text
@@ -88,7 +101,10 @@ def test_negated_flags_read_the_right_way_round(capsys):
     assert main(["igrpo", "--help"]) == 0
     out = capsys.readouterr().out
     flat = " ".join(out.split())
-    assert "--no_verify_draft_in_prompt, --no-verify-draft-in-prompt Turn off --verify_draft_in_prompt (on by default)." in flat
+    assert (
+        "--no_verify_draft_in_prompt, --no-verify-draft-in-prompt Turn off --verify_draft_in_prompt (on by default)."
+        in flat
+    )
     assert "--no_share_prompt_prefill, --no-share-prompt-prefill Turn off --share_prompt_prefill" in flat
 
 
@@ -97,14 +113,21 @@ def test_negated_flags_read_the_right_way_round(capsys):
 # --------------------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_igrpo_on_local_data_logs_to_tensorboard_and_wandb(tmp_path):
+    """A local Parquet file with `problem`/`solution`, held-out rows split off it, `report_to` TensorBoard (and W&B,
+    offline, where wandb is installed) with `log_completions`: the compact console line, the full metrics as scalars,
+    the completions table with draft and refinement answers, a card without local paths."""
+    import importlib.util
+
     pytest.importorskip("tensorboard")
-    pytest.importorskip("wandb")
+    with_wandb = importlib.util.find_spec("wandb") is not None  # not in [dev]: TRL imports it on every `import trl`
+    import pandas as pd
     from datasets import Dataset
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     rows = [{"problem": f"What is {i} + {i + 1}?", "solution": str(2 * i + 1)} for i in range(12)]
     Dataset.from_list(rows).to_parquet(str(tmp_path / "train.parquet"))
-    (tmp_path / "recipe.yaml").write_text("report_to: [tensorboard, wandb]\nlog_completions: true\n")
+    loggers = "[tensorboard, wandb]" if with_wandb else "[tensorboard]"
+    (tmp_path / "recipe.yaml").write_text(f"report_to: {loggers}\nlog_completions: true\n")
     out = tmp_path / "out"
     env = {
         **os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
@@ -126,21 +149,32 @@ def test_igrpo_on_local_data_logs_to_tensorboard_and_wandb(tmp_path):
     assert f"4 rows split off {tmp_path / 'train.parquet'} before training (never trained on)" in result.stdout
     assert "training on the other 8 rows" in result.stdout
     # the console: one line per step, not transformers' dict
-    assert re.search(r"^step 2/2 \| loss \S+ \| reward \S+ \| draft \S+ -> best \S+ -> refinement \S+ \|", result.stdout, re.M)
+    assert re.search(
+        r"^step 2/2 \| loss \S+ \| reward \S+ \| draft \S+ -> best \S+ -> refinement \S+ \|", result.stdout, re.M
+    )
     assert "{'loss'" not in result.stdout + result.stderr
     # TensorBoard: the full metrics dict as scalars, and the completions table with the answers as text
     (events,) = glob.glob(str(out / "runs" / "*" / "events.out.tfevents.*"))
     accumulator = EventAccumulator(events, size_guidance={"tensors": 0, "scalars": 0}).Reload()
     scalars = set(accumulator.Tags()["scalars"])
-    assert {"train/loss", "train/reward", "train/igrpo/draft_mean_length", "train/igrpo/refinement_reward_mean"} <= scalars
+    assert {
+        "train/loss",
+        "train/reward",
+        "train/igrpo/draft_mean_length",
+        "train/igrpo/refinement_reward_mean",
+    } <= scalars
     texts = [accumulator.Tensors(tag) for tag in accumulator.Tags()["tensors"] if tag.startswith("completions")]
     table = texts[0][-1].tensor_proto.string_val[0].decode()
     assert "| draft | draft_answer | refinement_answer |" in table
-    # W&B (offline): the same table, with the answer columns
-    tables = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "files" / "media" / "table" / "completions_*.table.json"))
-    assert tables, os.listdir(tmp_path / "wandb")
-    columns = json.loads(open(tables[-1]).read())["columns"]
-    assert {"draft", "draft_answer", "refinement_answer", "completion"} <= set(columns)
+    # TRL's Parquet files of the completions table, and W&B (offline) when installed: the same answer columns
+    parquet = pd.read_parquet(sorted(glob.glob(str(out / "completions" / "completions_*.parquet")))[-1])
+    assert {"draft", "draft_answer", "refinement_answer", "completion"} <= set(parquet.columns)
+    if with_wandb:
+        pattern = str(tmp_path / "wandb" / "offline-run-*" / "files" / "media" / "table" / "completions_*.table.json")
+        tables = glob.glob(pattern)
+        assert tables, os.listdir(tmp_path / "wandb")
+        columns = json.loads(open(tables[-1]).read())["columns"]
+        assert {"draft", "draft_answer", "refinement_answer", "completion"} <= set(columns)
     # every output folder has a card naming no local path
     card = (out / "README.md").read_text()
     assert "[None]" not in card and str(tmp_path) not in card and "a local model" in card
