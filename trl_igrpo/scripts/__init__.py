@@ -70,16 +70,19 @@ def group_flags(parser, groups: Iterable[tuple[str, Iterable[str]]]) -> None:
 
 def word_negated_flags(parser) -> None:
     """Give each ``--no_FLAG`` of a boolean field its own help. HfArgumentParser copies the positive flag's help (and
-    shows ``default: False``) onto it, so ``--no_verify_draft_in_prompt`` read "Raise if ..."; it now reads "Turn off
-    --verify_draft_in_prompt (on by default): ..."."""
+    ``default: False``) onto it, so ``--no_verify_draft_in_prompt`` read "Raise if ..."; it now reads "Turn off
+    --verify_draft_in_prompt (on by default)". Call it after ``set_defaults``: the text names the current default."""
+    import argparse
+
     for action in parser._actions:
         negated = [option for option in action.option_strings if option.startswith("--no_")]
         if not negated or action.const is not False:
             continue
         positive = next((a for a in parser._actions if a is not action and a.dest == action.dest), None)
-        what = (positive.help or "").replace("%", "%%") if positive is not None else ""
-        action.help = f"Turn off --{action.dest} (on by default). --{action.dest}: {what}".rstrip(": ")
-        action.default = None  # argparse would print the dataclass default under the negated flag
+        state = "on by default" if positive is not None and positive.default is True else "off by default"
+        what = f" --{action.dest}: {positive.help}" if positive is not None and positive.help else ""
+        action.help = f"Turn off --{action.dest} ({state}).{what}"
+        action.default = argparse.SUPPRESS  # the positive flag sets the default; no "(default: False)" here
 
 
 # ----------------------------------------------------------------------------------------------------------------------
