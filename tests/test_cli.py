@@ -385,6 +385,24 @@ def test_missing_optional_packages_name_the_extra(capsys, monkeypatch):
     assert exit_.value.code == 2 and "--backend vllm needs the vllm package" in capsys.readouterr().err
 
 
+def test_use_vllm_without_vllm_fails_before_the_parser_imports_transformers():
+    """`--use_vllm` on the command line is checked before the script's parser is built (it imports TrainingArguments:
+    10-20 s on 2 cores), so the answer comes at once."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    code = (
+        "import sys\n"
+        "from trl_igrpo.cli import main\n"
+        "code = main(['grpo', '--use_vllm', '--max_steps', '1'])\n"
+        "print('CODE', code, sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "CODE 2 []" in result.stdout, result.stderr[-2000:]
+    assert "trl-igrpo grpo: error: --use_vllm needs the vllm package" in result.stderr
+
+
 def test_use_vllm_in_python_names_this_packages_extra(tiny_model_dir, tmp_path, monkeypatch):
     import trl_igrpo.extras as extras
     from trl_igrpo import IGRPOConfig, IGRPOTrainer

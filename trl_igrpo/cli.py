@@ -168,6 +168,18 @@ def _validate(
     return launch_args
 
 
+def _asks_for_vllm(argv: list[str]) -> bool:
+    """``--use_vllm`` on the command line (alone, or with a true value); a ``--config`` asking for it is caught after
+    parsing, by the script's preflight."""
+    for index, token in enumerate(argv):
+        if token == "--use_vllm":
+            following = argv[index + 1] if index + 1 < len(argv) else ""
+            return following.lower() not in ("false", "0", "no")
+        if token.startswith("--use_vllm="):
+            return token.split("=", 1)[1].lower() not in ("false", "0", "no")
+    return False
+
+
 def _training_command(name: str, help_text: str) -> Command:
     module_name = f"trl_igrpo.scripts.{name}"
 
@@ -175,6 +187,14 @@ def _training_command(name: str, help_text: str) -> Command:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from trl_igrpo.help_cache import cached_help, help_requested, store_help
 
+        if _asks_for_vllm(argv):  # before the parser, which imports transformers (10-20 s on a small CPU)
+            from trl_igrpo.extras import require_vllm_package
+
+            try:
+                require_vllm_package("--use_vllm")
+            except ImportError as error:
+                print(f"trl-igrpo {name}: error: {error}", file=sys.stderr)
+                return 2
         help_text = cached_help(name, argv) if help_requested(argv) else None
         if help_text is not None:  # the parser imports transformers' TrainingArguments: 10-20 s on a small CPU
             sys.stdout.write(help_text)
@@ -225,7 +245,7 @@ def _run_eval(argv: list[str]) -> int:
 def _run_pass_rate(argv: list[str]) -> int:
     from trl_igrpo.curriculum.pass_rate import main as pass_rate_main
 
-    pass_rate_main(argv)
+    pass_rate_main(argv, prog="trl-igrpo pass-rate")
     return 0
 
 

@@ -27,8 +27,10 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 logger = logging.getLogger(__name__)
 
@@ -294,10 +296,10 @@ def _save_dataset(dataset, destination: str) -> None:
         dataset.save_to_disk(destination)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m trl_igrpo.curriculum.pass_rate") -> argparse.ArgumentParser:
     """Flags of the pass-rate tool (``trl-igrpo pass-rate`` / ``python -m trl_igrpo.curriculum.pass_rate``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m trl_igrpo.curriculum.pass_rate",
+        prog=prog,
         description="Estimate each prompt's pass rate from k sampled completions and add a pass-rate column.",
     )
     parser.add_argument("--model", required=True, help="model directory or Hub id (safetensors, no remote code)")
@@ -347,7 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _fail(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """One line on stderr (``prog: error: ...``) and exit status 2, without argparse's usage block."""
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     """Score every prompt's pass rate with the given model and reward, write the dataset with a pass-rate column, and
     optionally filter it. Resumable: rows already scored in the `--shard` file are not sampled again.
 
@@ -356,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     Reward names, the vLLM backend and the dataset are checked before the model loads."""
     from ..data import DataError, add_prompt_column, load_data
 
-    parser = build_parser()
+    parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.backend == "vllm":
@@ -365,14 +373,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             require_vllm_package("--backend vllm")
         except ImportError as error:
-            parser.error(f"{error} Or use --backend transformers.")
+            _fail(parser, f"{error} Or use --backend transformers.")
     try:
         reward_funcs = [load_callable(name) for name in args.reward_funcs]
         dataset = add_prompt_column(
             load_data(args.dataset, split=args.split, flag="--split"), args.system_prompt, args.problem_column
         )
     except (DataError, ValueError) as error:
-        parser.error(str(error))
+        _fail(parser, str(error))
     shard = args.shard or f"{args.output.rstrip('/')}.pass_rate.jsonl"
     scored = compute_pass_rates(
         dataset,
