@@ -334,9 +334,10 @@ def test_rpo_demo_trains_on_cpu_with_its_defaults(tmp_path):
 @pytest.mark.slow
 def test_online_rpo_trains_on_cpu_without_device_flags(tmp_path):
     """`--output_dir` turns the demo defaults off; the device defaults (no bf16 without a GPU) still apply."""
+    # cwd: without --model_name_or_path the tiny model is built (once) under ./outputs
     result = _run(
         "rpo", "--online", "--max_steps", "1", "--output_dir", str(tmp_path / "out"), "--num_prompts", "4",
-        "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "8",
+        "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "8", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "optimizer steps done: 1" in result.stdout
