@@ -18,9 +18,12 @@ from ..citations import DAPO, LLAMA_NEMOTRON, MethodCitation
 from ..curriculum.dynamic_sampling import DynamicSampler
 from ..curriculum.sampler import build_progressive_sampler, curriculum_batch_index, read_pass_rates
 from ..distributed import check_requested_engine
+from ..extras import require_vllm_package
 from ..hub import HubMixin
 from ..model_loading import check_model_path
 from ..rewards.registry import resolve_reward_funcs
+from ..run_logging import log_answer_column, use_compact_console
+from ..run_settings import RunSettingsCallback, check_resumed_settings
 from ..vllm.generation import generation_class, longest_prompt_tokens, use_generation_class
 from .checks import (
     NoOptimizerStepCallback,
@@ -69,12 +72,17 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     - ``_get_train_sampler``: the curriculum sampler when ``progressive_batching=True``;
     - ``_generate_single_turn``: with transformers generation, each distinct prompt is encoded once for its whole
       group (``share_prompt_prefill``; same completions, less compute);
+    - ``train`` (transformers' Trainer): on resume, the run's settings recorded in the checkpoint are compared with
+      the new ones before the first step (:mod:`trl_igrpo.run_settings`: an error where a change breaks the run, a
+      warning listing every other change);
     - from ``HubMixin``: ``create_model_card``, ``init_hf_repo``, ``push_to_hub``, ``save_model``.
     """
 
     args: GRPOBaseConfig
     _tag_names = ["trl", "grpo", "trl-igrpo"]
     config_class: type[GRPOBaseConfig] = GRPOBaseConfig
+    #: The completions-table column with each trained completion's final answer (``log_completions=True``).
+    _answer_column = "answer"
 
     def __init__(self, model, reward_funcs=None, args: GRPOBaseConfig | None = None, train_dataset=None, **kwargs):
         model = check_model_path(model)  # a missing local directory: one line naming it, not a Hub-id error
@@ -89,6 +97,8 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         self._check_train_dataset(train_dataset, args)
         # "math_accuracy" means the package's reward, not a Hub model id (TRL reads every string as one)
         reward_funcs = resolve_reward_funcs(reward_funcs, revision=(args.model_init_kwargs or {}).get("revision"))
+        if args.use_vllm:
+            require_vllm_package("use_vllm=True")  # TRL's own error names trl[vllm], not this package's extra
         self._max_new_tokens = int(args.max_completion_length or 0)  # the completion budget of the batch tokenized
         self._max_new_tokens_field = "max_completion_length"
         self._capturing_rollout_rewards = False
@@ -121,6 +131,8 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
             self.reward_funcs, self.train_dataset, chat_template_kwargs=self.chat_template_kwargs or None
         )
         self.add_callback(NoOptimizerStepCallback())
+        self.add_callback(RunSettingsCallback(self))  # recorded in each checkpoint, compared on resume
+        use_compact_console(self)
 
     # ------------------------------------------------------------------------------------------------------------------
     # Hooks for subclasses.
@@ -148,7 +160,12 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         check_dataset_fills_a_batch(dataset, args.generation_batch_size // args.num_generations)
 
     # ------------------------------------------------------------------------------------------------------------------
-    # TRL overrides.
+    # TRL / transformers overrides.
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if resume_from_checkpoint is not None and resume_from_checkpoint is not False:
+            check_resumed_settings(self, resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         if self.dynamic_sampler is not None and self.model.training:
             return self.dynamic_sampler.fill(self, inputs)
@@ -167,6 +184,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         self._metrics[mode]["rewards/unscorable_batches"] = [float(self.unscorable_batches.count)]
         if self._capturing_rollout_rewards:
             self.last_rollout_rewards = rewards
+            log_answer_column(self, self._answer_column, completions)  # log_completions: each sample's final answer
         return rewards
 
     def _tokenize_prompts(self, prompts: list):

@@ -29,6 +29,7 @@ from ..core.decoding import decode_completions
 from ..core.trainer import GRPOBaseTrainer
 from ..reasoning.think import strip_reasoning
 from ..rewards.aggregation import group_ranking_scores, weighted_reward_sum
+from ..run_logging import log_answer_column
 from .config import IGRPOConfig
 from .draft_text import ControlTokens, encode_as_text, encode_marked, mark_draft, special_token_frame, strip_marks
 from .drafts import (
@@ -96,6 +97,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
     _name = "iGRPO"
     _paper = IGRPO.as_trl_paper()
     config_class = IGRPOConfig
+    _answer_column = "refinement_answer"
 
     def __init__(self, model, reward_funcs=None, args: IGRPOConfig | None = None, train_dataset=None, **kwargs):
         for unsupported in ("tools", "rollout_func", "environment_factory"):
@@ -158,6 +160,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
                 for i, row in enumerate(inputs)
             ]
             self._log_completion_extra("draft", [row["draft"] for row in refined_inputs])
+            log_answer_column(self, "draft_answer", [row["draft"] for row in refined_inputs])
 
             # Stage 2: TRL's GRPO on G refinements of q' (with prefetch_drafts, the next batch's drafts ride along).
             self._ride_along = self._next_batch_draft_prompts(inputs) if mode == "train" else None
