@@ -7,11 +7,11 @@
 
 from typing import TYPE_CHECKING
 
+from ..data.prompts import IGRPO_SYSTEM_PROMPT
 from .config import IGRPOConfig
 from .drafts import (
     DEFAULT_REFINEMENT_INSTRUCTION,
     DEFAULT_REFINEMENT_TEMPLATE,
-    IGRPO_SYSTEM_PROMPT,
     build_refinement_prompt,
     drafts_missing_from_prompts,
     select_drafts,
