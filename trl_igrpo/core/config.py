@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from trl import GRPOConfig
 
 from ..curriculum.config import CurriculumConfigMixin
 from ..vllm.config import VLLMSyncConfigMixin
 
-__all__ = ["GRPOBaseConfig"]
+__all__ = ["GRPOBaseConfig", "PinnedSettings"]
+
+
+class PinnedSettings(NamedTuple):
+    """Settings that state saved in a checkpoint was made for: resuming with another value raises (see
+    :mod:`~trl_igrpo.core.run_settings`)."""
+
+    names: tuple[str, ...]
+    #: What the checkpoint holds, e.g. "drafts prefetched for the next batch (prefetch_drafts=True)".
+    state: str
+    #: How to drop that state instead of keeping the settings, e.g. "delete its ... files to ...".
+    discard: str
 
 
 @dataclass
@@ -61,6 +73,18 @@ class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
     )
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["vllm_engine_kwargs"]
+    #: Fields a resumed run may change without a word: they change how, not what, the run trains
+    #: (:mod:`~trl_igrpo.core.run_settings` compares every other field with the checkpoint's).
+    _OPERATIONAL_FIELDS = frozenset(
+        {
+            "vllm_weight_sync",
+            "vllm_weight_sync_dir",
+            "vllm_engine_kwargs",
+            "share_prompt_prefill",
+            "max_unscorable_reward_batches",
+            "context_length",
+        }
+    )
 
     def __post_init__(self):
         self._validate_temperature()
@@ -73,6 +97,10 @@ class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
             )
         if self.context_length is not None and self.context_length < 1:
             raise ValueError(f"context_length must be >= 1 or None, got {self.context_length}.")
+
+    def _pinned_settings(self, checkpoint: str) -> PinnedSettings | None:
+        """Settings that state saved in ``checkpoint`` was made for (a resume that changes one raises); none here."""
+        return None
 
     def _validate_temperature(self) -> None:
         """Refuse ``temperature <= 0``: GRPO needs sampled, distinct completions and finite log-probs.

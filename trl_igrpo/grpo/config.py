@@ -1,4 +1,5 @@
-"""The configuration of plain GRPO with the pass-rate curriculum and dynamic sampling (:class:`CurriculumGRPOTrainer`).
+"""The configuration of plain GRPO with the pass-rate curriculum and dynamic sampling
+(:class:`~trl_igrpo.grpo.CurriculumGRPOTrainer`).
 
 Kept apart from the trainer so that building the ``trl-igrpo grpo`` parser does not import the trainer.
 """
