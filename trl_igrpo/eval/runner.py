@@ -279,7 +279,8 @@ def apply_reasoning(
     """
     if mode is None:
         return list(prompts), {}
-    from ..reasoning.modes import apply_reasoning_mode, resolve_reasoning_style
+    from ..reasoning.conversations import apply_reasoning_mode
+    from ..reasoning.modes import resolve_reasoning_style
 
     if any(isinstance(prompt, str) for prompt in prompts):
         raise ValueError(
