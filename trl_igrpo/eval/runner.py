@@ -39,23 +39,48 @@ Generate = Callable[[list[Any], int, str], list[list[Any]]]
 
 @dataclass
 class EvalSettings:
-    """The protocol of one evaluation (every field is a ``trl-igrpo eval`` flag).
+    r"""
+    Configuration of one evaluation: the protocol of the [iGRPO paper](https://huggingface.co/papers/2602.09000)
+    (§4.1, evaluated with NeMo-Skills) by default. Every field is a `trl-igrpo eval` flag of the same name.
 
-    Args:
-        num_samples: k, samples per problem (the paper: 64 on AIME, 8 elsewhere).
-        temperature: Sampling temperature (paper: 0.6); 0 decodes greedily and needs ``num_samples=1``.
-        top_p: Nucleus sampling (paper: 0.95).
-        max_new_tokens: Generation budget per sample (the paper's NeMo-Skills runs allowed 65,000).
-        mode: ``"single"`` (the paper's inference) or ``"draft_refine"`` (diagnostic two-pass).
-        reasoning: ``"on"``/``"off"`` applies the Llama-Nemotron toggle (``detailed thinking on|off`` or
-            ``enable_thinking``, whichever the chat template implements); ``None`` leaves prompts as they are.
-        reasoning_style: Force ``"system_prompt"`` or ``"enable_thinking"`` instead of detecting it.
-        prompt_template: The user message, with ``{problem}``.
-        system_prompt: An optional system message.
-        batch_size: Sequences per ``generate`` call (transformers backend).
-        seed: Seeds sampling.
-        on_bad_gold: ``"error"`` (default) or ``"skip"`` for gold answers the grader cannot use.
-        strip_draft_think: In ``draft_refine``, drop the draft's ``<think>`` block before appending it.
+    Parameters:
+        > Parameters that control sampling
+
+        num_samples (`int`, *optional*, defaults to `8`):
+            k, samples per problem (the paper: 64 on AIME, 8 elsewhere).
+        temperature (`float`, *optional*, defaults to `0.6`):
+            Sampling temperature (the paper: 0.6); 0 decodes greedily and needs `num_samples=1`.
+        top_p (`float`, *optional*, defaults to `0.95`):
+            Nucleus sampling (the paper: 0.95).
+        max_new_tokens (`int`, *optional*, defaults to `32768`):
+            Generation budget per sample (the paper's NeMo-Skills runs allowed 65,000).
+        batch_size (`int`, *optional*, defaults to `16`):
+            Sequences per `generate` call (transformers backend).
+        seed (`int`, *optional*, defaults to `0`):
+            Seeds sampling.
+
+        > Parameters that control the prompts
+
+        prompt_template (`str`, *optional*, defaults to `DEFAULT_PROMPT_TEMPLATE`):
+            The user message, with `{problem}` ([`~trl_igrpo.eval.data.DEFAULT_PROMPT_TEMPLATE`]).
+        system_prompt (`str` or `None`, *optional*, defaults to `None`):
+            An optional system message.
+        reasoning (`str` or `None`, *optional*, defaults to `None`):
+            `"on"`/`"off"` applies the Llama-Nemotron toggle (`detailed thinking on|off` or `enable_thinking`,
+            whichever the chat template implements); `None` leaves the prompts as they are.
+        reasoning_style (`str` or `None`, *optional*, defaults to `None`):
+            Force `"system_prompt"` or `"enable_thinking"` instead of detecting it from the chat template.
+
+        > Parameters that control the protocol
+
+        mode (`str`, *optional*, defaults to `"single"`):
+            `"single"` (the paper's inference: one pass from the original prompt) or `"draft_refine"` (a diagnostic:
+            a draft, then a refinement conditioned on it, built like iGRPO's Stage-2 prompt).
+        strip_draft_think (`bool`, *optional*, defaults to `False`):
+            In `"draft_refine"` mode, drop the draft's `<think>` block before appending it.
+        on_bad_gold (`str`, *optional*, defaults to `"error"`):
+            `"error"` stops at gold answers the grader cannot use, naming the rows; `"skip"` leaves those problems
+            out and lists them in the results.
     """
 
     num_samples: int = 8
