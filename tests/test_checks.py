@@ -12,9 +12,10 @@ import torch
 from datasets import Dataset, IterableDataset
 
 from trl_igrpo import CurriculumGRPOConfig, CurriculumGRPOTrainer, IGRPOConfig, IGRPOTrainer, UnscorableRewardsError
-from trl_igrpo.core.checks import UnscorableBatchCounter, check_context_budget, check_dataset_fills_a_batch
+from trl_igrpo.core.checks import UnscorableBatchCounter, check_dataset_fills_a_batch
 from trl_igrpo.demo.arithmetic import make_arithmetic_examples
 from trl_igrpo.testing import cpu_training_kwargs
+from trl_igrpo.utils.context import check_context_budget
 
 nan = float("nan")
 

@@ -96,7 +96,7 @@ def test_igrpo_math_7b_recipe_trains_one_step(tiny_model_dir, tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_llama_nemotron_reasoning_grpo_recipe_trains_one_step(tiny_model_dir, tmp_path, monkeypatch):
-    from trl_igrpo.curriculum import CurriculumGRPOTrainer
+    from trl_igrpo.grpo import CurriculumGRPOTrainer
     from trl_igrpo.scripts import grpo, igrpo
 
     monkeypatch.setitem(grpo.REWARD_FUNCS, "math_accuracy", varying_accuracy_stand_in)

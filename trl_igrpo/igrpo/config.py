@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass, field
 
-from ..core.config import GRPOBaseConfig
+from ..core.config import GRPOBaseConfig, PinnedSettings
 from ..rewards.aggregation import AGGREGATIONS
 from .drafts import (
     CONVERSATIONAL_DRAFT_STYLES,
@@ -67,17 +69,20 @@ class IGRPOConfig(GRPOBaseConfig):
             ...) delete `<think>` reasoning from earlier assistant turns, so there the model would see only the
             draft's answer (the runtime guard below then stops the run).
         verify_draft_in_prompt (`bool`, defaults to `True`):
-            On every step, check that the rendered, tokenized Stage-2 prompt of each prompt group contains the whole
-            selected draft, and raise before generating refinements if a chat template dropped any of it. Costs one
-            decode per prompt group (see docs/igrpo.md).
+            On every step, check that the rendered Stage-2 prompt of each prompt group holds the whole selected draft
+            at its place, and that its tokens decode to it, and raise before generating refinements if a chat template
+            dropped any of it. Costs one render, one tokenization and one decode per prompt group (see
+            docs/igrpo.md). Whatever this says, the draft enters the prompt as text: a draft that spells a control
+            token (`<|im_end|>`) never becomes one.
         draft_success_threshold (`float`, defaults to `0.0`):
             A draft "succeeds" when its weighted reward is above this; `igrpo/all_drafts_failed_frac` reports prompts
             where no draft did. With accuracy + format rewards at weights 1/1, 1.0 means "correct answer".
         prefetch_drafts (`bool`, defaults to `False`):
             Sample the *next* generation batch's drafts in the same generation call as this batch's refinements, so a
             step runs one generation round instead of two. Drafts are then one policy update older than the
-            refinements they condition (logged as `igrpo/draft_policy_lag`); refinements, log-probs and the update
-            stay on-policy. The paper samples both stages from the same policy, hence off by default. Needs
+            refinements they condition (logged as `igrpo/draft_policy_lag`; 0 within an optimizer step that
+            generates several times); refinements, log-probs and the update stay on-policy. Works with any
+            `gradient_accumulation_steps`. The paper samples both stages from the same policy, hence off by default. Needs
             `max_draft_length <= max_completion_length`, and `num_drafts == num_generations` in vLLM server mode.
         two_stage_eval (`bool`, defaults to `False`):
             Evaluate with draft -> refine instead of the paper's single-pass protocol.
@@ -147,10 +152,29 @@ class IGRPOConfig(GRPOBaseConfig):
     )
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature for both stages (paper: 0.7)."})
 
+    _OPERATIONAL_FIELDS = GRPOBaseConfig._OPERATIONAL_FIELDS | {
+        "verify_draft_in_prompt",
+        "draft_success_threshold",
+        "two_stage_eval",
+    }
+
     def __post_init__(self):
         self._validate_igrpo_fields()
         super().__post_init__()
         self._validate_igrpo_batch_layout()
+
+    def _pinned_settings(self, checkpoint: str) -> PinnedSettings | None:
+        """With ``prefetch_drafts``, a checkpoint holding prefetched drafts pins the settings they were sampled for."""
+        from .prefetch import PREFETCH_FILE
+
+        if not (self.prefetch_drafts and glob.glob(os.path.join(checkpoint, PREFETCH_FILE.format(rank="*")))):
+            return None
+        return PinnedSettings(
+            names=("num_drafts", "max_draft_length"),
+            state="drafts prefetched for the next batch (prefetch_drafts=True)",
+            discard="delete its igrpo_prefetched_drafts_rank*.json files to sample that batch's drafts anew with the "
+            "new setting",
+        )
 
     def _validate_igrpo_fields(self) -> None:
         if not isinstance(self.num_drafts, int) or self.num_drafts < 1:
