@@ -5,6 +5,7 @@ import torch
 
 from trl_igrpo.igrpo.trajectories import (
     DEFAULT_TRAJECTORY_TEMPLATE,
+    TrajectoryDraft,
     build_trajectory_prompt,
     count_tool_calls,
     missing_trajectory_pieces,
@@ -127,3 +128,31 @@ def test_token_counts_turns_model_and_tool_tokens():
     assert counts["tool_tokens"].tolist() == [3.0, 0.0]
     single = trajectory_token_counts(completion_mask, None)
     assert single["turns"].tolist() == [1.0, 1.0] and single["tool_tokens"].tolist() == [0.0, 0.0]
+
+
+def test_mark_applies_to_the_drafts_text_only():
+    def mark(text):
+        return f"<<{text}>>"
+
+    refined, transcript = build_trajectory_prompt(PROMPT, TRAJECTORY, template="{prompt}|{draft}", mark=mark)
+    assert refined[1]["content"] == f"What is 4817 * 293?|<<{transcript}>>"  # the transcript marked as one
+    call = {"type": "function", "function": {"name": "lookup", "arguments": {"key": "x", "n": 3}}}
+    trajectory = [
+        {"role": "assistant", "content": "c", "tool_calls": [call]},
+        {"role": "tool", "name": "lookup", "content": "r"},
+    ]
+    replayed, _ = build_trajectory_prompt(
+        PROMPT, trajectory, instruction="Again.", conversational_style="assistant_turn", mark=mark
+    )
+    assert replayed[2]["content"] == "<<c>>" and replayed[3] == {"role": "tool", "name": "lookup", "content": "<<r>>"}
+    assert replayed[2]["tool_calls"] == [
+        {"type": "function", "function": {"name": "lookup", "arguments": {"key": "<<x>>", "n": 3}}}
+    ]
+    assert replayed[4] == {"role": "user", "content": "Again."} and call["function"]["arguments"]["key"] == "x"
+
+
+def test_trajectory_draft_is_the_drafts_transcript_pieces_and_prompt():
+    draft = TrajectoryDraft(TRAJECTORY, keep_reasoning=False)
+    assert draft.transcript == render_transcript(TRAJECTORY, keep_reasoning=False)
+    assert draft.pieces() == trajectory_pieces(TRAJECTORY, keep_reasoning=False) and "too long" not in draft.pieces()
+    assert draft.prompt(PROMPT, DEFAULT_TRAJECTORY_TEMPLATE, "", "append_to_user")[1]["content"].startswith("Here is")

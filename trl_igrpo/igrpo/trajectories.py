@@ -21,16 +21,19 @@ Two renderings, chosen by ``conversational_draft_style`` as for single-turn draf
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..data.prompts import is_conversational_prompt
 from ..reasoning.think import strip_reasoning
-from .drafts import _append_to_last_user_message, _comparable, is_conversational_prompt
+from .drafts import _append_to_last_user_message, _comparable
 
 __all__ = [
     "DEFAULT_TRAJECTORY_TEMPLATE",
+    "TrajectoryDraft",
     "build_trajectory_prompt",
     "count_tool_calls",
     "missing_trajectory_pieces",
@@ -133,19 +136,37 @@ def render_transcript(completion: str | list[dict[str, Any]], keep_reasoning: bo
     return "\n".join(lines)
 
 
-def _replayable(message: dict[str, Any], keep_reasoning: bool) -> dict[str, Any]:
-    """A trajectory message as an earlier turn of q' (``"assistant_turn"``): the fields chat templates render."""
+def _replayable(message: dict[str, Any], keep_reasoning: bool, mark: Callable[[str], str]) -> dict[str, Any]:
+    """A trajectory message as an earlier turn of q' (``"assistant_turn"``): the fields chat templates render, every
+    text the model or a tool produced passed through ``mark``."""
     if message.get("role") == "tool":
-        return {"role": "tool", "name": message.get("name"), "content": _text(message.get("content"), "tool result")}
+        result = _text(message.get("content"), "tool result")
+        return {"role": "tool", "name": message.get("name"), "content": mark(result)}
     content = _text(message.get("content"), "assistant message")
     replay: dict[str, Any] = {"role": message.get("role", "assistant"), "content": content}
     if not keep_reasoning:
         replay["content"] = strip_reasoning(content)
     elif isinstance(message.get("reasoning_content"), str):
-        replay["reasoning_content"] = message["reasoning_content"]
+        replay["reasoning_content"] = mark(message["reasoning_content"])
+    replay["content"] = mark(replay["content"])
     if message.get("tool_calls"):
-        replay["tool_calls"] = message["tool_calls"]
+        replay["tool_calls"] = [_marked_values(call, mark) for call in message["tool_calls"]]
     return replay
+
+
+def _marked_values(value: Any, mark: Callable[[str], str], key: str | None = None) -> Any:
+    """``value`` with ``mark`` applied to every string inside it but the structural ``type`` and ``name`` fields."""
+    if isinstance(value, dict):
+        return {k: _marked_values(v, mark, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_marked_values(v, mark) for v in value]
+    if isinstance(value, str) and key not in ("type", "name"):
+        return mark(value)
+    return value
+
+
+def _unmarked(text: str) -> str:
+    return text
 
 
 def build_trajectory_prompt(
@@ -155,6 +176,7 @@ def build_trajectory_prompt(
     instruction: str = "",
     conversational_style: str = "append_to_user",
     keep_reasoning: bool = True,
+    mark: Callable[[str], str] = _unmarked,
 ) -> tuple[str | list[dict[str, Any]], str]:
     """q' = Concat(q, d̂) for a whole trajectory ``completion``; returns ``(q', transcript)``.
 
@@ -166,20 +188,24 @@ def build_trajectory_prompt(
         instruction: ``"assistant_turn"`` only: the user message after the replayed trajectory.
         conversational_style: ``"append_to_user"`` or ``"assistant_turn"`` (see the module docstring).
         keep_reasoning: False drops the draft's reasoning (``strip_draft_think=True``).
+        mark: Applied to the draft's text inside q' (the transcript, or each text the replayed messages carry): the
+            trainer marks it so that it is encoded as text, never as control tokens
+            (:func:`~trl_igrpo.igrpo.draft_text.mark_draft`).
 
     Returns:
         The Stage-2 prompt (same type as ``prompt``; the input is not modified) and the transcript text, which
         Stage-2 rows carry in their ``draft`` column.
     """
     transcript = render_transcript(completion, keep_reasoning)
+    shown = mark(transcript)
     if not is_conversational_prompt(prompt):
-        return template.format(prompt=prompt, draft=transcript), transcript
+        return template.format(prompt=prompt, draft=shown), transcript
     messages = [dict(message) for message in prompt if isinstance(message, dict)]
     if conversational_style == "append_to_user":
-        render = lambda text: template.format(prompt=text, draft=transcript)  # noqa: E731
+        render = lambda text: template.format(prompt=text, draft=shown)  # noqa: E731
         return _append_to_last_user_message(messages, render), transcript
     if conversational_style == "assistant_turn":
-        replay = [_replayable(message, keep_reasoning) for message in trajectory_messages(completion)]
+        replay = [_replayable(message, keep_reasoning, mark) for message in trajectory_messages(completion)]
         return messages + replay + [{"role": "user", "content": instruction}], transcript
     raise ValueError(
         f"Unknown conversational_style {conversational_style!r}; use 'append_to_user' or 'assistant_turn'."
@@ -245,3 +271,27 @@ def trajectory_token_counts(completion_mask: torch.Tensor, tool_mask: torch.Tens
         "tool_tokens": (completion_mask & ~model).sum(dim=1).float(),
         "turns": starts.sum(dim=1).float(),
     }
+
+
+@dataclass(frozen=True)
+class TrajectoryDraft:
+    """A selected Stage-1 trajectory as iGRPO's draft d̂: the completion TRL returned (messages, or text for
+    plain-text prompts) and whether q' shows its reasoning (``strip_draft_think=False``)."""
+
+    completion: str | list[dict[str, Any]]
+    keep_reasoning: bool = True
+
+    @property
+    def transcript(self) -> str:
+        """The trajectory as text (:func:`render_transcript`): the ``draft`` column of the Stage-2 rows."""
+        return render_transcript(self.completion, self.keep_reasoning)
+
+    def pieces(self) -> list[str]:
+        """What the Stage-2 prompt must show, in order (:func:`trajectory_pieces`)."""
+        return trajectory_pieces(self.completion, self.keep_reasoning)
+
+    def prompt(self, prompt, template: str, instruction: str, style: str, mark: Callable[[str], str] = _unmarked):
+        """q' for this trajectory (:func:`build_trajectory_prompt`)."""
+        return build_trajectory_prompt(
+            prompt, self.completion, template, instruction, style, self.keep_reasoning, mark
+        )[0]
