@@ -251,11 +251,11 @@ def plot(results: list[dict]) -> bool:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--prompts-per-step", type=int, default=2)
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--train-examples", type=int, default=256)
-    parser.add_argument("--eval-examples", type=int, default=128)
+    parser.add_argument("--eval-examples", type=int, default=256)
     parser.add_argument("--max-completion-length", type=int, default=80)
     parser.add_argument(
         "--warm-start-dir", default=None, help="Cache directory of the warm start (default: ~/.cache)."

@@ -25,14 +25,15 @@ from trl import ModelConfig, TrlParser, get_peft_config
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.demo.inventory import InventoryEnv, inventory_accuracy_reward, make_inventory_dataset
 from trl_igrpo.demo.inventory_warm_start import default_inventory_warm_start
-from trl_igrpo.scripts import finish_run
+from trl_igrpo.scripts import RunDirArguments, device_defaults, finish_run, start_run
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # TRL flags environment_factory as experimental
 
 
 @dataclass
-class AgentScriptArguments:
-    """The task's size and where the default model is cached."""
+class AgentScriptArguments(RunDirArguments):
+    """The task's size, where the default model is cached, and the output-folder flags of every script
+    (``--overwrite_output_dir``; ``--resume_from_checkpoint`` is TRL's)."""
 
     num_train_examples: int = field(default=256, metadata={"help": "Training rows of the inventory task."})
     num_eval_examples: int = field(default=64, metadata={"help": "Held-out rows for the before/after evaluation."})
@@ -41,13 +42,10 @@ class AgentScriptArguments:
     )
 
 
-def cpu_defaults() -> dict:
-    """Defaults for a laptop CPU; every one can be overridden by a flag."""
-    import torch
-
-    on_gpu = torch.cuda.is_available()
+def demo_defaults() -> dict:
+    """Defaults for a laptop CPU (bf16 only with a GPU); every one can be overridden by a flag."""
     return dict(
-        output_dir="outputs/igrpo-agent", use_cpu=not on_gpu, bf16=on_gpu, gradient_checkpointing=False,
+        **device_defaults(), output_dir="outputs/igrpo-agent", gradient_checkpointing=False,
         per_device_train_batch_size=8,  # 2 prompts x G=4 refinements (plus 2 x N=4 drafts) per step
         num_drafts=4, num_generations=4, max_completion_length=80, max_tool_calling_iterations=2, max_steps=20,
         learning_rate=3e-4, lr_scheduler_type="constant", per_device_eval_batch_size=32, num_generations_eval=1,
@@ -57,6 +55,7 @@ def cpu_defaults() -> dict:
 
 def main(script_args: AgentScriptArguments, training_args: IGRPOConfig, model_args: ModelConfig) -> IGRPOTrainer:
     """Evaluate, train iGRPO with the inventory environment, evaluate again, print the summary, save."""
+    checkpoint = start_run(script_args, training_args)  # --resume_from_checkpoint, the --output_dir guard
     model = model_args.model_name_or_path or default_inventory_warm_start(script_args.warm_start_dir)
     trainer = IGRPOTrainer(
         model=model,
@@ -68,7 +67,7 @@ def main(script_args: AgentScriptArguments, training_args: IGRPOConfig, model_ar
         peft_config=get_peft_config(model_args),
     )
     before = trainer.evaluate()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     after = trainer.evaluate()
     finish_run(trainer, training_args, None, lambda trainer: print_summary(trainer, before, after))
     return trainer
@@ -94,7 +93,7 @@ def print_summary(trainer: IGRPOTrainer, before: dict, after: dict) -> None:
 
 def make_parser() -> TrlParser:
     parser = TrlParser((AgentScriptArguments, IGRPOConfig, ModelConfig))
-    parser.set_defaults(**cpu_defaults())
+    parser.set_defaults(**demo_defaults())
     return parser
 
 
