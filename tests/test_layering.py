@@ -135,3 +135,23 @@ def test_the_graph_reader_sees_lazy_and_relative_imports(tmp_path):
         assert _imported_units(module) == {"a", "b", "c", "__init__"}
     finally:
         PACKAGE = saved
+
+
+#: The sizes a newcomer reads without scrolling through: a module holds one idea, a function reads as steps.
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 100
+
+
+def test_no_module_or_function_a_newcomer_has_to_scroll_through():
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        name = path.relative_to(PACKAGE.parent)
+        if source.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {source.count(chr(10))} lines (max {MAX_MODULE_LINES}): split it by idea")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}:{node.lineno} {node.name}: {length} lines (max {MAX_FUNCTION_LINES})")
+    assert too_long == []

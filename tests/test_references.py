@@ -14,9 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Where references are read: the package's source (docstrings, comments, messages), the docs and the README.
-SOURCES = sorted(
-    [*ROOT.joinpath("trl_igrpo").rglob("*.py"), *ROOT.joinpath("docs").rglob("*.md"), ROOT / "README.md"]
-)
+SOURCES = sorted([*ROOT.joinpath("trl_igrpo").rglob("*.py"), *ROOT.joinpath("docs").rglob("*.md"), ROOT / "README.md"])
 #: A dotted name under the package, optionally with Sphinx's ``~`` (show the last part only).
 REFERENCE = re.compile(r"~?\b(trl_igrpo(?:\.[A-Za-z_]\w*)+)")
 

@@ -26,32 +26,39 @@ class PinnedSettings(NamedTuple):
 
 @dataclass
 class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
-    """[`~trl.GRPOConfig`] plus the fields shared by the package's GRPO-based trainers.
+    r"""
+    Configuration class shared by the package's GRPO-based trainers ([`~trl_igrpo.IGRPOConfig`],
+    [`~trl_igrpo.CurriculumGRPOConfig`], [`~trl_igrpo.OnlineRPOConfig`]): [`~trl.GRPOConfig`] plus the fields below.
 
     GRPOConfig's `temperature` must be > 0 here: GRPO needs distinct sampled completions and divides logits by it for
     log-probabilities, so 0 (greedy) is refused at construction with the reason (greedy evaluation: `trl-igrpo eval`).
 
     The mixins only add fields (each validated by its own method, called below), so their order does not matter:
     [`~trl_igrpo.curriculum.CurriculumConfigMixin`] (pass-rate curriculum, dynamic sampling; off by default) and
-    [`~trl_igrpo.vllm.VLLMSyncConfigMixin`] (vLLM weight sync).
+    [`~trl_igrpo.vllm.VLLMSyncConfigMixin`] (vLLM weight sync); their pages list their fields.
 
-    Args:
-        max_unscorable_reward_batches (`int`, defaults to `0`):
+    Parameters:
+        > Parameters that control the early checks
+
+        max_unscorable_reward_batches (`int`, *optional*, defaults to `0`):
             How many reward batches in which every reward function returned None/NaN for every completion a run
             tolerates (each one is a step without learning signal, counted in `rewards/unscorable_batches`) before it
             stops with an error naming the reward functions. 0 stops at the first.
-        share_prompt_prefill (`bool`, defaults to `True`):
-            With transformers generation, encode each distinct prompt once for its whole group of completions and copy
-            its key/value cache to every row and beam (:mod:`trl_igrpo.core.prefill`). Only the duplicated prompt
-            encoding is skipped: next-token scores agree to rounding (about 1e-6); completions and old log-probs are
-            tested identical to the plain path for greedy, sampling, beam search, `repetition_penalty`,
-            `min_new_tokens`, `top_k`/`top_p`/`min_p` and the model's own `generation_config`, on full, LoRA,
-            Tied-LoRA and 4-bit models. Settings whose cache it cannot share (static caches, assisted decoding, ...)
-            get the plain path. vLLM does this itself (prefix caching).
-        context_length (`int` or `None`, defaults to `None`):
+        context_length (`int` or `None`, *optional*, defaults to `None`):
             Tokens the policy can attend to. `None` reads the model config's `max_position_embeddings`. Prompts
             (plus, for iGRPO, the draft) plus `max_completion_length` must fit: checked at construction on the
             longest of the first 2048 training prompts and again on every tokenized batch.
+
+        > Parameters that control generation with transformers
+
+        share_prompt_prefill (`bool`, *optional*, defaults to `True`):
+            Encode each distinct prompt once for its whole group of completions and copy its key/value cache to every
+            row and beam (:mod:`trl_igrpo.core.prefill`). Only the duplicated prompt encoding is skipped: next-token
+            scores agree to rounding (about 1e-6); completions and old log-probs are tested identical to the plain
+            path for greedy, sampling, beam search, `repetition_penalty`, `min_new_tokens`, `top_k`/`top_p`/`min_p`
+            and the model's own `generation_config`, on full, LoRA, Tied-LoRA and 4-bit models. Settings whose cache
+            it cannot share (static caches, assisted decoding, ...) get the plain path. vLLM does this itself (prefix
+            caching).
     """
 
     max_unscorable_reward_batches: int = field(

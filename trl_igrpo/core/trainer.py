@@ -249,7 +249,12 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
 
     @contextlib.contextmanager
     def _completion_budget(self, max_new_tokens: int, field_name: str):
-        """Generate at most ``max_new_tokens`` per completion inside the block, on every generation backend."""
+        """Generate at most ``max_new_tokens`` per completion inside the block, on every generation backend.
+
+        TRL's ``_generate_single_turn`` takes no length argument: it reads the budget from ``generation_config``
+        (transformers), ``vllm_generation.max_completion_length`` (vLLM) and ``generation_kwargs``, so those are set
+        for the block and restored on exit (with this trainer's own ``_max_new_tokens``, which the context check reads).
+        """
         targets: list[tuple[Any, str]] = [(self, "_max_new_tokens"), (self, "_max_new_tokens_field")]
         values: list[Any] = [max_new_tokens, field_name]
         if getattr(self, "generation_config", None) is not None:

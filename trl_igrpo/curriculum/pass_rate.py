@@ -165,35 +165,10 @@ def compute_pass_rates(
     ``log_metric`` and ``trainer_state=None``. With ``shard_path``, finished rows are appended there and skipped on a rerun.
     ``generate_fn(prompts, k) -> k completions per prompt`` replaces the model (for custom backends).
     """
-    if prompt_column not in dataset.column_names:
-        raise ValueError(f"dataset has no {prompt_column!r} column (columns: {dataset.column_names})")
-    if output_column in dataset.column_names:
-        raise ValueError(
-            f"dataset already has a {output_column!r} column; remove it or choose another `output_column`"
-        )
-    if num_samples < 1:
-        raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-    if backend not in ("transformers", "vllm"):
-        raise ValueError(f"`backend` must be 'transformers' or 'vllm', got {backend!r}")
-    if callable(reward_funcs) or isinstance(reward_funcs, str):
-        reward_funcs = [reward_funcs]
-    from ..data.prompts import is_conversational_prompt
-    from ..rewards.registry import load_reward_func
-
-    reward_funcs = [load_reward_func(f, flag="--reward-funcs") if isinstance(f, str) else f for f in reward_funcs]
-    reward_weights = list(reward_weights) if reward_weights is not None else [1.0] * len(reward_funcs)
-    if len(reward_weights) != len(reward_funcs):
-        raise ValueError(f"`reward_weights` has {len(reward_weights)} values for {len(reward_funcs)} reward functions")
-
-    finished = read_shard(shard_path) if shard_path is not None else {}
-    for record in finished.values():
-        if record.get("num_samples") != num_samples:
-            raise ValueError(
-                f"shard {shard_path} was written with num_samples={record.get('num_samples')}, not {num_samples}; "
-                "use a new `shard_path`"
-            )
+    reward_funcs, reward_weights = _checked_arguments(
+        dataset, reward_funcs, reward_weights, num_samples, batch_size, backend, prompt_column, output_column
+    )
+    finished = _finished_rows(shard_path, num_samples)
     todo = [i for i in range(len(dataset)) if i not in finished]
     logger.info("pass rates: %d rows finished, %d to compute", len(finished), len(todo))
     if todo and generate_fn is None:
@@ -214,38 +189,97 @@ def compute_pass_rates(
             rows = [dataset[i] for i in indices]
             prompts = [row[prompt_column] for row in rows]
             samples = generate_fn(prompts, num_samples)  # type: ignore[misc]  # set above whenever rows remain
-            conversational = is_conversational_prompt(prompts[0])
-            kwargs = {
-                "prompts": [p for p in prompts for _ in range(num_samples)],
-                "completions": [
-                    [{"role": "assistant", "content": text}] if conversational else text
-                    for texts in samples
-                    for text in texts
-                ],
-                "completion_ids": None,
-                "trainer_state": None,
-                "log_extra": lambda *a, **k: None,
-                "log_metric": lambda *a, **k: None,
-            }
-            for column in dataset.column_names:
-                if column != prompt_column:
-                    kwargs[column] = [row[column] for row in rows for _ in range(num_samples)]
-            rewards = _combined_rewards(reward_funcs, reward_weights, kwargs)
+            if len(samples) != len(prompts) or any(len(texts) != num_samples for texts in samples):
+                raise ValueError(
+                    f"the sampler returned {[len(texts) for texts in samples]} completions for {len(prompts)} "
+                    f"prompts; it must return num_samples={num_samples} completions per prompt"
+                )
+            columns = _reward_columns(dataset.column_names, prompt_column, rows, prompts, samples)
+            rewards = _combined_rewards(reward_funcs, reward_weights, columns)
             for position, index in enumerate(indices):
                 passed, rate = pass_rate_from_rewards(
                     rewards[position * num_samples : (position + 1) * num_samples], success_threshold
                 )
-                record = {"index": index, output_column: rate, "num_passed": passed, "num_samples": num_samples}
-                finished[index] = record
-                if shard is not None:
-                    shard.write(json.dumps(record) + "\n")
-            if shard is not None:
+                finished[index] = {
+                    "index": index,
+                    output_column: rate,
+                    "num_passed": passed,
+                    "num_samples": num_samples,
+                }
+            if shard is not None:  # flushed and fsync'ed per batch: a crash loses at most this batch
+                shard.writelines(json.dumps(finished[index]) + "\n" for index in indices)
                 shard.flush()
                 os.fsync(shard.fileno())
     finally:
         if shard is not None:
             shard.close()
     return dataset.add_column(output_column, [float(finished[i][output_column]) for i in range(len(dataset))])
+
+
+def _checked_arguments(
+    dataset, reward_funcs, reward_weights, num_samples: int, batch_size: int, backend: str, prompt_column: str,
+    output_column: str,
+) -> tuple[list[Callable], list[float]]:  # fmt: skip
+    """Refuse arguments :func:`compute_pass_rates` cannot run with; returns the reward functions (dotted paths
+    imported) and one weight per function."""
+    if prompt_column not in dataset.column_names:
+        raise ValueError(f"dataset has no {prompt_column!r} column (columns: {dataset.column_names})")
+    if output_column in dataset.column_names:
+        raise ValueError(
+            f"dataset already has a {output_column!r} column; remove it or choose another `output_column`"
+        )
+    if num_samples < 1:
+        raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    if backend not in ("transformers", "vllm"):
+        raise ValueError(f"`backend` must be 'transformers' or 'vllm', got {backend!r}")
+    if callable(reward_funcs) or isinstance(reward_funcs, str):
+        reward_funcs = [reward_funcs]
+    from ..rewards.registry import load_reward_func
+
+    funcs = [load_reward_func(f, flag="--reward-funcs") if isinstance(f, str) else f for f in reward_funcs]
+    weights = list(reward_weights) if reward_weights is not None else [1.0] * len(funcs)
+    if len(weights) != len(funcs):
+        raise ValueError(f"`reward_weights` has {len(weights)} values for {len(funcs)} reward functions")
+    return funcs, weights
+
+
+def _finished_rows(shard_path: str | os.PathLike | None, num_samples: int) -> dict[int, dict]:
+    """The rows a previous run finished (:func:`read_shard`); a shard written with another ``num_samples`` is
+    refused."""
+    finished = read_shard(shard_path) if shard_path is not None else {}
+    for record in finished.values():
+        if record.get("num_samples") != num_samples:
+            raise ValueError(
+                f"shard {shard_path} was written with num_samples={record.get('num_samples')}, not {num_samples}; "
+                "use a new `shard_path`"
+            )
+    return finished
+
+
+def _reward_columns(column_names, prompt_column: str, rows: list[dict], prompts: list, samples: list[list[str]]):
+    """The keyword arguments TRL passes a reward function, for ``samples[i]`` (k completions) of ``prompts[i]``:
+    ``prompts``, ``completions`` (messages for conversational prompts), ``completion_ids=None``, every other column
+    repeated per sample, and no-op ``log_extra``/``log_metric`` with ``trainer_state=None``."""
+    num_samples = len(samples[0])
+    from ..data.prompts import is_conversational_prompt
+
+    conversational = is_conversational_prompt(prompts[0])
+    columns = {
+        "prompts": [p for p in prompts for _ in range(num_samples)],
+        "completions": [
+            [{"role": "assistant", "content": text}] if conversational else text for texts in samples for text in texts
+        ],
+        "completion_ids": None,
+        "trainer_state": None,
+        "log_extra": lambda *a, **k: None,
+        "log_metric": lambda *a, **k: None,
+    }
+    for column in column_names:
+        if column != prompt_column:
+            columns[column] = [row[column] for row in rows for _ in range(num_samples)]
+    return columns
 
 
 def filter_by_pass_rate(

@@ -42,14 +42,9 @@ def resolve_system_prompt(system_prompt: str | None) -> str | None:
 
 
 def is_conversational_prompt(prompt: Any) -> bool:
-    """True for a list of ``{"role", "content"}`` messages (TRL's ``is_conversational`` on one prompt)."""
-    from trl.data_utils import is_conversational
-
-    return is_conversational({"prompt": prompt})
-
-
-def _is_messages(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
+    """True for a non-empty list of ``{"role": ..., "content": ...}`` messages (a chat prompt, TRL's conversational
+    format), False for text and anything else."""
+    return isinstance(prompt, list) and bool(prompt) and all(isinstance(m, dict) and "role" in m for m in prompt)
 
 
 def build_chat_prompt(
@@ -58,7 +53,7 @@ def build_chat_prompt(
     """The chat prompt of one problem: ``template`` with ``{problem}`` filled in as one user message, after a system
     message when `system_prompt` is set. A problem that already is a list of chat messages is kept (with the system
     message put first when it has none)."""
-    if _is_messages(problem):
+    if is_conversational_prompt(problem):
         messages = [dict(m) for m in cast(list, problem)]
         if system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system_prompt})
@@ -85,7 +80,7 @@ def add_prompt_column(dataset, system_prompt: str | None = None, problem_column:
     if "prompt" in columns:
         if not system_prompt:
             return dataset
-        if not _is_messages(dataset[0]["prompt"]):
+        if not is_conversational_prompt(dataset[0]["prompt"]):
             raise DataError(
                 "the dataset's 'prompt' column holds plain text, which has no chat turns to put a system prompt in; "
                 "drop --system_prompt, or give chat-message prompts (or a 'problem' column instead of 'prompt')."

@@ -172,8 +172,8 @@ def prepare(args: argparse.Namespace):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from ..utils.model_path import check_model_path
     from .data import load_problems
+    from .grading import check_gold_answers
     from .models import adapter_base_model, is_adapter
-    from .runner import check_gold_answers
 
     settings = settings_from_args(args)
     settings.validate()
@@ -208,7 +208,8 @@ def prepare(args: argparse.Namespace):
 
 def run(args: argparse.Namespace, settings, problems, data_info, grader) -> dict:
     """Load the model, evaluate, write and print the results; returns the ``results.json`` content."""
-    from .runner import evaluate, format_markdown, write_results
+    from .results import format_markdown, write_results
+    from .runner import evaluate
 
     try:
         progress = not args.no_progress

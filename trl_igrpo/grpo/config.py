@@ -15,5 +15,12 @@ __all__ = ["CurriculumGRPOConfig"]
 
 @dataclass
 class CurriculumGRPOConfig(GRPOBaseConfig):
-    """``GRPOConfig`` plus the shared fields of [`~trl_igrpo.core.GRPOBaseConfig`]: switch on ``progressive_batching``
-    (pass-rate curriculum) and/or ``dynamic_sampling`` (DAPO)."""
+    r"""
+    Configuration class for the [`~trl_igrpo.CurriculumGRPOTrainer`]: plain GRPO with the pass-rate curriculum of
+    [Llama-Nemotron](https://huggingface.co/papers/2505.00949) and/or the dynamic sampling of
+    [DAPO](https://huggingface.co/papers/2503.14476).
+
+    It adds no field of its own: [`~trl.GRPOConfig`] plus the shared fields of [`~trl_igrpo.core.GRPOBaseConfig`];
+    switch on `progressive_batching` (pass-rate curriculum) and/or `dynamic_sampling`, listed by
+    [`~trl_igrpo.curriculum.CurriculumConfigMixin`].
+    """
