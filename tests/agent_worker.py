@@ -23,7 +23,7 @@ def main(model_dir: str, out_dir: str) -> None:
     from transformers import AutoTokenizer
 
     from trl_igrpo import IGRPOConfig, IGRPOTrainer
-    from trl_igrpo.distributed import end_distributed_run
+    from trl_igrpo.utils.distributed import end_distributed_run
     from trl_igrpo.testing import cpu_training_kwargs
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
