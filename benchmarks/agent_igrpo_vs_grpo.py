@@ -12,7 +12,7 @@ rate (share of trajectories that call the tool); and the cost per optimizer step
 Every run happens in its own subprocess (one thread), and the two methods of a seed run back to back, alternating
 which goes first, so the ratio of their costs compares like with like on a shared machine.
 
-    .venv/bin/python benchmarks/agent_igrpo_vs_grpo.py                     # 3 seeds, writes docs/benchmarks_agents.md
+    .venv/bin/python benchmarks/agent_igrpo_vs_grpo.py                     # 5 seeds, 30 steps: docs/benchmarks_agents.md
     .venv/bin/python benchmarks/agent_igrpo_vs_grpo.py --seeds 0 --steps 3 --no-write   # a quick look
 """
 
@@ -250,8 +250,8 @@ def plot(results: list[dict]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--prompts-per-step", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--train-examples", type=int, default=256)
