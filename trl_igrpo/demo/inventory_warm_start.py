@@ -134,7 +134,7 @@ def build_inventory_warm_start(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..testing import build_tiny_model
-    from .warm_start import run_sft_steps
+    from .warm_start import run_sft_steps, warmup_cosine
 
     for name, value in (("tool_rate", tool_rate), ("item_slip_rate", item_slip_rate),
                         ("refinement_fraction", refinement_fraction)):  # fmt: skip
@@ -171,9 +171,7 @@ def build_inventory_warm_start(
             generator=generator, optimizer=optimizer, scheduler=constant,
             progress="inventory warm start, 1/2: copying" if progress else None,
         )  # fmt: skip
-        cosine = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + torch.cos(torch.tensor(step / max(sft_steps, 1) * torch.pi)).item())
-        )
+        cosine = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, 0, sft_steps))
         run_sft_steps(
             model, tokenizer.pad_token_id, plain, refinement, refinement_fraction, steps=sft_steps,
             batch_size=batch_size, generator=generator, optimizer=optimizer, scheduler=cosine,
