@@ -23,8 +23,8 @@ def main(model_dir: str, out_dir: str) -> None:
     from transformers import AutoTokenizer
 
     from trl_igrpo import IGRPOConfig, IGRPOTrainer
-    from trl_igrpo.utils.distributed import end_distributed_run
     from trl_igrpo.testing import cpu_training_kwargs
+    from trl_igrpo.utils.distributed import end_distributed_run
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is 3 times {i}?"}]} for i in range(8)])
