@@ -20,6 +20,7 @@ reading goes to the phase that was running.
 from __future__ import annotations
 
 import re
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -97,6 +98,7 @@ class PhaseProfiler:
         self.counts: dict[str, float] = defaultdict(float)
         self._wall = self._cpu = 0.0
         self._step_start = (0.0, 0.0)
+        self.outside_peak = 0  # peak memory between steps (trainer set-up, optimizer creation, logging)
 
     def _boundary(self) -> None:
         if self.synchronize is not None:
@@ -109,6 +111,8 @@ class PhaseProfiler:
             if self.probe is not None:
                 top = self.stack[-1]
                 self.peaks[top] = max(self.peaks.get(top, 0), self.probe.peak())
+        elif self.probe is not None:
+            self.outside_peak = max(self.outside_peak, self.probe.peak())
         if self.probe is not None:
             self.probe.reset()
         self._wall, self._cpu = wall, cpu
@@ -223,3 +227,16 @@ def step_callback(profiler: PhaseProfiler, steps: list[dict]):
             steps.append(record)
 
     return PhaseStepCallback()
+
+
+def phase_record(steps: list[dict], memory: str | None) -> dict:
+    """A run's per-phase summary over its measured ``steps``: median seconds per phase, the largest peak per phase
+    (bytes) and the phase that holds the run's peak; ``memory`` names what the peaks measure (None: no peaks)."""
+    times = {phase: statistics.median(s["phases"].get(phase, [0.0, 0.0])[0] for s in steps) for phase in PHASES}
+    peaks = {p: max(s["peaks"].get(p, 0) for s in steps) for p in PHASES if any(p in s["peaks"] for s in steps)}
+    return {
+        "phase_time_s": times if steps else {},
+        "phase_peak_bytes": peaks if memory else {},
+        "peak_phase": max(peaks, key=peaks.__getitem__) if peaks and memory else None,
+        "phase_memory": memory,
+    }
