@@ -165,8 +165,8 @@ def test_step_profile_tables_rank_variants_against_the_first():
     }
     summary = {16: {name: step_profile.summarize(r) for name, r in runs.items()}}
     text = step_profile.render(summary, options)
-    assert "| 16 | iGRPO N=4 G=4 | 3.000 / 1.500 | **1.50x** / 1.50x | 105 (1.05x) | generation |" in text
-    assert "| 16 | iGRPO N=4 G=4, prefetch | 2.200 / 1.100 | **1.10x** / 1.10x | 110 (1.10x) |" in text
+    assert "| 16 | iGRPO N=4 G=4 | 3.000 / 1.500 | 1.50x / **1.50x** / 1.50x | 105 (1.05x) | generation |" in text
+    assert "| 16 | iGRPO N=4 G=4, prefetch | 2.200 / 1.100 | 1.10x / **1.10x** / 1.10x | 110 (1.10x) |" in text
     assert "| engine calls | 0 | 2 | 1 |" in text and "| weight syncs | 1 | 1 | 1 |" in text
     assert "block size 128, prefix caching on" in text and "load average 3.0-4.0" in text
     with pytest.raises(SystemExit):  # TRL's GRPOTrainer cannot sync vLLM on a CPU: refused before any run
