@@ -268,7 +268,11 @@ def run_one(spec: dict) -> dict:
     return {
         "steps": steps[spec["warmup"] :],
         "setup_s": setup_s,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # the whole run's peak: resetting the high-water mark per phase also resets ru_maxrss, so take the maximum of
+        # the phases' peaks (warm-up step included) and of the set-up before the first step
+        "peak_rss_mb": max([profiler.outside_peak] + [p for s in steps for p in s["peaks"].values()]) / 2**20
+        if profiler.probe is not None
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "load": [load_before, os.getloadavg()[0]],
         "stage2_prompt_tokens": statistics.mean(prompt_lengths) if prompt_lengths else None,
         "rss_per_phase": profiler.probe is not None,
