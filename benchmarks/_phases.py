@@ -188,7 +188,7 @@ def instrument(trainer, profiler: PhaseProfiler, igrpo: bool) -> None:
             f"prefill/{stage}": sum(len(p) for p in prompt_ids),
             f"decoded/{stage}": sum(len(c) for c in completion_ids),
         }
-        riders = getattr(trainer, "_ride_along", None) if igrpo else None
+        riders = getattr(getattr(trainer, "draft_source", None), "ride_along", None) if igrpo else None
         if riders is not None and riders.get("completion_ids") is not None:  # prefetch: next batch's drafts rode along
             counts["prefill/stage1"] = sum(len(p) for p in riders["prompt_ids"])
             counts["decoded/stage1"] = sum(len(c) for c in riders["completion_ids"])

@@ -261,6 +261,9 @@ def test_recipe_trains_then_evaluates_with_the_papers_protocol():
         assert args.num_samples == (64 if args.preset.startswith("aime") else 8)
         assert args.prompt_template == "{problem}"  # the format the recipe trains on
     assert presets == ["math500", "aime24", "aime25"]
+    assert "--resume_from_checkpoint" not in train
+    _, resumed = _recipe_commands(VLLM_HOST="10.0.0.2", RESUME="1")
+    assert resumed[0][-2:] == ["--resume_from_checkpoint", "true"]  # continues the stopped run
 
 
 def test_recipe_needs_the_vllm_host_to_train_and_can_evaluate_the_base_alone():

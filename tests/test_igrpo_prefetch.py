@@ -13,6 +13,7 @@ from helpers import snapshot_trainable, two_rank_results, unchanged_parameters, 
 
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.demo.arithmetic import make_arithmetic_examples
+from trl_igrpo.igrpo.draft_source import DraftSource
 from trl_igrpo.igrpo.prefetch import DataLookahead, batch_fingerprint
 from trl_igrpo.testing import cpu_training_kwargs
 
@@ -41,6 +42,17 @@ def test_lookahead_hands_out_what_is_asked_and_finds_the_next_generation_batch()
     assert lookahead.next_generation_batch(second[0]) == ["e"]
     assert lookahead.next_generation_batch(second[1]) is None  # past the end of the epoch
     assert lookahead.take(iter([["x"]]), 1) == [["x"]]  # a new epoch iterator starts over
+
+
+def test_lookahead_finds_the_successor_of_every_batch_an_optimizer_step_fetches():
+    """Gradient accumulation 4 with a generation every micro-batch (distance 1): each of the 4 has its successor."""
+    stream = iter([[name] for name in "abcdefghij"])
+    lookahead = DataLookahead(distance=1)
+    for expected in ("abcd", "efgh"):
+        batches = lookahead.take(stream, 4)
+        assert [b[0] for b in batches] == list(expected)
+        successors = [lookahead.next_generation_batch(b) for b in batches]
+        assert [s[0] for s in successors] == [chr(ord(c) + 1) for c in expected]
 
 
 def test_fingerprint_depends_on_every_column():
@@ -75,7 +87,8 @@ def test_next_batch_drafts_ride_along_and_are_one_step_old(tiny_model_dir, tmp_p
     generate = trainer._generate_single_turn
 
     def record_generate(prompt_ids, *args, **kwargs):
-        riders = trainer._ride_along["prompt_ids"] if trainer._ride_along else []
+        ride_along = trainer.draft_source.ride_along
+        riders = ride_along["prompt_ids"] if ride_along else []
         calls.append({"step": trainer.state.global_step, "riders": riders})
         return generate(prompt_ids, *args, **kwargs)
 
@@ -101,7 +114,7 @@ def test_prefetch_off_is_the_default_and_changes_nothing(tiny_model_dir, tmp_pat
             args=_args(tmp_path / str(len(weights)), **overrides),
             train_dataset=_dataset(),
         )
-        assert trainer._lookahead is None
+        assert type(trainer.draft_source) is DraftSource  # samples on demand: no prefetch state at all
         trainer.train()
         assert not any("igrpo/draft_policy_lag" in entry for entry in trainer.state.log_history)
         weights.append(snapshot_trainable(trainer.model))
@@ -158,8 +171,41 @@ def test_prefetch_with_other_batch_layouts(tiny_model_dir, tmp_path, overrides, 
     assert unchanged_parameters(trainer.model, before) == []
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("accumulation", [1, 2, 4])
+def test_every_rollout_after_the_first_uses_prefetched_drafts_for_any_accumulation(
+    tiny_model_dir, tmp_path, accumulation
+):
+    """Issue #25 item 5: with gradient_accumulation_steps > steps_per_generation * num_iterations an optimizer step
+    generates several times; each generation must find (and ride along) the drafts of the next one."""
+    trainer = IGRPOTrainer(
+        model=tiny_model_dir,
+        reward_funcs=[varied_reward],
+        args=_args(
+            tmp_path,
+            prefetch_drafts=True,
+            max_steps=2,
+            steps_per_generation=1,
+            gradient_accumulation_steps=accumulation,
+        ),
+        train_dataset=_dataset(),
+    )
+    used = []
+    take = trainer.draft_source.take_pending
+
+    def record(prompt_rows):
+        pending = take(prompt_rows)
+        used.append(pending is not None)
+        return pending
+
+    trainer.draft_source.take_pending = record
+    trainer.train()
+    assert len(used) == 2 * accumulation  # one rollout per micro-batch
+    assert used == [False] + [True] * (2 * accumulation - 1)  # only the first rollout samples its own drafts
+
+
 def _worker(model_dir: str, out_dir: str) -> None:
-    from trl_igrpo.distributed import end_distributed_run
+    from trl_igrpo.utils.distributed import end_distributed_run
 
     trainer = IGRPOTrainer(
         model=model_dir,

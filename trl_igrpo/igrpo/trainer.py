@@ -2,10 +2,11 @@
 
 The only change to GRPO is the rollout (:meth:`IGRPOTrainer._rollout`), which reads top to bottom:
 
-1. Stage 1: sample N drafts per prompt from the current policy, decoded exactly as TRL decodes completions;
-2. score them with the training reward functions and rank them by the scalar Stage 2's advantage is monotone in;
-3. build q' = Concat(q, d̂) with the best draft and check that the chat template kept the whole draft;
-4. Stage 2: TRL's own generation, rewards, advantages on G refinements of q' (``super()._rollout``).
+1. draft (Stage 1): N drafts per prompt from the current policy, decoded exactly as TRL decodes completions, asked once
+   of the trainer's draft source (:mod:`~trl_igrpo.igrpo.draft_source`: sampled now, or prefetched);
+2. rank: score them with the training reward functions and rank them by the scalar Stage 2's advantage is monotone in;
+3. condition: build q' = Concat(q, d̂) with the best draft and check that the chat template kept the whole draft;
+4. refine (Stage 2): TRL's own generation, rewards, advantages on G refinements of q' (``super()._rollout``).
 
 Everything after the rollout (old/reference log-probs, every loss type, KL, vLLM importance sampling, buffering over
 ``steps_per_generation``/``num_iterations``) is TRL's, conditioned on q'; only refinement tokens are trained.
@@ -17,30 +18,37 @@ goes into the last user message; ties go to the first best draft; evaluation is 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 from typing import Any
 
 import torch
 
-from ..citations import IGRPO
-from ..core.decoding import decode_completions
+from ..core.run_logging import log_answer_column
 from ..core.trainer import GRPOBaseTrainer
+from ..data.prompts import is_conversational_prompt
+from ..hub.citations import IGRPO
 from ..reasoning.think import strip_reasoning
 from ..rewards.aggregation import group_ranking_scores, weighted_reward_sum
+from ..utils.seeds import mix_seed
 from .config import IGRPOConfig
-from .drafts import build_refinement_prompt, drafts_missing_from_prompts, is_conversational_prompt, select_drafts
-from .prefetch import (
-    DataLookahead,
-    PendingDrafts,
-    SavePendingDraftsCallback,
-    batch_fingerprint,
-    load_pending_drafts,
-)
+from .draft_source import Drafts, DraftSource
+from .draft_text import ControlTokens, encode_as_text, encode_marked, mark_draft, special_token_frame, strip_marks
+from .drafts import build_refinement_prompt, drafts_dropped_by_template, drafts_missing_from_prompts, select_drafts
+from .prefetch import PrefetchingDraftSource
 
 __all__ = ["IGRPOTrainer"]
 
 #: Dataset columns the trainer adds to Stage-2 rows (reward functions receive them).
 RESERVED_COLUMNS = ("draft", "original_prompt")
+
+
+def _prompt_key(prompt) -> tuple[str, str]:
+    """A prompt's content as a dict key (TRL tokenizes deep copies, so identity cannot be used)."""
+    if isinstance(prompt, str):
+        return ("text", prompt)
+    return ("chat", json.dumps(prompt, sort_keys=True, ensure_ascii=False, default=str))
 
 
 class IGRPOTrainer(GRPOBaseTrainer):
@@ -51,11 +59,15 @@ class IGRPOTrainer(GRPOBaseTrainer):
     ``original_prompt``. ``tools``, ``rollout_func`` and ``environment_factory`` are refused (single-turn text only).
 
     The only change to GRPO is the rollout: :meth:`_rollout` (a hook of [`~trl_igrpo.core.GRPOBaseTrainer`], whose
-    docstring lists the TRL methods it overrides for every GRPO-based trainer of the package). The opt-in draft
-    prefetching (``prefetch_drafts=True``) adds three pass-through overrides that do nothing when it is off:
-    ``_generate_single_turn`` (TRL: the next batch's draft prompts ride along in the Stage-2 call), and
-    ``get_batch_samples`` and ``train`` (transformers' Trainer: look one generation batch ahead; restore the pending
-    drafts on resume).
+    docstring lists the TRL methods it overrides for every GRPO-based trainer of the package). TRL methods overridden
+    here on top of those, and why:
+
+    - ``_tokenize_prompts``: the draft inside a Stage-2 prompt is encoded as text, so that a draft spelling a control
+      token (``<|im_end|>``) cannot forge one (:mod:`~trl_igrpo.igrpo.draft_text`);
+    - ``_generate_single_turn`` (TRL), ``get_batch_samples`` and ``train`` (transformers' Trainer): each hands over to
+      the draft source (:attr:`draft_source`), and does nothing else unless ``prefetch_drafts=True``, where the next
+      batch's draft prompts ride along in the Stage-2 generation call, the data loader looks one generation batch
+      ahead, and a resumed run restores the pending drafts (:mod:`~trl_igrpo.igrpo.prefetch`).
 
     Example:
 
@@ -78,6 +90,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
     _name = "iGRPO"
     _paper = IGRPO.as_trl_paper()
     config_class = IGRPOConfig
+    _answer_column = "refinement_answer"
 
     def __init__(self, model, reward_funcs=None, args: IGRPOConfig | None = None, train_dataset=None, **kwargs):
         for unsupported in ("tools", "rollout_func", "environment_factory"):
@@ -88,15 +101,13 @@ class IGRPOTrainer(GRPOBaseTrainer):
         if reward_funcs is None or (isinstance(reward_funcs, (list, tuple)) and len(reward_funcs) == 0):
             raise ValueError("IGRPOTrainer needs reward_funcs: Stage 1 ranks the drafts with them.")
         self._framing_tokens: int | None = None
-        self._pending_drafts: PendingDrafts | None = None  # prefetch_drafts: Stage 1 of the next generation batch
-        self._ride_along: dict[str, Any] | None = None  # prefetch_drafts: prompts added to the Stage-2 generation call
         self._draft_rng_step, self._rollouts_this_step = -1, 0  # draft_selection="random": see _draft_rng
+        self._marked_prompts: dict[tuple[str, str], Any] = {}  # Stage-2 prompts with marked drafts (_drafts_as_text)
+        self._control: ControlTokens | None = None
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
-        self._lookahead = None
-        if self.args.prefetch_drafts:
-            self._check_prefetch_supported()
-            self._lookahead = DataLookahead(distance=self.args.steps_per_generation * self.num_iterations)
-            self.add_callback(SavePendingDraftsCallback(self))
+        #: Where Stage 1's drafts come from (:mod:`~trl_igrpo.igrpo.draft_source`): sampled when the rollout asks,
+        #: or prefetched one generation earlier (``prefetch_drafts=True``).
+        self.draft_source = PrefetchingDraftSource(self) if self.args.prefetch_drafts else DraftSource(self)
 
     # ------------------------------------------------------------------------------------------------------------------
     # The rollout: draft, rank, condition, refine.
@@ -110,21 +121,57 @@ class IGRPOTrainer(GRPOBaseTrainer):
                 f"iGRPO received {len(inputs)} rows, not a multiple of the group size {group_size}; check the batch "
                 "arithmetic in IGRPOConfig."
             )
-        prompt_rows = inputs[::group_size]
+        prompt_rows, training = inputs[::group_size], mode == "train"
 
-        # Stage 1: N drafts per prompt (sampled now, or prefetched one generation earlier), decoded as TRL decodes
-        # completions, ranked with the training rewards.
-        draft_texts, draft_scores = self._sample_and_score_drafts(prompt_rows, mode)
-        chosen = select_drafts(draft_scores.cpu(), self.args.draft_selection, generator=self._draft_rng())
+        # 1. Draft: N drafts per prompt, sampled now or prefetched one generation earlier.
+        drafts = self.draft_source.drafts(prompt_rows, training)
+        # 2. Rank: score them with the training rewards and pick one per prompt (the best, or ``draft_selection``).
+        chosen = self._select_drafts(prompt_rows, drafts, mode)
+        # 3. Condition: q' = Concat(q, d̂) for every row of each prompt's group, the draft as text, checked whole.
+        refined_inputs, refined_prompts = self._condition_on_drafts(inputs, prompt_rows, chosen)
+        # 4. Refine: TRL's GRPO on G refinements of q' (a prefetching source samples the next drafts alongside).
+        with self._drafts_as_text(prompt_rows, chosen, refined_prompts), self.draft_source.refining(inputs, training):
+            output = super()._rollout(refined_inputs)
+        self._log_refinement_metrics(output, mode)
+        return output
+
+    def _select_drafts(self, prompt_rows: list[dict[str, Any]], drafts: Drafts, mode: str) -> list[str]:
+        """Score every draft with the training reward functions (as TRL scores completions), rank them by the scalar
+        Stage 2's advantage is monotone in, and return the chosen draft's text per prompt (``<think>`` stripped with
+        ``strip_draft_think``)."""
         num_drafts = self.args.num_drafts
-        drafts = [draft_texts[i * num_drafts + int(column)] for i, column in enumerate(chosen)]
+        if self.args.prefetch_drafts:
+            self._metrics[mode]["igrpo/draft_policy_lag"].append(float(drafts.policy_lag))
+        draft_rows = [row for row in prompt_rows for _ in range(num_drafts)]
+        rewards_per_func = self._calculate_rewards(
+            draft_rows, drafts.prompts, drafts.completions, drafts.completion_ids
+        )
+        # Reward functions may have logged table columns/metrics for the drafts: keep them out of Stage 2's table.
+        self._pending_extra_logs.clear()
+        self._pending_metrics.clear()
+        scores = group_ranking_scores(
+            rewards_per_func, self.reward_weights, num_drafts, self.multi_objective_aggregation
+        )
+        rank = self.accelerator.process_index
+        local = scores[rank * len(draft_rows) : (rank + 1) * len(draft_rows)].view(-1, num_drafts)  # gathered: ours
+        self._log_draft_metrics(weighted_reward_sum(rewards_per_func, self.reward_weights), drafts.completion_ids)
+        chosen = select_drafts(local.cpu(), self.args.draft_selection, generator=self._draft_rng())
+        texts = [drafts.texts[i * num_drafts + int(column)] for i, column in enumerate(chosen)]
         if self.args.strip_draft_think:
-            drafts = [strip_reasoning(text) for text in drafts]
+            texts = [strip_reasoning(text) for text in texts]
+        return [strip_marks(text) for text in texts]
 
-        # q' = Concat(q, d̂), for every row of each prompt's group; the guard checks the template kept the draft.
+    def _condition_on_drafts(
+        self, inputs: list[dict[str, Any]], prompt_rows: list[dict[str, Any]], drafts: list[str]
+    ) -> tuple[list[dict[str, Any]], list]:
+        """The Stage-2 rows (q' = Concat(q, d̂) in every row of each prompt's group, with the ``draft`` and
+        ``original_prompt`` columns) and each group's q'; with ``verify_draft_in_prompt``, raises when the template or
+        the tokenizer lost part of a draft."""
+        group_size = len(inputs) // len(prompt_rows)
         refined_prompts = [self._refinement_prompt(row["prompt"], draft) for row, draft in zip(prompt_rows, drafts)]
         if self.args.verify_draft_in_prompt:
-            self._verify_drafts_in_prompts(refined_prompts, drafts)
+            with self._drafts_as_text(prompt_rows, drafts, refined_prompts):
+                self._verify_drafts_in_prompts(refined_prompts, drafts)
         refined_inputs = [
             {
                 **row,
@@ -135,56 +182,8 @@ class IGRPOTrainer(GRPOBaseTrainer):
             for i, row in enumerate(inputs)
         ]
         self._log_completion_extra("draft", [row["draft"] for row in refined_inputs])
-
-        # Stage 2: TRL's GRPO on G refinements of q' (with prefetch_drafts, the next batch's drafts ride along).
-        self._ride_along = self._next_batch_draft_prompts(inputs) if mode == "train" else None
-        try:
-            output = super()._rollout(refined_inputs)
-        finally:
-            ride_along, self._ride_along = self._ride_along, None
-        if ride_along is not None:
-            self._pending_drafts = PendingDrafts(
-                fingerprint=ride_along["fingerprint"],
-                prompt_ids=ride_along["prompt_ids"],
-                draft_ids=ride_along["completion_ids"],
-                generated_at_step=self.state.global_step,
-            )
-        self._log_refinement_metrics(output, mode)
-        return output
-
-    # ------------------------------------------------------------------------------------------------------------------
-    # Stage 1.
-    def _sample_and_score_drafts(self, prompt_rows: list[dict[str, Any]], mode: str) -> tuple[list[str], torch.Tensor]:
-        """N drafts per prompt and this process's ranking scores, shape (prompts, N)."""
-        num_drafts = self.args.num_drafts
-        draft_rows = [row for row in prompt_rows for _ in range(num_drafts)]
-        prompts = [copy.deepcopy(row["prompt"]) for row in draft_rows]
-        pending = self._take_pending_drafts(prompt_rows) if mode == "train" else None
-        if pending is not None:
-            prompt_ids, draft_ids = pending.prompt_ids, pending.draft_ids
-            lag = self.state.global_step - pending.generated_at_step
-        else:
-            with self._completion_budget(self._draft_budget(), "max_draft_length"):
-                prompt_ids, images, multimodal_fields = self._tokenize_prompts(prompts)
-                draft_ids, _ = self._generate_single_turn(prompt_ids, images, multimodal_fields, num_drafts)
-            lag = 0
-        if self.args.prefetch_drafts:
-            self._metrics[mode]["igrpo/draft_policy_lag"].append(float(lag))
-        # Reward functions see drafts exactly as they see refinements; the prompt gets the literal decoded text.
-        completions = decode_completions(self, prompts, prompt_ids, draft_ids)
-        texts = self._tokenizer.batch_decode(draft_ids, skip_special_tokens=True)
-
-        rewards_per_func = self._calculate_rewards(draft_rows, prompts, completions, draft_ids)  # gathered
-        # Reward functions may have logged table columns/metrics for the drafts: keep them out of Stage 2's table.
-        self._pending_extra_logs.clear()
-        self._pending_metrics.clear()
-        scores = group_ranking_scores(
-            rewards_per_func, self.reward_weights, num_drafts, self.multi_objective_aggregation
-        )
-        rank = self.accelerator.process_index
-        local = scores[rank * len(draft_rows) : (rank + 1) * len(draft_rows)].view(-1, num_drafts)
-        self._log_draft_metrics(weighted_reward_sum(rewards_per_func, self.reward_weights), draft_ids)
-        return texts, local
+        log_answer_column(self, "draft_answer", [row["draft"] for row in refined_inputs])
+        return refined_inputs, refined_prompts
 
     def _draft_rng(self) -> torch.Generator:
         """The generator of ``draft_selection="random"``, seeded from (seed, process, optimizer step, rollout within
@@ -193,88 +192,12 @@ class IGRPOTrainer(GRPOBaseTrainer):
         step = self.state.global_step
         self._rollouts_this_step = self._rollouts_this_step + 1 if self._draft_rng_step == step else 0
         self._draft_rng_step = step
-        seed = 0
-        for part in (self.args.seed, self.accelerator.process_index, step, self._rollouts_this_step):
-            seed = (seed * 1_000_003 + int(part)) % (2**63)
+        seed = mix_seed(self.args.seed, self.accelerator.process_index, step, self._rollouts_this_step)
         return torch.Generator().manual_seed(seed)
 
     def _draft_budget(self) -> int:
+        """Tokens per draft: ``max_draft_length``, else ``max_completion_length``."""
         return int(self.args.max_draft_length or self.max_completion_length or 0)
-
-    # ------------------------------------------------------------------------------------------------------------------
-    # Draft prefetching (prefetch_drafts=True; see trl_igrpo/igrpo/prefetch.py).
-    def _take_pending_drafts(self, prompt_rows: list[dict[str, Any]]) -> PendingDrafts | None:
-        """The prefetched drafts for these prompts, if every process has them (else every process samples now)."""
-        pending = self._pending_drafts
-        matches = pending is not None and pending.fingerprint == batch_fingerprint(prompt_rows)
-        if not self.args.prefetch_drafts or not self._on_every_process(matches):
-            return None
-        self._pending_drafts = None
-        return pending
-
-    def _next_batch_draft_prompts(self, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """Tokenized Stage-1 prompts of the next generation batch, to ride along in this Stage-2 generation call."""
-        if self._lookahead is None:
-            return None
-        upcoming = self._lookahead.next_generation_batch(inputs)
-        if not self._on_every_process(upcoming is not None):
-            return None
-        prompt_rows = upcoming[:: self.num_generations]
-        prompts = [copy.deepcopy(row["prompt"]) for row in prompt_rows for _ in range(self.args.num_drafts)]
-        with self._completion_budget(self._draft_budget(), "max_draft_length"):
-            prompt_ids, _, _ = self._tokenize_prompts(prompts)
-        return {"fingerprint": batch_fingerprint(prompt_rows), "prompt_ids": prompt_ids, "completion_ids": None}
-
-    def _on_every_process(self, flag: bool) -> bool:
-        """``flag`` AND-ed over processes: prefetch decisions change collective generation calls, so all agree."""
-        if self.accelerator.num_processes == 1:
-            return flag
-        return bool(self.accelerator.gather(torch.tensor([int(flag)], device=self.accelerator.device)).min())
-
-    def _check_prefetch_supported(self) -> None:
-        args = self.args
-        if self.use_vllm and args.vllm_mode == "server" and args.num_drafts != self.num_generations:
-            raise ValueError(
-                "prefetch_drafts=True with vllm_mode='server' needs num_drafts == num_generations: the server "
-                f"de-duplicates one generation call with a single stride (got N={args.num_drafts}, "
-                f"G={self.num_generations})."
-            )
-
-    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
-        """TRL's generation; with ``prefetch_drafts``, the next batch's draft prompts ride along in the Stage-2 call
-        (one generation round per step instead of two). Drafts are cut at ``max_draft_length`` afterwards, which
-        samples exactly as a generation capped there would."""
-        ride_along = self._ride_along
-        if ride_along is None or ride_along["completion_ids"] is not None:
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, **kwargs)
-        own = len(prompt_ids)
-        completion_ids, logprobs = super()._generate_single_turn(
-            list(prompt_ids) + list(ride_along["prompt_ids"]), images, multimodal_fields, num_generations, **kwargs
-        )
-        budget = self._draft_budget()
-        ride_along["completion_ids"] = [list(ids[:budget]) for ids in completion_ids[own:]]
-        return completion_ids[:own], (logprobs[:own] if logprobs is not None else None)
-
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """Trainer's fetch of an optimizer step's micro-batches; with ``prefetch_drafts`` it also keeps the batches of
-        the next generation buffered (:class:`~trl_igrpo.igrpo.prefetch.DataLookahead`)."""
-        if self._lookahead is None:
-            return super().get_batch_samples(epoch_iterator, num_batches, device)
-        batches = self._lookahead.take(epoch_iterator, num_batches)
-        return batches, self._get_num_items_in_batch(batches, device)
-
-    def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        """Trainer's ``train``; when resuming with ``prefetch_drafts``, the drafts prefetched before the checkpoint
-        are restored first, so the resumed run conditions on the same drafts as an uninterrupted one."""
-        if self.args.prefetch_drafts and resume_from_checkpoint:
-            from transformers.trainer_utils import get_last_checkpoint
-
-            checkpoint = resume_from_checkpoint
-            if checkpoint is True:
-                checkpoint = get_last_checkpoint(self.args.output_dir)
-            if checkpoint:
-                self._pending_drafts = load_pending_drafts(checkpoint, self.accelerator.process_index)
-        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _refinement_prompt(self, prompt, draft: str):
         return build_refinement_prompt(
@@ -285,25 +208,113 @@ class IGRPOTrainer(GRPOBaseTrainer):
             conversational_style=self.args.conversational_draft_style,
         )
 
+    # ------------------------------------------------------------------------------------------------------------------
+    # TRL / transformers overrides the draft source takes part in (pass-throughs unless prefetch_drafts=True).
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
+        """TRL's generation, through the draft source (prefetching: the next batch's draft prompts ride along in the
+        Stage-2 call)."""
+        generate = super()._generate_single_turn
+        return self.draft_source.generate(generate, prompt_ids, images, multimodal_fields, num_generations, **kwargs)
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Trainer's fetch of an optimizer step's micro-batches, unless the draft source fetches them (prefetching:
+        it keeps the next generation's batches buffered)."""
+        batches = self.draft_source.next_batches(epoch_iterator, num_batches)
+        if batches is None:
+            return super().get_batch_samples(epoch_iterator, num_batches, device)
+        return batches, self._get_num_items_in_batch(batches, device)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """Trainer's ``train``; a resumed run first restores what the draft source saved in the checkpoint
+        (prefetching: the drafts prefetched before it, so it conditions on the same drafts as an uninterrupted run)."""
+        self.draft_source.restore(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # The draft in q': text, never control tokens (trl_igrpo/igrpo/draft_text.py), and whole (the guard).
+    @contextlib.contextmanager
+    def _drafts_as_text(self, prompt_rows: list[dict[str, Any]], drafts: list[str], refined_prompts: list):
+        """Within the block, tokenizing one of ``refined_prompts`` encodes its draft as text: the same prompt is built
+        with a marked draft (:func:`~trl_igrpo.igrpo.draft_text.mark_draft`), which :meth:`_tokenize_prompts` encodes.
+        Keyed by content, because TRL deep-copies the prompts it tokenizes."""
+        control = self._control_tokens()
+        self._marked_prompts = {
+            _prompt_key(refined): self._refinement_prompt(row["prompt"], mark_draft(draft, control))
+            for row, draft, refined in zip(prompt_rows, drafts, refined_prompts)
+        }
+        try:
+            yield
+        finally:
+            self._marked_prompts = {}
+
+    def _tokenize_prompts(self, prompts: list):
+        """TRL's tokenization, except that in a Stage-2 prompt the draft is encoded as text (the template's own
+        control tokens stay tokens). Same contract: ``(prompt_ids, images, multimodal_fields)``."""
+        marked = [self._marked_prompts.get(_prompt_key(prompt)) for prompt in prompts] if self._marked_prompts else []
+        if all(prompt is None for prompt in marked):
+            return super()._tokenize_prompts(prompts)
+        prompt_ids = self._encode_marked_prompts([m if m is not None else p for m, p in zip(marked, prompts)])
+        self._check_prompts_fit(prompt_ids)
+        return prompt_ids, None, {}
+
+    def _render_prompts(self, prompts: list) -> list[str]:
+        """Prompts as text, rendered as TRL's ``_tokenize_prompts`` renders them before tokenizing (no ``tools``:
+        IGRPOTrainer refuses them)."""
+        if not is_conversational_prompt(prompts[0]):
+            return list(prompts)
+        template_kwargs: dict[str, Any] = dict(self.chat_template_kwargs or {})  # type: ignore[arg-type]
+        rendered = self.processing_class.apply_chat_template(
+            conversation=prompts, chat_template=self.chat_template, add_generation_prompt=True, tokenize=False,
+            **template_kwargs,
+        )  # fmt: skip
+        return [str(text) for text in rendered]
+
+    def _encode_marked_prompts(self, prompts: list) -> list[list[int]]:
+        control = self._control_tokens()
+        ids = [encode_marked(self._tokenizer, text, control) for text in self._render_prompts(prompts)]
+        if is_conversational_prompt(prompts[0]):
+            return ids  # the template writes the special tokens
+        before, after = special_token_frame(self._tokenizer)  # TRL: processing_class(text=prompts)
+        return [before + row + after for row in ids]
+
+    def _control_tokens(self) -> ControlTokens:
+        if self._control is None:
+            self._control = ControlTokens.of(self._tokenizer)
+        return self._control
+
     def _verify_drafts_in_prompts(self, refined_prompts: list, drafts: list[str]) -> None:
-        """Raise when the tokenized Stage-2 prompt of a prompt group lost any part of its draft (a chat template that
-        drops earlier assistant reasoning, a truncating template, ...). Runs before Stage-2 generation."""
+        """Raise before Stage-2 generation when a prompt group's q' lost any part of its draft: the template dropped or
+        cut it (reasoning templates drop earlier assistant ``<think>``), or its tokens do not decode to it."""
+        marked = [self._marked_prompts[_prompt_key(prompt)] for prompt in refined_prompts]
+        rendered = self._render_prompts(marked)
+        dropped = drafts_dropped_by_template(rendered, drafts)
+        if dropped:
+            index = dropped[0]
+            style = self.args.conversational_draft_style
+            raise RuntimeError(
+                f"The Stage-2 prompt does not contain the selected draft ({len(dropped)} of {len(drafts)} prompt "
+                f"groups): the chat template dropped part of it, so Stage 2 would condition on text the model never "
+                f"sees. With conversational_draft_style={style!r} and strip_draft_think={self.args.strip_draft_think}, "
+                f"draft {drafts[index][:200]!r} was rendered as {strip_marks(rendered[index])[-400:]!r}. Reasoning "
+                "templates (DeepSeek-R1, Qwen3, Nemotron 3, ...) delete <think> from earlier assistant turns: use "
+                "conversational_draft_style='append_to_user' (the default), or strip_draft_think=True to condition on "
+                "the draft's answer only; verify_draft_in_prompt=False turns this check off."
+            )
+        # Like with like: q' ids and the draft's own text encoding, decoded the same way (special tokens skipped).
         prompt_ids, _, _ = self._tokenize_prompts(copy.deepcopy(refined_prompts))
-        rendered = self._tokenizer.batch_decode(prompt_ids, skip_special_tokens=True)
-        missing = drafts_missing_from_prompts(rendered, drafts)
-        if not missing:
-            return
-        index = missing[0]
-        style = self.args.conversational_draft_style
-        raise RuntimeError(
-            f"The Stage-2 prompt does not contain the selected draft ({len(missing)} of {len(drafts)} prompt groups): "
-            f"the chat template dropped part of it, so Stage 2 would condition on text the model never sees. With "
-            f"conversational_draft_style={style!r} and strip_draft_think={self.args.strip_draft_think}, draft "
-            f"{drafts[index][:200]!r} was rendered as {rendered[index][-400:]!r}. Reasoning templates (DeepSeek-R1, "
-            "Qwen3, Nemotron 3, ...) delete <think> from earlier assistant turns: use "
-            "conversational_draft_style='append_to_user' (the default), or strip_draft_think=True to condition on "
-            "the draft's answer only; verify_draft_in_prompt=False turns this check off."
+        control = self._control_tokens()
+        decoded = self._tokenizer.batch_decode(prompt_ids, skip_special_tokens=True)
+        expected = self._tokenizer.batch_decode(
+            [encode_as_text(self._tokenizer, draft, control) for draft in drafts], skip_special_tokens=True
         )
+        lost = drafts_missing_from_prompts(decoded, expected)
+        if lost:
+            raise RuntimeError(
+                f"The tokenized Stage-2 prompt does not decode to the selected draft ({len(lost)} of {len(drafts)} "
+                f"prompt groups): draft {drafts[lost[0]][:200]!r} decodes from q' as {decoded[lost[0]][-400:]!r}. The "
+                "draft is encoded as text (trl_igrpo.igrpo.draft_text), so the tokenizer cannot represent part of it; "
+                "verify_draft_in_prompt=False turns this check off."
+            )
 
     # ------------------------------------------------------------------------------------------------------------------
     # Hooks of GRPOBaseTrainer.

@@ -1,50 +1,25 @@
-"""Hugging Face Hub integration: model cards that cite every method a run used, and a token check before any push.
-
-:class:`HubMixin` goes first in the bases of each ``trl-igrpo`` trainer. It extends TRL's own hook rather than
-replacing it: ``create_model_card`` first lets TRL render its card (``_tag_names``/``_name``/``_paper`` of the trainer,
-framework versions, TRL citation), then adds
-
-- tags for every method in use (``trl``, ``trl-igrpo``, the trainer's method, ``tied-lora``, ``pass-rate-curriculum``,
-  ``dynamic-sampling``),
-- a *Methods* section naming each method with a link to its paper, and BibTeX for the methods beyond the trainer's own,
-- a *Training configuration* section with the arguments that differ from the config class defaults (secrets are never
-  written: ``TrainingArguments.to_dict`` masks every ``*_token`` field and :data:`CARD_EXCLUDED_FIELDS` are skipped).
+"""The Hub behaviour of every trl-igrpo trainer: model cards that cite every method a run used, and a token check
+before any push.
 
 ``push_to_hub`` (and ``init_hf_repo``, which ``Trainer.__init__`` calls when ``args.push_to_hub=True``) fail with a
 :class:`HubTokenError` before any save, upload or repository creation when no token is available, instead of a network
 error after training. ``save_model`` writes ``training_args.json`` instead of the pickled ``training_args.bin`` so a
-pushed folder holds safetensors, JSON and text only.
+pushed folder holds safetensors, JSON and text only. The card itself: :mod:`trl_igrpo.hub.cards`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import os
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import yaml
-
+from .cards import methods_section, non_default_args, sanitize_model_card
 from .citations import IGRPO, LORA, RPO, TIED_LORA, MethodCitation
 
-__all__ = [
-    "CARD_EXCLUDED_FIELDS",
-    "HubMixin",
-    "HubTokenError",
-    "methods_section",
-    "non_default_args",
-    "require_hub_token",
-]
-
+__all__ = ["HubMixin", "HubTokenError", "require_hub_token"]
 
 #: Trainer `_paper` ids that map onto one of the citations above (the trainer's own method).
 _BY_ARXIV_ID = {method.arxiv_id: method for method in (IGRPO, RPO)}
-
-#: Argument fields never written to a card: machine-local paths and run bookkeeping (secrets are masked anyway).
-CARD_EXCLUDED_FIELDS = frozenset(
-    {"output_dir", "logging_dir", "run_name", "hub_token", "push_to_hub_token", "hub_model_id", "vllm_weight_sync_dir"}
-)
 
 
 class HubTokenError(RuntimeError):
@@ -65,52 +40,6 @@ def require_hub_token(token: str | None = None) -> str:
     return token
 
 
-def _plain(value):
-    """A YAML-safe version of an argument value (enums by value, tuples as lists, unknown objects as strings)."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
-def non_default_args(args) -> dict:
-    """Fields of a training-arguments dataclass whose value differs from the class default (secrets masked).
-
-    Values set by ``__post_init__`` (for example GRPO's computed ``steps_per_generation``) count as non-default.
-    """
-    as_dict = args.to_dict()  # masks *_token fields
-    changed = {}
-    for spec in dataclasses.fields(args):
-        if spec.name.startswith("_") or spec.name in CARD_EXCLUDED_FIELDS or spec.name not in as_dict:
-            continue
-        if spec.default is not dataclasses.MISSING:
-            default = spec.default
-        elif spec.default_factory is not dataclasses.MISSING:
-            default = spec.default_factory()
-        else:
-            default = dataclasses.MISSING
-        value = _plain(as_dict[spec.name])
-        if default is dataclasses.MISSING or value != _plain(default):
-            changed[spec.name] = value
-    return changed
-
-
-def methods_section(methods: Sequence[MethodCitation], config: dict) -> str:
-    """Markdown for the card: the methods with paper links, the non-default config, BibTeX of the extra methods."""
-    lines = ["## Methods", "", "Trained with [trl-igrpo](https://github.com/trl-igrpo/trl-igrpo) on TRL using:", ""]
-    lines += [f"- **{m.name}**: [{m.title}]({m.paper_url}) (arXiv {m.arxiv_id})" for m in methods]
-    lines += ["", "## Training configuration", "", "Arguments that differ from the config class defaults:", ""]
-    lines += ["```yaml", yaml.safe_dump(config, sort_keys=True, default_flow_style=None).rstrip(), "```", ""]
-    for method in methods[1:]:
-        lines += [f"Cite {method.name} as:", "", "```bibtex", method.bibtex, "```", ""]
-    return "\n".join(lines)
-
-
 def _active_peft_types(model) -> set[str]:
     configs = getattr(model, "peft_config", None)
     if not isinstance(configs, dict):
@@ -128,10 +57,12 @@ else:
 
 
 class HubMixin(_TrainerBase):
-    """Model-card and push behaviour shared by ``IGRPOTrainer``, ``RPOTrainer`` and ``OnlineRPOTrainer``.
+    """Model-card and push behaviour of every trainer of the package: a base of ``GRPOBaseTrainer`` (so of every
+    GRPO-based trainer) and of ``RPOTrainer``.
 
-    Put it first in the bases; it relies on TRL's ``_BaseTrainer`` (``create_model_card``, ``_paper``, ``_name``) and
-    transformers' ``Trainer`` (``push_to_hub``, ``init_hf_repo``, ``save_model``).
+    It comes before TRL's trainer class in their bases: each method here adds to TRL's ``_BaseTrainer``
+    (``create_model_card``, ``_paper``, ``_name``) or transformers' ``Trainer`` (``push_to_hub``, ``init_hf_repo``,
+    ``save_model``) and calls it with ``super()``.
     """
 
     def methods_used(self) -> list[MethodCitation]:
@@ -145,7 +76,7 @@ class HubMixin(_TrainerBase):
         elif own is not None and own.name != self._name and self._name not in own.name:
             own = dataclasses.replace(own, name=f"{self._name} ({own.name})")
         methods = [own] if own is not None else []
-        from .tied_lora.config import TIED_LORA_PEFT_TYPE
+        from ..tied_lora.config import TIED_LORA_PEFT_TYPE
 
         peft_types = _active_peft_types(self.model)
         if TIED_LORA_PEFT_TYPE in peft_types:
@@ -179,9 +110,10 @@ class HubMixin(_TrainerBase):
         card = card.rstrip() + "\n\n" + section if anchor < 0 else card[:anchor] + section + "\n" + card[anchor:]
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(card)
+        sanitize_model_card(path)
         if TIED_LORA in methods:
             # TRL's card replaced PEFT's README.md and the loading note the adapter config appended to it
-            from .tied_lora.config import add_loading_note_to_model_card
+            from ..tied_lora.config import add_loading_note_to_model_card
 
             add_loading_note_to_model_card(str(self.args.output_dir))
 
