@@ -38,10 +38,18 @@ from .draft_text import ControlTokens, encode_as_text, encode_marked, mark_draft
 from .drafts import build_refinement_prompt, drafts_dropped_by_template, drafts_missing_from_prompts, select_drafts
 from .prefetch import PrefetchingDraftSource
 
-__all__ = ["IGRPOTrainer"]
+__all__ = ["IGRPOTrainer", "largest_generation_call"]
 
 #: Dataset columns the trainer adds to Stage-2 rows (reward functions receive them).
 RESERVED_COLUMNS = ("draft", "original_prompt")
+
+
+def largest_generation_call(rows: int, num_drafts: int, num_generations: int, prefetch: bool) -> int:
+    """Sequences in iGRPO's largest generation call for a generation batch of ``rows`` completions: Stage 1 samples
+    ``rows / G * N`` drafts, Stage 2 ``rows`` refinements, and with ``prefetch_drafts`` the next batch's drafts ride
+    along in the Stage-2 call (``rows + rows / G * N``)."""
+    drafts = rows // num_generations * num_drafts
+    return rows + drafts if prefetch else max(rows, drafts)
 
 
 def _prompt_key(prompt) -> tuple[str, str]:
@@ -67,7 +75,9 @@ class IGRPOTrainer(GRPOBaseTrainer):
     - ``_generate_single_turn`` (TRL), ``get_batch_samples`` and ``train`` (transformers' Trainer): each hands over to
       the draft source (:attr:`draft_source`), and does nothing else unless ``prefetch_drafts=True``, where the next
       batch's draft prompts ride along in the Stage-2 generation call, the data loader looks one generation batch
-      ahead, and a resumed run restores the pending drafts (:mod:`~trl_igrpo.igrpo.prefetch`).
+      ahead, and a resumed run restores the pending drafts (:mod:`~trl_igrpo.igrpo.prefetch`);
+    - ``_make_vllm_generation`` (the package's hook): the colocated vLLM engine's ``max_num_seqs`` fits iGRPO's
+      largest generation call (:func:`largest_generation_call`), not TRL's one generation batch.
 
     Example:
 
@@ -103,6 +113,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
         self._framing_tokens: int | None = None
         self._draft_rng_step, self._rollouts_this_step = -1, 0  # draft_selection="random": see _draft_rng
         self._marked_prompts: dict[tuple[str, str], Any] = {}  # Stage-2 prompts with marked drafts (_drafts_as_text)
+        self._marked_ids: dict[tuple[str, str], list[int]] = {}  # their token ids, encoded once per prompt group
         self._control: ControlTokens | None = None
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
         #: Where Stage 1's drafts come from (:mod:`~trl_igrpo.igrpo.draft_source`): sampled when the rollout asks,
@@ -230,6 +241,20 @@ class IGRPOTrainer(GRPOBaseTrainer):
         self.draft_source.restore(resume_from_checkpoint)
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
+    def _make_vllm_generation(self, **generation_kwargs):
+        """The package's vLLM generation, with the colocated engine sized for iGRPO's largest call: TRL sizes
+        ``max_num_seqs`` to one generation batch (B rows), but Stage 1 samples B/G*N drafts and a prefetching Stage-2
+        call B + B/G*N sequences; a call over the limit runs in sequential waves (twice the decode steps for the
+        prefetching call at N = G). Scheduling only: the same requests, seeds and sampling parameters reach the
+        engine, and GRPO at the same budget (G = N + G rollouts) already runs B + B/G*N sequences at once."""
+        rows = generation_kwargs.get("max_num_seqs")
+        if rows:
+            args = self.args
+            generation_kwargs["max_num_seqs"] = largest_generation_call(
+                rows, args.num_drafts, args.num_generations, args.prefetch_drafts
+            )
+        return super()._make_vllm_generation(**generation_kwargs)
+
     # ------------------------------------------------------------------------------------------------------------------
     # The draft in q': text, never control tokens (trl_igrpo/igrpo/draft_text.py), and whole (the guard).
     @contextlib.contextmanager
@@ -245,15 +270,20 @@ class IGRPOTrainer(GRPOBaseTrainer):
         try:
             yield
         finally:
-            self._marked_prompts = {}
+            self._marked_prompts, self._marked_ids = {}, {}
 
     def _tokenize_prompts(self, prompts: list):
         """TRL's tokenization, except that in a Stage-2 prompt the draft is encoded as text (the template's own
-        control tokens stay tokens). Same contract: ``(prompt_ids, images, multimodal_fields)``."""
-        marked = [self._marked_prompts.get(_prompt_key(prompt)) for prompt in prompts] if self._marked_prompts else []
-        if all(prompt is None for prompt in marked):
+        control tokens stay tokens). Same contract: ``(prompt_ids, images, multimodal_fields)``. The G rows of a
+        group carry the same q': it is rendered and encoded once, and its rows share the ids (a list per row)."""
+        keys = [_prompt_key(prompt) for prompt in prompts] if self._marked_prompts else []
+        if not any(key in self._marked_prompts for key in keys):
             return super()._tokenize_prompts(prompts)
-        prompt_ids = self._encode_marked_prompts([m if m is not None else p for m, p in zip(marked, prompts)])
+        missing = {key: self._marked_prompts.get(key, prompt) for key, prompt in zip(keys, prompts)}
+        missing = {key: prompt for key, prompt in missing.items() if key not in self._marked_ids}
+        if missing:
+            self._marked_ids.update(zip(missing, self._encode_marked_prompts(list(missing.values()))))
+        prompt_ids = [list(self._marked_ids[key]) for key in keys]
         self._check_prompts_fit(prompt_ids)
         return prompt_ids, None, {}
 
