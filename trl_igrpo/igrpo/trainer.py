@@ -41,10 +41,18 @@ from .drafts import build_refinement_prompt, drafts_dropped_by_template, drafts_
 from .prefetch import PrefetchingDraftSource
 from .trajectories import TrajectoryDraft
 
-__all__ = ["IGRPOTrainer"]
+__all__ = ["IGRPOTrainer", "largest_generation_call"]
 
 #: Dataset columns the trainer adds to Stage-2 rows (reward functions receive them).
 RESERVED_COLUMNS = ("draft", "original_prompt")
+
+
+def largest_generation_call(rows: int, num_drafts: int, num_generations: int, prefetch: bool) -> int:
+    """Sequences in iGRPO's largest generation call for a generation batch of ``rows`` completions: Stage 1 samples
+    ``rows / G * N`` drafts, Stage 2 ``rows`` refinements, and with ``prefetch_drafts`` the next batch's drafts ride
+    along in the Stage-2 call (``rows + rows / G * N``)."""
+    drafts = rows // num_generations * num_drafts
+    return rows + drafts if prefetch else max(rows, drafts)
 
 
 def _prompt_key(prompt) -> tuple[str, str]:
@@ -76,6 +84,8 @@ class IGRPOTrainer(GRPOBaseTrainer):
     - ``_generate`` (TRL): hands its result to the draft source, which does nothing unless the rollout is multi-turn:
       there it ends Stage 1 once TRL's rollout has generated the trajectories, and checks the Stage-2 prompt ids
       (:mod:`~trl_igrpo.igrpo.agents`).
+    - ``_make_vllm_generation`` (the package's hook): the colocated vLLM engine's ``max_num_seqs`` fits iGRPO's
+      largest generation call (:func:`largest_generation_call`), not TRL's one generation batch.
 
     Example:
 
@@ -114,6 +124,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
         self._draft_rng_step, self._rollouts_this_step = -1, 0  # draft_selection="random": see _draft_rng
         self._marked_prompts: dict[tuple[str, str], Any] = {}  # Stage-2 prompts with marked drafts (_drafts_as_text)
         self._unmarked_prompts: dict[int, Any] = {}  # id(marked prompt) -> its unmarked q'
+        self._marked_ids: dict[tuple[str, str], list[int]] = {}  # their token ids, encoded once per prompt group
         self._control: ControlTokens | None = None
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
         if multi_turn and self._is_vlm:
@@ -269,6 +280,20 @@ class IGRPOTrainer(GRPOBaseTrainer):
         self.draft_source.restore(resume_from_checkpoint)
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
+    def _make_vllm_generation(self, **generation_kwargs):
+        """The package's vLLM generation, with the colocated engine sized for iGRPO's largest call: TRL sizes
+        ``max_num_seqs`` to one generation batch (B rows), but Stage 1 samples B/G*N drafts and a prefetching Stage-2
+        call B + B/G*N sequences; a call over the limit runs in sequential waves (twice the decode steps for the
+        prefetching call at N = G). Scheduling only: the same requests, seeds and sampling parameters reach the
+        engine, and GRPO at the same budget (G = N + G rollouts) already runs B + B/G*N sequences at once."""
+        rows = generation_kwargs.get("max_num_seqs")
+        if rows:
+            args = self.args
+            generation_kwargs["max_num_seqs"] = largest_generation_call(
+                rows, args.num_drafts, args.num_generations, args.prefetch_drafts
+            )
+        return super()._make_vllm_generation(**generation_kwargs)
+
     # ------------------------------------------------------------------------------------------------------------------
     # The draft in q': text, never control tokens (trl_igrpo/igrpo/draft_text.py), and whole (the guard).
     @contextlib.contextmanager
@@ -286,15 +311,25 @@ class IGRPOTrainer(GRPOBaseTrainer):
         try:
             yield
         finally:
-            self._marked_prompts, self._unmarked_prompts = {}, {}
+            self._marked_prompts, self._unmarked_prompts, self._marked_ids = {}, {}, {}
 
     def _tokenize_prompts(self, prompts: list):
         """TRL's tokenization, except that in a Stage-2 prompt the draft is encoded as text (the template's own
-        control tokens stay tokens). Same contract: ``(prompt_ids, images, multimodal_fields)``."""
+        control tokens stay tokens). Same contract: ``(prompt_ids, images, multimodal_fields)``. Single-turn, the G rows
+        of a group carry the same q': it is rendered and encoded once, and its rows share the ids (a list per row);
+        multi-turn rows are encoded one by one, because each may render with its own environment's tools."""
         marked = [self._marked_prompt(prompt) for prompt in prompts] if self._marked_prompts else []
         if all(prompt is None for prompt in marked):
             return super()._tokenize_prompts(prompts)
-        prompt_ids = self._encode_marked_prompts([m if m is not None else p for m, p in zip(marked, prompts)])
+        prompts = [m if m is not None else p for m, p in zip(marked, prompts)]
+        if self._multi_turn:
+            prompt_ids = self._encode_marked_prompts(prompts)
+        else:
+            keys = [_prompt_key(prompt) for prompt in prompts]
+            missing = {key: prompt for key, prompt in zip(keys, prompts) if key not in self._marked_ids}
+            if missing:
+                self._marked_ids.update(zip(missing, self._encode_marked_prompts(list(missing.values()))))
+            prompt_ids = [list(self._marked_ids[key]) for key in keys]
         self._check_prompts_fit(prompt_ids)
         return prompt_ids, None, {}
 
