@@ -78,9 +78,9 @@ def _build_trainer(spec: dict):
                 self.stage1_calls += 1
                 return super()._select_drafts(prompt_rows, *args)
 
-            def _refinement_prompt(self, prompt, draft):
+            def _refinement_prompt(self, prompt, draft, *args):
                 self.stage2_prompts += 1
-                return super()._refinement_prompt(prompt, draft)
+                return super()._refinement_prompt(prompt, draft, *args)
 
         kwargs = {}
         if kind == "tied_lora":
