@@ -213,6 +213,62 @@ def _runs_table(results: dict) -> str:
                            "entropy", "s / step"], rows)  # fmt: skip
 
 
+def _interval(difference: dict, digits: int = 3) -> str:
+    if difference["mean"] is None:
+        return "-"
+    if difference["half_width"] is None:
+        return f"{difference['mean']:+.{digits}f}"
+    low, high = difference["mean"] - difference["half_width"], difference["mean"] + difference["half_width"]
+    return f"{difference['mean']:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def _reading(results: dict, analysis: dict) -> str:
+    """What the numbers say, as sentences generated from them (one bullet per finding)."""
+    arms, bullets = analysis["arms"], []
+    for arm, what in (("hard/grpo", "hard regime"), ("unfiltered/grpo", "unfiltered regime"),
+                      ("hard/dapo", "hard regime, loss `dapo`"), ("hard/gspo", "hard regime, GSPO")):  # fmt: skip
+        if arm not in arms:
+            continue
+        c = arms[arm]["comparisons"]
+        d = c["pass@1"]["difference"]
+        text = (f"**{what}**: test pass@1 GRPO {_value(c['pass@1']['grpo'])}, iGRPO {_value(c['pass@1']['igrpo'])}; "
+                f"iGRPO − GRPO {_interval(d)} (p {_p(d)}, iGRPO ahead on {d['wins']} of {d['n']} seeds): "
+                f"{arms[arm]['verdict']}.")  # fmt: skip
+        if c["pass@1_hard"]["difference"]["mean"] is not None:
+            text += (f" On the test problems the warm start finds hard: {_interval(c['pass@1_hard']['difference'])}; "
+                     f"on the easy ones: {_interval(c['pass@1_easy']['difference'])}.")  # fmt: skip
+        bullets.append(text)
+    for arm in ("hard/grpo", "unfiltered/grpo"):
+        if arm not in arms or arms[arm]["mechanism"]["draft_correct"]["first"]["mean"] is None:
+            continue
+        m, c = arms[arm]["mechanism"], arms[arm]["comparisons"]
+        bullets.append(
+            f"**Stage 2, {arm.split('/')[0]} regime** (iGRPO, first → last 10 % of steps): the selected best-of-4 draft "
+            f"is correct {_value(m['draft_correct']['first'], 2)} → {_value(m['draft_correct']['last'], 2)}; "
+            f"{_value(m['frac_reward_zero_std']['all'], 2)} of Stage-2 groups have zero reward spread over the run "
+            f"(GRPO's groups: {_value(c['zero_spread']['grpo'], 2)}); refinements repeat the draft verbatim "
+            f"{_value(m['copy_rate']['first'], 2)} → {_value(m['copy_rate']['last'], 2)}, fix a wrong draft "
+            f"{_value(m['fix_rate']['all'], 2)} and break a correct one {_value(m['break_rate']['all'], 2)} of the time; "
+            f"draft → refinement accuracy gain {_value(m['gain']['all'], 3, signed=True)}."
+        )
+        bullets.append(
+            f"**Refinement as a skill, {arm.split('/')[0]} regime** (test, greedy): given its own draft, the iGRPO "
+            f"policy goes {_value(c['draft_greedy']['igrpo'])} → {_value(c['refine_greedy']['igrpo'])}, the GRPO "
+            f"policy {_value(c['draft_greedy']['grpo'])} → {_value(c['refine_greedy']['grpo'])}."
+        )
+    if "hard/grpo" in arms:
+        c = arms["hard/grpo"]["comparisons"]
+        start = (results["protocol"].get("val_at_start") or {}).get("entropy")
+        bullets.append(
+            f"**Entropy, hard regime**: held-out single-pass entropy starts at "
+            f"{'-' if start is None else f'{start:.4f}'} nats/token (the warm start); at the end GRPO "
+            f"{_value(c['entropy_test']['grpo'], 4)}, iGRPO {_value(c['entropy_test']['igrpo'], 4)}; mean over training "
+            f"iGRPO − GRPO {_interval(c['entropy_validation']['difference'], 4)}: "
+            f"{arms['hard/grpo']['entropy_verdict']}."
+        )
+    return "\n".join(f"- {bullet}" for bullet in bullets) if bullets else "_No finished runs yet._"
+
+
 def render_markdown(results: dict, analysis: dict, images: dict[str, str]) -> str:
     """The whole page."""
     config = results["protocol"]["config"]
@@ -240,6 +296,8 @@ right at its own. {status}
 ## Verdicts
 
 {_verdicts(analysis, k)}
+
+{_reading(results, analysis)}
 
 ## Claim 1: iGRPO beats GRPO at a matched rollout budget
 

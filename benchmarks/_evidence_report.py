@@ -16,7 +16,7 @@ from statistics import mean
 
 from benchmarks._evidence_stats import mean_interval, paired_difference
 
-__all__ = ["collect_records", "publish", "sweep_score", "write_report"]
+__all__ = ["collect_records", "dump_results", "publish", "render_report", "sweep_score", "write_report"]
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_KEYS = {
@@ -124,15 +124,34 @@ def _protocol(out: Path, config) -> dict:
 
 def write_report(out: Path, config) -> dict:
     """Write ``results.json``, the plots (``img/``) and ``evidence.md`` into ``out`` from the finished runs."""
+    results = {"protocol": _protocol(out, config), "runs": collect_records(out)}
+    (out / "results.json").write_text(dump_results(results))
+    return render_report(results, out)
+
+
+def _rounded(value):
+    """Floats to 6 significant digits (curves are logged in float32; the rest is noise that only grows the file)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def dump_results(results: dict) -> str:
+    """``results.json`` text: the protocol indented, then one run record per line (small, diff-friendly)."""
+    runs = ",\n".join(json.dumps(_rounded(run), separators=(",", ":")) for run in results["runs"])
+    protocol = json.dumps(_rounded(results["protocol"]), indent=1)
+    return f'{{"protocol": {protocol},\n"runs": [\n{runs}\n]}}\n'
+
+
+def render_report(results: dict, out: Path) -> dict:
+    """The plots (``out/img``) and ``out/evidence.md`` of a results dictionary; returns the analysis."""
     from benchmarks._evidence_docs import render_markdown
     from benchmarks._evidence_plots import write_plots
 
-    results = {"protocol": _protocol(out, config), "runs": collect_records(out)}
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    return render_from_results(results, out, write_plots, render_markdown)
-
-
-def render_from_results(results: dict, out: Path, write_plots, render_markdown) -> dict:
     analysis = analyse(results)
     images = write_plots(results, out / "img")
     (out / "evidence.md").write_text(render_markdown(results, analysis, images))

@@ -543,10 +543,22 @@ def main() -> None:
     parser.add_argument("--reeval", action="store_true", help="delete and redo every run's `trl-igrpo eval` outputs")
     parser.add_argument("--stop_after", choices=("pass_rate", "sweep"), help="stop after this stage")
     parser.add_argument("--only", nargs="+", help="run only these run names (e.g. hard-grpo-igrpo-seed3)")
+    parser.add_argument("--from_results", help="render plots and evidence.md from this results.json (no runs needed)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         train_run(json.loads(Path(args.worker).read_text()))
+        return
+    if args.from_results:
+        from benchmarks._evidence_report import dump_results, publish, render_report
+
+        out = Path(args.output_dir).resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        results = json.loads(Path(args.from_results).read_text())
+        (out / "results.json").write_text(dump_results(results))
+        render_report(results, out)
+        if args.publish:
+            publish(out)
         return
     from benchmarks._evidence_report import publish, write_report
 
