@@ -114,6 +114,30 @@ def _refine_table(analysis: dict) -> str:
     return markdown_table(["arm", "GRPO policy: draft → refinement", "iGRPO policy: draft → refinement"], rows)
 
 
+def _compute(results: dict) -> str:
+    from statistics import median
+
+    protocol, runs = results["protocol"], results["runs"]
+    per_method = []
+    for method, label in (("grpo", "GRPO"), ("igrpo", "iGRPO")):
+        steps = [
+            r["metrics"]["seconds_per_step"]
+            for r in runs
+            if r["method"] == method and r["metrics"]["seconds_per_step"]
+        ]
+        if steps:
+            per_method.append(f"{label} {median(steps):.2f} s")
+    hours = sum(r["metrics"]["train_seconds"] for r in runs) / 3600
+    machine = protocol.get("machine") or "this machine"
+    code = protocol.get("code_version")
+    return (
+        f"{machine}, one thread per run, runs strictly one after another, the machine shared with other jobs "
+        f"(so times vary with their load). Median optimizer step: {', '.join(per_method) or '-'}; training "
+        f"(with the validation curve) {hours:.1f} h over the {len(runs)} finished runs, evaluation and the sweep "
+        f"besides." + (f" Runs made by commit `{code}`." if code else "")
+    )
+
+
 def _protocol(results: dict) -> str:
     protocol = results["protocol"]
     config = protocol["config"]
@@ -126,6 +150,7 @@ def _protocol(results: dict) -> str:
     sweep_table = markdown_table(["method", "lr: validation pass@1", "selected"], sweep_rows) if sweep_rows else ""
     train_rates = protocol["train_pass_rates"]
     kept = sum(count for rate, count in train_rates.items() if float(rate) < config["max_pass_rate"])
+    kept_at_paper = sum(count for rate, count in train_rates.items() if float(rate) < 0.75)
     total = sum(train_rates.values())
     rates_table = markdown_table(
         ["warm-start pass rate", *train_rates], [["training pool", *train_rates.values()],
@@ -145,8 +170,9 @@ maj@{k} {warm.get("maj@k", float("nan")):.3f}, greedy {warm.get("greedy", float(
 refinement {warm.get("draft_greedy", float("nan")):.3f} → {warm.get("refine_greedy", float("nan")):.3f}.
 - **Regimes.** *hard*: the training prompts whose warm-start pass rate (`trl-igrpo pass-rate`, \
 {config["pass_rate_samples"]} samples at the training temperature {config["temperature"]}) is below \
-{config["max_pass_rate"]}: {kept} of {total} kept (Llama-Nemotron drops pass rate ≥ 0.75; at 0.75 most of this \
-pool would stay and the best of 4 drafts would usually be right, which is the unfiltered regime's problem). \
+{config["max_pass_rate"]}: {kept} of {total} kept. Llama-Nemotron drops pass rate ≥ 0.75, which would keep \
+{kept_at_paper} of {total} here, and the best of 4 drafts would usually be right (the unfiltered regime's problem); \
+the lower threshold makes the best-of-4 draft wrong about half of the time at the start (mechanism table). \
 *unfiltered*: all {total}. The test split is not filtered; its problems are labelled hard/easy by the same rule for \
 the breakdown. Before any pass rate is computed the pipeline checks that `trl-igrpo pass-rate` and `trl-igrpo eval` \
 generate from exactly the token ids the trainer generates from ({check.get("rows", "?")} rows: pass-rate \
@@ -174,30 +200,38 @@ diagnostic (`--mode draft_refine`); held-out entropy: mean per-token entropy of 
 Curves: validation greedy, pass@1 (k={config["val_samples"]}) and entropy every {config["eval_every"]} steps \
 (in process, same code, forked RNG); TRL's training entropy, zero-spread fraction; iGRPO's Stage-2 mechanism \
 through a zero-weight probe reward (`benchmarks/_evidence_probe.py`).
+- **Compute.** {_compute(results)}
 - **Statistics.** Seeds {list(config["seeds"])}; a seed gives both methods the same initial model and the same \
 prompts in the same order, so differences are paired by seed. Mean ± 95 % Student-t interval over seeds; paired \
 t-test (two-sided). A claim *holds at this scale* when the paired difference's 95 % interval lies above 0."""
 
 
 def _reproduce(results: dict) -> str:
-    return """```bash
+    from pathlib import Path
+
+    from benchmarks.evidence import StudyConfig, eval_command, pass_rate_command
+
+    config = StudyConfig(**{**results["protocol"]["config"], "arms": ()})
+    pass_rate = pass_rate_command(config, "warm_start", Path("data/train_pool.jsonl"),
+                                  Path("pass_rate/train_scored.jsonl"), Path("pass_rate/train_hard.jsonl"))  # fmt: skip
+    evals = [eval_command(name, "runs/RUN/model", "pass_rate/test.jsonl", f"runs/RUN/eval-{name}", config)
+             for name in ("sampled", "greedy", "draft_refine")]  # fmt: skip
+    commands = "\n".join("trl-igrpo " + " ".join(command) for command in [pass_rate, *evals])
+    return f"""```bash
 export PYTHONPATH=$PWD OMP_NUM_THREADS=1
-python benchmarks/evidence.py --output_dir outputs/evidence                    # every stage; resumes, skips finished runs
-python benchmarks/evidence.py --output_dir outputs/evidence --only hard-grpo-igrpo-seed3   # one run (after deleting its dir)
-python benchmarks/evidence.py --output_dir outputs/evidence --reeval           # `trl-igrpo eval` again on saved models
-python benchmarks/evidence.py --output_dir outputs/evidence --report_only --publish   # this page from the runs
-python benchmarks/evidence.py --smoke --output_dir /tmp/evidence-smoke         # the pipeline at toy scale (minutes)
+python benchmarks/evidence.py --output_dir outputs/evidence             # every stage; resumes, skips finished runs
+python benchmarks/evidence.py --output_dir outputs/evidence --only hard-grpo-igrpo-seed3   # one run (delete its dir first)
+python benchmarks/evidence.py --output_dir outputs/evidence --reeval    # `trl-igrpo eval` again on the saved models
+python benchmarks/evidence.py --output_dir outputs/evidence --report_only --publish   # this page, from the runs
+python benchmarks/evidence.py --from_results benchmarks/results/evidence/results.json --output_dir /tmp/e --publish
+python benchmarks/evidence.py --smoke --output_dir /tmp/evidence-smoke  # the pipeline at toy scale (minutes)
 ```
 
-The commands each stage runs, as a user would type them (paths under `outputs/evidence/`):
+The commands the stages run, as a user would type them (paths relative to `outputs/evidence/`; RUN is a run's name, \
+e.g. `hard-grpo-igrpo-seed3`):
 
 ```bash
-trl-igrpo pass-rate --model warm_start --dataset data/train_pool.jsonl --output pass_rate/train_scored.jsonl \\
-    --num-samples 8 --temperature 0.7 --max-new-tokens 64 --batch-size 32 --seed 0 \\
-    --filtered-output pass_rate/train_hard.jsonl --max-pass-rate 0.5
-trl-igrpo eval --model_name_or_path runs/RUN/model --dataset_name pass_rate/test.jsonl --problem_column prompt \\
-    --answer_column solution --answer_format plain --group_columns difficulty --max_new_tokens 64 --seed 1234 \\
-    --temperature 0.6 --top_p 0.95 --num_samples 8              # greedy: --num_samples 1 --temperature 0
+{commands}
 ```"""
 
 
@@ -209,8 +243,9 @@ def _runs_table(results: dict) -> str:
                      f"{m['pass@1']:.3f}", f"{m['maj@k']:.3f}", f"{m['greedy']:.3f}",
                      f"{m['draft_greedy']:.3f} → {m['refine_greedy']:.3f}", f"{m['entropy']:.4f}",
                      f"{m['seconds_per_step']:.2f}" if m["seconds_per_step"] else "-"])  # fmt: skip
-    return markdown_table(["regime", "loss", "method", "seed", "lr", "pass@1", "maj@k", "greedy", "draft → refine",
-                           "entropy", "s / step"], rows)  # fmt: skip
+    k = results["protocol"]["config"]["test_samples"]
+    return markdown_table(["regime", "loss", "method", "seed", "lr", "pass@1", f"maj@{k}", "greedy",
+                           "draft → refine (greedy)", "held-out entropy", "s / step"], rows)  # fmt: skip
 
 
 def _interval(difference: dict, digits: int = 3) -> str:

@@ -119,7 +119,17 @@ def _protocol(out: Path, config) -> dict:
         "val_at_start": read(out / "checks" / "val_at_start.json"),
         "warm_start_test": eval_metrics(out / "baseline"),
         "failed_runs": sorted(path.parent.name for path in (out / "runs").glob("*/FAILED")),
+        "machine": _machine(),
+        "code_version": (out / "code_version.txt").read_text().strip()
+        if (out / "code_version.txt").exists()
+        else None,
     }
+
+
+def _machine() -> str:
+    from benchmarks._report import machine_description
+
+    return machine_description()
 
 
 def write_report(out: Path, config) -> dict:

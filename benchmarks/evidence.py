@@ -571,12 +571,26 @@ def main() -> None:
         publish(out)
 
 
+def _record_code_version(out: Path) -> None:
+    """``code_version.txt``: the commit the runs are made with (``+dirty`` with uncommitted changes); kept as is when
+    the code is not a git checkout (a frozen copy of a commit, which writes the file itself)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks", "trl_igrpo"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return
+    (out / "code_version.txt").write_text(commit + ("+dirty" if dirty else "") + "\n")
+
+
 def run_pipeline(config: StudyConfig, out: Path, args) -> None:
     import torch
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+    _record_code_version(out)
     start = time.perf_counter()
     data = build_data(config, out)
     model_dir = build_warm_start(config, out)
