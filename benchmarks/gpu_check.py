@@ -19,10 +19,15 @@ a random model's EOS is meaningless), so both methods decode the same number of 
 - GRPO with a LoRA adapter and with a Tied-LoRA adapter on q/k/v (same rank).
 
 Variants of a pair alternate (GRPO, iGRPO, GRPO, iGRPO, ...), each run on a fresh model of the same seed, so machine
-noise hits both sides. Reported per variant: the median step time (wall clock from the start to the end of an optimizer
-step, generation included, after ``--warmup_steps`` warm-up steps of each run, CUDA synchronised) and the peak GPU
-memory of its runs (``torch.cuda.max_memory_allocated`` minus what was allocated before the run); and the ratios of
-each pair. Results go to ``--output_dir/gpu_check.{json,md}``, rewritten after every run, so a run stopped by the time
+noise hits both sides. **Every run is its own process** (``--_child``): liger-kernel patches transformers' module
+globals (``Qwen2RMSNorm``, the MLP, RoPE) for the whole process, so in the single-process kit every "no Liger" run after
+the first Liger run had Liger layers (the saved H200 record of 2026-11-27 shows it: GRPO's second round peaked at
+exactly the Liger run's 4.298 GiB). Each run records whether its model had Liger layers and fails when that disagrees
+with its variant; runs of single-process records that ran after a Liger run are left out of the summaries
+(``flag_liger_leaks`` in ``benchmarks/_gpu_check_report.py``, which reads and renders the records). Reported per
+variant: the median step time (wall clock from the start to the end of an optimizer step, generation included, after
+``--warmup_steps`` warm-up steps of each run, CUDA synchronised) and the peak GPU memory of its runs
+(``torch.cuda.max_memory_allocated`` minus what was allocated before the run); and the ratios of each pair. Results go to ``--output_dir/gpu_check.{json,md}``, rewritten after every run, so a run stopped by the time
 limit still leaves what it measured; ``--time_budget_s`` skips (and records) runs that would not fit.
 
 On the device machine (no network; the wheels it lacks travel in ``.whl/``, see ``scripts/prepare_gpu_wheels.sh``):
@@ -59,6 +64,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file (python3 benchmarks/gpu_check.py): trl_igrpo and benchmarks importable
     sys.path.insert(0, str(ROOT))
 
+from benchmarks._gpu_check_report import (  # noqa: E402  (the variants, and how their records are read)
+    VARIANTS,
+    docs_markdown,
+    results_markdown,
+    summarize,
+)
+
 #: Qwen2.5-0.5B's shape (its config.json), without downloading anything.
 QWEN25_05B_SHAPE = dict(
     hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
@@ -70,27 +82,6 @@ TINY_SHAPE = dict(
     vocab_size=2048, max_position_embeddings=2048, tie_word_embeddings=True, rms_norm_eps=1e-6,
 )  # fmt: skip
 
-#: name -> (method, liger, adapter)
-VARIANTS = {
-    "grpo": ("grpo", False, None),
-    "igrpo": ("igrpo", False, None),
-    "igrpo_no_prefill": ("igrpo", False, None),
-    "igrpo_prefetch": ("igrpo", False, None),
-    "grpo_liger": ("grpo", True, None),
-    "igrpo_liger": ("igrpo", True, None),
-    "lora": ("grpo", False, "lora"),
-    "tied_lora": ("grpo", False, "tied_lora"),
-}
-LABELS = {
-    "grpo": "GRPO G=8",
-    "igrpo": "iGRPO N=4, G=4",
-    "igrpo_no_prefill": "iGRPO N=4, G=4, no shared prompt prefill",
-    "igrpo_prefetch": "iGRPO N=4, G=4, prefetched drafts",
-    "grpo_liger": "GRPO G=8, Liger",
-    "igrpo_liger": "iGRPO N=4, G=4, Liger",
-    "lora": "GRPO G=8, LoRA q/k/v",
-    "tied_lora": "GRPO G=8, Tied-LoRA q/k/v",
-}
 #: iGRPO options that change only how fast it runs: variant -> IGRPOConfig fields.
 IGRPO_SPEED_OPTIONS = {
     "igrpo_no_prefill": {"share_prompt_prefill": False},
@@ -101,16 +92,6 @@ PAIRS = (
     ("grpo", "igrpo", "igrpo_no_prefill", "igrpo_prefetch"),
     ("grpo_liger", "igrpo_liger"),
     ("lora", "tied_lora"),
-)
-#: (label, numerator, denominator)
-COMPARISONS = (
-    ("iGRPO / GRPO", "igrpo", "grpo"),
-    ("iGRPO without shared prefill / GRPO", "igrpo_no_prefill", "grpo"),
-    ("iGRPO prefetched drafts / GRPO", "igrpo_prefetch", "grpo"),
-    ("iGRPO / GRPO, both with Liger", "igrpo_liger", "grpo_liger"),
-    ("GRPO with / without Liger", "grpo_liger", "grpo"),
-    ("iGRPO with / without Liger", "igrpo_liger", "igrpo"),
-    ("Tied-LoRA / LoRA (GRPO)", "tied_lora", "lora"),
 )
 QKV = ["q_proj", "k_proj", "v_proj"]
 JSON_NAME, MARKDOWN_NAME = "gpu_check.json", "gpu_check.md"
@@ -135,6 +116,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--from_json", type=Path, nargs="+", help="render these saved gpu_check.json files instead of running"
     )
     parser.add_argument("--update_docs", action="store_true", help="write the results into docs/benchmarks.md")
+    # internal: one run in a fresh process (the parent passes the settings above plus these)
+    parser.add_argument("--_child", nargs=2, metavar=("VARIANT", "ROUND"), help=argparse.SUPPRESS)
+    parser.add_argument("--_record", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--_workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     defaults = dict(
         prompts_per_step=(2, 8), completion_length=(8, 128), steps=(2, 4), rounds=(1, 2), lora_rank=(4, 16)
@@ -144,6 +129,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, name, tiny if args.tiny else full)
     if args.steps <= args.warmup_steps:
         parser.error(f"--steps ({args.steps}) must exceed --warmup_steps ({args.warmup_steps}) to measure anything")
+    if args._child is not None:
+        if args._child[0] not in VARIANTS or args._record is None or args._workdir is None:
+            parser.error("--_child VARIANT ROUND needs a known variant, --_record and --_workdir")
+        return args
     if args.output_dir is None and not args.update_docs:
         parser.error("--output_dir is required (except with --update_docs, which renders --from_json or no results)")
     return args
@@ -184,6 +173,27 @@ def liger_unavailable(cpu: bool) -> str | None:
 
 # ----------------------------------------------------------------------------------------------------------------------
 # One run.
+def tokenizer_dir(workdir: Path) -> Path:
+    """The offline tokenizer every run loads, built on first use (by the parent, before any run starts)."""
+    path = workdir / "tokenizer"
+    if not (path / "tokenizer_config.json").exists():
+        from trl_igrpo.testing import build_tiny_model
+
+        build_tiny_model(path, architecture="qwen2")
+    return path
+
+
+def liger_layers(model) -> bool:
+    """Whether any module of ``model`` runs Liger code: a Liger class (what a patched transformers module global
+    builds) or a forward bound from liger_kernel (how Liger patches an existing instance)."""
+    for module in model.modules():
+        forward = getattr(module, "forward", None)
+        owner = getattr(getattr(forward, "__func__", forward), "__module__", None) or ""
+        if type(module).__module__.startswith("liger_kernel") or owner.startswith("liger_kernel"):
+            return True
+    return False
+
+
 class Setup:
     """Tokenizer, model shape and the training settings shared by every run."""
 
@@ -191,16 +201,15 @@ class Setup:
         import torch
         from transformers import AutoTokenizer, Qwen2Config
 
-        from trl_igrpo.testing import build_tiny_model
-
         self.args = args
         self.cuda = not args.cpu and torch.cuda.is_available()
         if not args.cpu and not self.cuda:
             raise SystemExit("No CUDA device found: run with --cpu (and --tiny for the dry run).")
         self.device = "cuda" if self.cuda else "cpu"
         self.dtype = torch.bfloat16 if self.cuda else torch.float32
-        # The offline tokenizer of trl_igrpo.testing (byte-level BPE + ChatML, Qwen2Tokenizer on reload).
-        self.tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(workdir / "tokenizer", architecture="qwen2"))
+        # The offline tokenizer of trl_igrpo.testing (byte-level BPE + ChatML, Qwen2Tokenizer on reload), built once by
+        # the parent process into the shared work directory.
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(workdir))
         shape = TINY_SHAPE if args.tiny else QWEN25_05B_SHAPE
         if shape["vocab_size"] < len(self.tokenizer):
             raise ValueError(f"model vocabulary {shape['vocab_size']} < tokenizer size {len(self.tokenizer)}")
@@ -302,9 +311,11 @@ def _step_timer(cuda: bool):
 
 
 def run_once(setup: Setup, variant: str, round_index: int) -> dict:
+    import resource
+
     import torch
 
-    record: dict = {"variant": variant, "round": round_index}
+    record: dict = {"variant": variant, "round": round_index, "pid": os.getpid(), "load_avg_1m": os.getloadavg()[0]}
     gc.collect()
     if setup.cuda:
         torch.cuda.empty_cache()
@@ -331,6 +342,12 @@ def run_once(setup: Setup, variant: str, round_index: int) -> dict:
                 record[key] = statistics.mean(values)
         if setup.cuda:
             record["peak_memory_bytes"] = torch.cuda.max_memory_allocated() - record["allocated_before_bytes"]
+        record["liger_layers"] = liger_layers(trainer.model)
+        if record["liger_layers"] != VARIANTS[variant][1]:
+            raise RuntimeError(
+                f"variant {variant} {'needs' if VARIANTS[variant][1] else 'must not have'} Liger layers, but its model "
+                f"{'has none' if VARIANTS[variant][1] else 'has some'}: its figures would measure the other setting"
+            )
     except Exception as error:  # record and go on: one broken variant must not cost the others their numbers
         record.update(status="failed", reason=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
         print(record["traceback"], file=sys.stderr, flush=True)
@@ -340,7 +357,53 @@ def run_once(setup: Setup, variant: str, round_index: int) -> dict:
         if setup.cuda:
             torch.cuda.empty_cache()
     record["wall_s"] = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    record["cpu_s"] = usage.ru_utime + usage.ru_stime  # the whole process: imports and model building included
     return record
+
+
+def child_argv(args: argparse.Namespace, variant: str, round_index: int, record: Path, workdir: Path) -> list[str]:
+    """The command line of one run in its own process: this script with the run settings and the ``--_child`` flags."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--_child", variant, str(round_index)]
+    argv += ["--_record", str(record), "--_workdir", str(workdir)]
+    for name in ("prompts_per_step", "completion_length", "steps", "warmup_steps", "lora_rank"):
+        argv += [f"--{name}", str(getattr(args, name))]
+    return argv + [flag for flag, on in (("--cpu", args.cpu), ("--tiny", args.tiny)) if on]
+
+
+def run_in_subprocess(args: argparse.Namespace, variant: str, round_index: int, workdir: Path, timeout: float) -> dict:
+    """One run of ``variant`` in a fresh Python process (so no run inherits another's patched modules); its record,
+    or a failed record with the end of its stderr when it crashed or ran past ``timeout`` seconds."""
+    import subprocess
+
+    record_path = workdir / f"run-{variant}-{round_index}.json"
+    stderr_path = workdir / f"run-{variant}-{round_index}.stderr"
+    start = time.perf_counter()
+    with stderr_path.open("w") as stderr:
+        try:
+            process = subprocess.run(
+                child_argv(args, variant, round_index, record_path, workdir), stderr=stderr, timeout=timeout
+            )
+            returncode: int | str = process.returncode
+        except subprocess.TimeoutExpired:
+            returncode = f"killed after {timeout:.0f} s"
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+    else:
+        tail = stderr_path.read_text()[-3000:]
+        print(tail, file=sys.stderr, flush=True)
+        record = {"variant": variant, "round": round_index, "status": "failed",
+                  "reason": f"run process exited ({returncode}) without a record", "traceback": tail}  # fmt: skip
+    record["process_wall_s"] = time.perf_counter() - start
+    return record
+
+
+def child_main(args: argparse.Namespace) -> int:
+    """``--_child VARIANT ROUND``: one run in this process; its record goes to ``--_record`` (JSON)."""
+    variant, round_index = args._child[0], int(args._child[1])
+    record = run_once(Setup(args, args._workdir), variant, round_index)
+    args._record.write_text(json.dumps(record))
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -352,73 +415,6 @@ def schedule(variants: list[str], rounds: int) -> list[tuple[str, int]]:
     every comparison; the two sides of a pair always run back to back.
     """
     return [(v, r) for r in range(rounds) for pair in PAIRS for v in pair if v in variants]
-
-
-def summarize(results: dict) -> None:
-    summary = {}
-    for variant in VARIANTS:
-        runs = [r for r in results["runs"] if r["variant"] == variant]
-        ok = [r for r in runs if r["status"] == "ok"]
-        measured = [t for r in ok for t in r["measured_s"]]
-        peaks = [r["peak_memory_bytes"] for r in ok if "peak_memory_bytes" in r]
-        entry = {"label": LABELS[variant], "runs": len(ok), "steps_measured": len(measured)}
-        entry["median_step_s"] = statistics.median(measured) if measured else None
-        entry["peak_memory_gib"] = max(peaks) / 2**30 if peaks else None
-        reasons = sorted({r["reason"] for r in runs if r["status"] != "ok"})
-        entry["status"] = "ok" if measured else ("; ".join(reasons) if reasons else "not run")
-        summary[variant] = entry
-    results["summary"] = summary
-    comparisons = []
-    for label, numerator, denominator in COMPARISONS:
-        top, bottom = summary[numerator], summary[denominator]
-        row = {"comparison": label, "numerator": numerator, "denominator": denominator}
-        for key, out in (("median_step_s", "step_time_ratio"), ("peak_memory_gib", "peak_memory_ratio")):
-            row[out] = top[key] / bottom[key] if top[key] is not None and bottom[key] else None
-        comparisons.append(row)
-    results["comparisons"] = comparisons
-
-
-def _fmt(value, digits: int = 3, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:.{digits}f}{suffix}"
-
-
-def results_markdown(results: dict) -> str:
-    from benchmarks._report import markdown_table
-
-    info, settings = results["machine"], results["settings"]
-    where = info.get("gpu") or f"CPU ({info['machine']}, {info['cpu_count']} cores)"
-    versions = ", ".join(f"{k} {info[k]}" for k in ("torch", "transformers", "trl", "peft", "liger-kernel") if info[k])
-    lines = [
-        f"{where}; {versions}; Python {info['python']}. Model: {settings['model']}, {settings['dtype']}, sdpa, "
-        f"gradient checkpointing. {settings['prompts_per_step']} prompts per step, {settings['completion_length']} "
-        f"tokens per draft and completion, {settings['steps']} steps per run ({settings['warmup_steps']} warm-up "
-        f"left out), {settings['rounds']} alternating run(s) per variant. Total {results['wall_s']:.0f} s."
-        + ("" if info.get("gpu") else " No GPU: no memory figures."),
-        "",
-        markdown_table(
-            ["variant", "runs", "steps measured", "median step (s)", "peak GPU memory (GiB)", "status"],
-            [
-                [
-                    s["label"],
-                    s["runs"],
-                    s["steps_measured"],
-                    _fmt(s["median_step_s"]),
-                    _fmt(s["peak_memory_gib"], 2),
-                    s["status"],
-                ]
-                for s in results["summary"].values()
-            ],  # fmt: skip
-        ),
-        "",
-        markdown_table(
-            ["comparison", "step time ratio", "peak memory ratio"],
-            [
-                [c["comparison"], _fmt(c["step_time_ratio"], 2, "x"), _fmt(c["peak_memory_ratio"], 2, "x")]
-                for c in results["comparisons"]
-            ],
-        ),
-    ]
-    return "\n".join(lines)
 
 
 def write_results(results: dict, output_dir: Path) -> None:
@@ -438,14 +434,17 @@ def run(args: argparse.Namespace) -> dict:
             "dtype": "float32" if args.cpu else "bfloat16",
             **{k: getattr(args, k) for k in ("prompts_per_step", "completion_length", "steps", "warmup_steps")},
             **{k: getattr(args, k) for k in ("rounds", "lora_rank", "time_budget_s", "cpu", "tiny")},
+            "process_per_variant": True,
         },
         "runs": [],
         "wall_s": 0.0,
     }
     print(json.dumps(results["machine"]), flush=True)
     liger_reason = liger_unavailable(args.cpu)
-    with tempfile.TemporaryDirectory(prefix="gpu-check-") as workdir:
-        setup = Setup(args, Path(workdir))
+    results["machine"]["load_avg_1m_at_start"] = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as workdir_name:
+        workdir = Path(workdir_name)
+        tokenizer_dir(workdir)  # built once here; every run process loads it
         durations: dict[str, float] = {}
         for variant, round_index in schedule(variants, args.rounds):
             elapsed = time.perf_counter() - started
@@ -457,8 +456,10 @@ def run(args: argparse.Namespace) -> dict:
                 reason = f"time budget: {elapsed:.0f} s spent + ~{expected:.0f} s > --time_budget_s {args.time_budget_s:.0f}"
                 record = {"variant": variant, "round": round_index, "status": "skipped", "reason": reason}
             else:
-                record = run_once(setup, variant, round_index)
-                durations[variant] = max(durations.get(variant, 0.0), record["wall_s"])
+                # a hung run must not eat the whole device lease: allow its expected time plus a margin past the budget
+                timeout = max(120.0, args.time_budget_s - elapsed + 120.0)
+                record = run_in_subprocess(args, variant, round_index, workdir, timeout)
+                durations[variant] = max(durations.get(variant, 0.0), record["process_wall_s"])
             results["runs"].append(record)
             results["wall_s"] = time.perf_counter() - started
             print(json.dumps({k: v for k, v in record.items() if k != "traceback"}), flush=True)
@@ -469,52 +470,10 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
-DOCS_INTRO = """\
-## GPU check: iGRPO vs GRPO, Liger, Tied-LoRA on one H100/H200 (`benchmarks/gpu_check.py`)
-
-One run of at most 8 minutes: a randomly initialised Qwen2.5-0.5B-shaped model (config only, no download; offline
-tokenizer), bf16, sdpa, gradient checkpointing, transformers generation. Per prompt, GRPO samples G=8 completions and
-iGRPO N=4 drafts + G=4 refinements (the same 8 rollouts); every draft and completion is exactly
-`--completion_length` tokens. It reports the median step time and the peak GPU memory of each variant and their
-ratios: iGRPO / GRPO (defaults; `share_prompt_prefill=False`; `prefetch_drafts=True`), the same with
-`use_liger_kernel=True` (skipped, with the reason, when Liger cannot run), and Tied-LoRA / LoRA on q/k/v. Variants
-alternate (GRPO, iGRPO, GRPO, ...) so noise hits both.
-
-Run it (the machine has torch, transformers, accelerate and peft but no network; `scripts/gpu_wheels.txt` lists the
-~4 MB of wheels it lacks):
-
-```bash
-bash scripts/prepare_gpu_wheels.sh     # here: downloads them into the git-ignored .whl/
-# on the GPU machine, from the repository root, with .whl/ carried along (device tool: carry [".whl"]):
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:. python3 benchmarks/gpu_check.py --output_dir $OUT
-```
-
-Duration, measured on an H200: with the defaults (8 prompts per step, 128-token drafts and completions, 4 steps per
-run, 2 rounds) the 8 variants need about 7 minutes (run 1 below: 381 s of runs, the second LoRA round skipped by
-`--time_budget_s 400`), plus about 30 s to start and install the wheels. `--time_budget_s` (default 420) skips, and
-records, any run that would end later. It writes `gpu_check.json` and `gpu_check.md` to `--output_dir` after every run,
-so partial results survive a time-out; `python benchmarks/gpu_check.py --from_json gpu_check.json --update_docs` puts
-them here (the files behind the tables below are in `benchmarks/results/`). CI runs the same script as
-`--cpu --tiny` (`tests/test_gpu_check.py`).
-"""
-
-
-def docs_markdown(results: list[dict] | None) -> str:
-    """The docs section: the intro, then one table per saved run (oldest first), headed by its ``note``."""
-    if not results:
-        return (
-            DOCS_INTRO
-            + "\n**Not yet run on a GPU.** No GPU was available when the kit was written; the CPU dry run passes.\n"
-        )
-    parts = [DOCS_INTRO]
-    for index, result in enumerate(results, start=1):
-        parts.append(f"### Run {index}\n" + (f"\n{result['note']}\n" if result.get("note") else ""))
-        parts.append(results_markdown(result) + "\n")
-    return "\n".join(parts)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args._child is not None:
+        return child_main(args)
     if args.from_json is not None:
         all_results = [json.loads(path.read_text()) for path in args.from_json]
         for results in all_results:

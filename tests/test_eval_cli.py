@@ -92,6 +92,22 @@ def test_unparseable_gold_exits_2_naming_the_row(capsys, tmp_path, tiny_model_di
     assert code == 2 and "row 1" in err and "cannot parse" in err
 
 
+def test_golds_math_verify_cannot_read_exit_2_from_the_command_line(tmp_path, tiny_model_dir):
+    """As a user runs it: placeholders, prose and broken LaTeX stop the run before the model loads (docs promise)."""
+    golds = ["3", "see the textbook", "N/A", "TODO", "\\frac{1}{", "The answer is 5"]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps({"problem": f"q{i}", "answer": gold}) + "\n" for i, gold in enumerate(golds)))
+    result = subprocess.run(
+        [sys.executable, "-m", "trl_igrpo.eval", "--model_name_or_path", tiny_model_dir, "--dataset_name", str(path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "5 gold answer(s) cannot be graded" in result.stderr
+    for row, reason in ((1, "prose"), (2, "placeholder"), (3, "placeholder"), (4, "cannot parse"), (5, "prose")):
+        assert f"row {row}: " in result.stderr and reason in result.stderr
+    assert "row 0" not in result.stderr and "--on_bad_gold skip" in result.stderr
+
+
 def test_presets_fill_columns_and_k_and_flags_override_them(tmp_path, tiny_model_dir):
     path = tmp_path / "gsm8k.jsonl"
     path.write_text(json.dumps({"question": "How many?", "answer": "2 + 2 = 4\n#### 4"}) + "\n")
@@ -245,6 +261,9 @@ def test_recipe_trains_then_evaluates_with_the_papers_protocol():
         assert args.num_samples == (64 if args.preset.startswith("aime") else 8)
         assert args.prompt_template == "{problem}"  # the format the recipe trains on
     assert presets == ["math500", "aime24", "aime25"]
+    assert "--resume_from_checkpoint" not in train
+    _, resumed = _recipe_commands(VLLM_HOST="10.0.0.2", RESUME="1")
+    assert resumed[0][-2:] == ["--resume_from_checkpoint", "true"]  # continues the stopped run
 
 
 def test_recipe_needs_the_vllm_host_to_train_and_can_evaluate_the_base_alone():

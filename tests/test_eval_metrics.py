@@ -12,6 +12,8 @@ from trl_igrpo.eval.metrics import (
     extract_final_answer,
     last_boxed_content,
     majority_vote_credit,
+    nemo_skills_majority,
+    nemo_skills_metrics,
     normalize_answer,
     pass_at_k,
     pass_at_k_ladder,
@@ -206,3 +208,30 @@ def test_summarize_needs_problems_with_equal_sample_counts():
 def test_group_values_sort_naturally():
     problems = [_problem([True], level=f"Level {i}") for i in (10, 2, 1)]
     assert list(summarize_by_group(problems, ["level"])["level"]) == ["Level 1", "Level 2", "Level 10"]
+
+
+# ------------------------------------------------------------------------------------------- NeMo-Skills' definitions
+def test_nemo_skills_majority_votes_by_string_with_a_sorted_tie_break():
+    assert nemo_skills_majority(["5", "", "", ""], [True, False, False, False]) == 0.0  # three empty boxes win
+    assert nemo_skills_majority(["5", None, None, None], [True, False, False, False]) == 1.0  # no box: no vote
+    assert nemo_skills_majority([None, None], [False, False]) == 0.0
+    # a 1-1 tie: the smaller (answer, correct) pair wins, whatever the order: "10" < "9" as strings
+    for answers, correct in ((["9", "10"], [True, False]), (["10", "9"], [False, True])):
+        assert nemo_skills_majority(answers, correct) == 0.0
+    assert nemo_skills_majority(["9", "10"], [False, True]) == 1.0
+    # strings that mean the same value do not merge (ours merge them through math-verify)
+    assert nemo_skills_majority(["0.5", "1/2", "7", "7"], [True, True, False, False]) == 0.0
+
+
+def test_nemo_skills_metrics_use_the_first_k_samples():
+    problems = [
+        ProblemResult((False, False, True, True), (False,) * 4, (1,) * 4, (False,) * 4, 1.0, boxed_answers=("1", "2", "3", "3")),
+        ProblemResult((True, False, False, False), (False,) * 4, (1,) * 4, (False,) * 4, 0.0, boxed_answers=("3", "4", "4", "4")),
+    ]  # fmt: skip
+    nemo = nemo_skills_metrics(problems)
+    assert nemo["pass@k"] == {"1": 0.5, "2": 0.5, "4": 1.0}  # ours (unbiased over all 4) would give pass@1 = 3/8
+    assert nemo["pass@1[k]"]["4"] == pytest.approx(3 / 8) and nemo["pass@1[k]"]["1"] == 0.5
+    # k=2: problem 1 ties "1"/"2" -> "1" (wrong); problem 2 ties "3"/"4" -> "3" (correct)
+    assert nemo["majority@k"] == {"2": 0.5, "4": 0.5}
+    with pytest.raises(ValueError, match="boxed answer recorded"):
+        nemo_skills_metrics([_problem([True, False])])

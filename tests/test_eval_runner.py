@@ -57,8 +57,37 @@ def test_unparseable_gold_answers_stop_the_run_naming_the_rows(grader):
         check_gold_answers(problems[:1], grader, on_bad_gold="skip")
 
 
+@pytest.mark.parametrize(
+    "gold, reason",
+    [
+        ("see the textbook", "prose"),
+        ("The answer is 5", "prose"),
+        ("N/A", "placeholder"),
+        ("TODO", "placeholder"),
+        ("\\frac{1}{", "cannot parse"),
+        ("Monday", "prose"),
+    ],
+)
+def test_the_pre_check_really_detects_unreadable_golds(grader, gold, reason):
+    """Each of these used to pass: graded against \\boxed{gold}, math-verify "parses" it as itself."""
+    problems = [BenchmarkProblem(3, "p", gold), BenchmarkProblem(4, "q", "5")]
+    with pytest.raises(GoldAnswerError, match=f"row 3: .*{reason}"):
+        check_gold_answers(problems, grader)
+    kept, skipped = check_gold_answers(problems, grader, on_bad_gold="skip")
+    assert [p.index for p in kept] == [4] and skipped[0]["index"] == 3 and reason in skipped[0]["reason"]
+
+
+@pytest.mark.parametrize("gold", ["\\text{Evelyn}", "5 inches", "2 and 3", "(1, 2]", "10\\%", "x \\in [-2,7]", "5."])
+def test_the_pre_check_keeps_golds_math_verify_reads(grader, gold):
+    kept, skipped = check_gold_answers([BenchmarkProblem(0, "p", gold)], grader)
+    assert len(kept) == 1 and skipped == []
+
+
 def test_a_gold_answer_that_does_not_match_itself_is_refused():
     class NeverMatches:
+        def gold_problems(self, golds):
+            return [None] * len(golds)
+
         def score(self, golds, texts):
             return [0.0] * len(golds)
 
@@ -83,6 +112,30 @@ def test_grading_a_hand_made_set(grader):
     assert results[1].majority_credit == 0.5  # {5: 2} ties {4: 2}
     assert records[1][4]["extracted_answer"] == "6" and records[0][4]["extracted_answer"] is None
     assert [r["num_tokens"] for r in records[0]] == [10, 11, 12, 13, 14]
+
+
+def test_votes_and_grades_come_from_the_same_reader(grader):
+    problems = [BenchmarkProblem(i, "p", "5") for i in range(4)]
+    samples = [
+        # one correct + three empty boxes: the empty answers are one (wrong) answer with three votes
+        _samples("\\boxed{5}", "\\boxed{}", "\\boxed{}", "\\boxed{}"),
+        # one correct + three samples with no final answer at all (cut off): they do not vote
+        _samples("\\boxed{5}", "let me think", "so far 2 + 3", "hmm"),
+        # "\\boxed{5.}" is read as 5: graded correct and voting with "5" (it was graded wrong but voted as "5")
+        _samples("\\boxed{5.}", "\\boxed{5}", "\\boxed{7}", "\\boxed{7}"),
+        # malformed LaTeX in a box is an answer, unreadable and wrong; equal texts vote together
+        _samples("\\boxed{5}", "\\boxed{\\frac{1}{", "\\boxed{\\frac{1}{", "\\boxed{6}"),
+    ]
+    results, records, _ = grade_samples(problems, samples, grader)
+    assert results[0].correct == (True, False, False, False) and results[0].majority_credit == 0.0
+    assert results[0].unparseable == (False, True, True, True)
+    assert results[1].majority_credit == 1.0 and results[1].unparseable == (False, True, True, True)
+    assert results[2].correct == (True, True, False, False) and results[2].majority_credit == 0.5  # 5 ties 7
+    assert records[2][0]["extracted_answer"] == "5" and records[2][0]["answer_readable"]
+    assert results[3].majority_credit == 0.0  # two votes for the unreadable "\\frac{1}{" beat one correct
+    assert [r["answer_readable"] for r in records[3]] == [True, False, False, True]
+    # NeMo-Skills votes with the \\boxed{} strings: empty boxes vote, samples without one do not
+    assert [p.boxed_answers for p in results[:2]] == [("5", "", "", ""), ("5", None, None, None)]
 
 
 def _scripted(answer_for):
@@ -121,6 +174,10 @@ def test_single_pass_metrics(tokenizer, grader):
     assert [call[0] for call in generate.calls] == ["single pass"]
     assert generate.calls[0][1][0] == [{"role": "user", "content": "What is 1/2 + 1/4?"}]  # the original prompt
     assert len(result.samples) == 8 and "drafts" not in result.results
+    # NeMo-Skills' definitions beside ours: 2 + 2's first sample is the correct one, 5 wins its vote by string too
+    nemo = result.results["nemo_skills"]
+    assert nemo["pass@k"] == {"1": 1.0, "2": 1.0, "4": 1.0} and nemo["majority@k"]["4"] == pytest.approx(0.5)
+    assert "| 4 | 100.00 | 62.50 | 50.00 |" in format_markdown(result.results)
 
 
 def test_draft_refine_scores_refinements_and_reports_drafts(tokenizer, grader):

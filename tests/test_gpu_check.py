@@ -3,13 +3,15 @@ wheel list covers what the GPU machine lacks.
 
 The dry run trains every variant 2 steps on a tiny Qwen2 whose vocabulary is larger than the tokenizer's (as
 Qwen2.5-0.5B's is), so the id restriction and the fixed token budget are exercised; Liger is skipped with its reason
-because its Triton kernels need CUDA.
+because its Triton kernels need CUDA. Every run is its own process (liger-kernel patches transformers' module globals
+for a whole process); the saved single-process H200 records are re-read with the runs that Liger leaked into left out.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +55,86 @@ def test_docs_section_is_the_rendering_of_the_saved_gpu_runs():
     assert "<!-- BEGIN gpu_check -->\n" + text.strip() + "\n<!-- END gpu_check -->" in docs  # docs are the rendering
 
 
+def test_each_run_is_a_fresh_process_with_the_parents_settings(tmp_path):
+    module = _module()
+    args = module.parse_args(["--cpu", "--tiny", "--output_dir", str(tmp_path), "--steps", "3", "--lora_rank", "2"])
+    argv = module.child_argv(args, "tied_lora", 1, tmp_path / "record.json", tmp_path)
+    assert argv[:2] == [sys.executable, str(SCRIPT)]
+    child = module.parse_args(argv[2:])
+    assert child._child == ["tied_lora", "1"] and child._record == tmp_path / "record.json"
+    assert child._workdir == tmp_path and child.cpu and child.tiny
+    for name in ("prompts_per_step", "completion_length", "steps", "warmup_steps", "lora_rank"):
+        assert getattr(child, name) == getattr(args, name), name
+    with pytest.raises(SystemExit):  # a child needs its record path and work directory
+        module.parse_args(["--_child", "grpo", "0"])
+
+
+def test_liger_layers_are_detected_by_class_or_by_patched_forward():
+    import types
+
+    import torch
+
+    module = _module()
+    plain = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
+    assert not module.liger_layers(plain)
+    # what a patched transformers module global builds: a Liger class
+    liger_class = type("LigerRMSNorm", (torch.nn.Module,), {"__module__": "liger_kernel.transformers.rms_norm"})
+    assert module.liger_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), liger_class()))
+    # how Liger patches an existing instance: its forward bound from liger_kernel
+    namespace: dict = {}
+    exec("def forward(self, x):\n    return x", {"__name__": "liger_kernel.transformers.swiglu"}, namespace)
+    patched = torch.nn.Linear(2, 2)
+    patched.forward = types.MethodType(namespace["forward"], patched)
+    assert module.liger_layers(torch.nn.Sequential(patched))
+
+
+def test_the_single_process_record_is_re_read_without_the_runs_liger_leaked_into():
+    from benchmarks import _gpu_check_report as module  # the records are read there (and by gpu_check.py)
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "gpu_check_h200_2026-11-27_run1.json").read_text())
+    runs = results["runs"]
+    # the evidence: GRPO's second "no Liger" round peaked at exactly the Liger runs' peak (4.298 GiB)
+    grpo_peaks = [r["peak_memory_bytes"] for r in runs if r["variant"] == "grpo"]
+    liger_peaks = {r["peak_memory_bytes"] for r in runs if r["variant"] == "grpo_liger"}
+    assert liger_peaks == {grpo_peaks[1]} and grpo_peaks[0] != grpo_peaks[1]
+    assert round(grpo_peaks[1] / 2**30, 3) == 4.298
+    module.summarize(results)
+    first_liger = next(i for i, r in enumerate(runs) if r["variant"] == "grpo_liger")
+    leaked = [i for i, r in enumerate(runs) if r.get("liger_leak")]
+    expected = [i for i, r in enumerate(runs[first_liger:], first_liger) if r["variant"] in
+                ("grpo", "igrpo", "igrpo_no_prefill", "igrpo_prefetch", "lora", "tied_lora") and r["status"] == "ok"]  # fmt: skip
+    assert leaked == expected and len(leaked) == 6
+    summary = results["summary"]
+    assert summary["grpo"]["runs"] == 1 and summary["grpo"]["median_step_s"] == pytest.approx(2.85, abs=1e-3)
+    assert summary["grpo"]["runs_left_out"] == 1 and "left out" in summary["grpo"]["status"]
+    assert summary["grpo_liger"]["runs"] == 2 and summary["lora"]["median_step_s"] is None
+    ratios = {c["comparison"]: c for c in results["comparisons"]}
+    assert ratios["GRPO with / without Liger"]["step_time_ratio"] != pytest.approx(0.93, abs=0.005)  # the artifact
+    # a record of the per-process kit leaves nothing out
+    isolated = json.loads(json.dumps(results))
+    isolated["settings"]["process_per_variant"] = True
+    for run in isolated["runs"]:
+        run.pop("liger_leak", None)
+    assert module.flag_liger_leaks(isolated) == 0
+
+
+def test_the_liger_extra_installs_liger_kernel_at_trls_minimum():
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from trl.import_utils import LIGER_KERNEL_MIN_VERSION
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    requirement = Requirement(extras["liger"][0])
+    assert requirement.name == "liger-kernel" and len(extras["liger"]) == 1
+    assert LIGER_KERNEL_MIN_VERSION in requirement.specifier and "0.8.1" not in requirement.specifier
+    for doc in ("README.md", "docs/index.md"):
+        assert "`liger` (liger-kernel" in (ROOT / doc).read_text(), doc
+    from benchmarks._gpu_check_report import DOCS_INTRO
+
+    assert 'pip install "trl-igrpo[liger]"' in DOCS_INTRO
+
+
 def test_wheel_list_pins_one_version_of_each_missing_package():
     lines = [line.split("#")[0].strip() for line in (ROOT / "scripts" / "gpu_wheels.txt").read_text().splitlines()]
     pins = dict(line.split("==") for line in lines if line)
@@ -67,11 +149,11 @@ def test_wheel_list_pins_one_version_of_each_missing_package():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_cpu_tiny_dry_run(tmp_path):
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--cpu", "--tiny", "--output_dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=540,
+        cwd=ROOT, capture_output=True, text=True, timeout=840,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -84,6 +166,11 @@ def test_cpu_tiny_dry_run(tmp_path):
         assert runs[variant]["completions/mean_length"] == 8  # every completion exactly the budget
     for variant in ("grpo_liger", "igrpo_liger"):
         assert runs[variant]["status"] == "skipped" and "CUDA" in runs[variant]["reason"]
+    # one process per run, none of them this one, and no model had Liger layers
+    ran = [run for run in results["runs"] if run["status"] == "ok"]
+    assert len({run["pid"] for run in ran}) == len(ran) == 6 and all(run["pid"] != os.getpid() for run in ran)
+    assert results["settings"]["process_per_variant"] and not any(run["liger_layers"] for run in ran)
+    assert all(run["process_wall_s"] >= run["wall_s"] > 0 and run["cpu_s"] > 0 for run in ran)
     # iGRPO: drafts of the full budget, and they reach the Stage-2 prompt (decodable ids only)
     assert runs["igrpo"]["igrpo/draft_mean_length"] == 8
     assert runs["igrpo"]["igrpo/refinement_prompt_mean_length"] > 8 + 20

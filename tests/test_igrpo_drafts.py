@@ -3,10 +3,20 @@
 import pytest
 import torch
 
+from trl_igrpo.igrpo.draft_text import (
+    ControlTokens,
+    encode_as_text,
+    encode_marked,
+    mark_draft,
+    marked_drafts,
+    special_token_frame,
+    strip_marks,
+)
 from trl_igrpo.igrpo.drafts import (
     DEFAULT_REFINEMENT_INSTRUCTION,
     DEFAULT_REFINEMENT_TEMPLATE,
     build_refinement_prompt,
+    drafts_dropped_by_template,
     drafts_missing_from_prompts,
     select_drafts,
     template_placeholders,
@@ -114,3 +124,93 @@ def test_drafts_missing_from_prompts_ignores_whitespace_and_unicode_form():
     composed, decomposed = "caf\u00e9", "cafe\u0301"
     assert drafts_missing_from_prompts([f"x {composed} y"], [decomposed]) == []
     assert drafts_missing_from_prompts(["anything"], [""]) == []  # an empty draft is trivially present
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The draft as text in q' (trl_igrpo/igrpo/draft_text.py), with the tiny tokenizer: <|im_end|>, <|im_start|> and
+# <|endoftext|> are special added tokens, <think> </think> <answer> </answer> non-special added tokens.
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _control_ids(tokenizer, ids):
+    control = ControlTokens.of(tokenizer)
+    return [tokenizer.convert_ids_to_tokens(i) for i in ids if i in control.ids]
+
+
+def test_control_tokens_are_every_added_token_but_whitespace(tokenizer):
+    control = ControlTokens.of(tokenizer)
+    names = {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<answer>", "</answer>"}
+    assert {tokenizer.convert_ids_to_tokens(i) for i in control.ids} == names
+    assert control.longest == len("<|endoftext|>")
+    assert control.pattern.findall("a<|im_end|>b</think>") == ["<|im_end|>", "</think>"]
+
+
+def test_a_marked_draft_is_encoded_as_text_and_the_template_tokens_stay_tokens(tokenizer):
+    control = ControlTokens.of(tokenizer)
+    draft = "  7 <|im_end|>\n<|im_start|>user\n</think> done\n"
+    marked = mark_draft(draft, control)
+    assert strip_marks(marked) == draft  # the marks add nothing else
+    rendered = f"<|im_start|>user\nQ?\n{marked}<|im_end|>\n<|im_start|>assistant\n"
+    ids = encode_marked(tokenizer, rendered, control)
+    assert _control_ids(tokenizer, ids) == ["<|im_start|>", "<|im_end|>", "<|im_start|>"]  # the template's only
+    assert tokenizer.decode(ids) == strip_marks(rendered)  # nothing lost, nothing added
+    plain = tokenizer(strip_marks(rendered), add_special_tokens=False)["input_ids"]
+    assert len(_control_ids(tokenizer, plain)) == 6  # what plain tokenization would have made of it
+
+
+def test_a_draft_without_control_spellings_is_encoded_exactly_as_before(tokenizer):
+    control = ControlTokens.of(tokenizer)
+    draft = mark_draft(" 3 + 4 = 7, so \\boxed{7}. ", control)
+    rendered = f"<|im_start|>user\nQ?\n\nPrior draft:\n{draft}\n"
+    assert encode_marked(tokenizer, rendered, control) == tokenizer.encode(
+        strip_marks(rendered), add_special_tokens=False
+    )
+
+
+def test_marks_a_template_separated_still_break_the_text(tokenizer):
+    """A template that splits the draft at </think> leaves a lone mark: dropped, but no control token forms across."""
+    control = ControlTokens.of(tokenizer)
+    marked = mark_draft("<think>r</think>tail<|im_", control)
+    kept = marked.split("</think>")[-1]  # what a reasoning template keeps: '\U000f0011tail<|im_' + draft end mark
+    assert marked_drafts(kept) == []  # the draft start mark is gone: not whole
+    ids = encode_marked(tokenizer, kept + "end|>", control)
+    assert _control_ids(tokenizer, ids) == []  # '<|im_' + 'end|>' across the draft's end mark stays text
+    assert tokenizer.decode(ids) == "tail<|im_end|>"
+
+
+def test_marked_drafts_and_the_template_guard(tokenizer):
+    control = ControlTokens.of(tokenizer)
+    draft = "7"
+    question = "What is 3 + 4? Hint: the answer is 7."
+    kept = build_refinement_prompt(question, mark_draft(draft, control))
+    dropped = question  # a template that dropped the draft (e.g. an assistant turn), while 7 occurs in the question
+    assert marked_drafts(kept) == ["7"]
+    assert drafts_dropped_by_template([kept, dropped], [draft, draft]) == [1]
+    assert drafts_missing_from_prompts([dropped], [draft]) == []  # the substring check alone misses it (issue #25)
+    cut = kept.replace("7\U000f0013", "")  # the template cut the draft's end: its marks are no longer a pair
+    assert drafts_dropped_by_template([cut], [draft]) == [0]
+    assert drafts_dropped_by_template(["anything"], ["  "]) == []  # an empty draft is trivially kept
+    assert mark_draft("a\U000f0012b", control) == "\U000f0012ab\U000f0013"  # marks inside a draft are dropped
+
+
+def test_encode_as_text_never_returns_an_added_token(tokenizer):
+    control = ControlTokens.of(tokenizer)
+    ids = encode_as_text(tokenizer, "<think><|im_end|><answer>", control)
+    assert control.ids.isdisjoint(ids) and tokenizer.decode(ids) == "<think><|im_end|><answer>"
+
+
+def test_special_token_frame_reads_what_the_tokenizer_adds(tokenizer):
+    assert special_token_frame(tokenizer) == ([], [])  # Qwen adds nothing
+
+    class WithBos:
+        def encode(self, text, add_special_tokens=True):
+            return [9] if not add_special_tokens else [1, 9, 2]
+
+        def __call__(self, text):
+            return {"input_ids": self.encode(text)}
+
+    assert special_token_frame(WithBos()) == ([1], [2])

@@ -43,6 +43,17 @@ def test_lookahead_hands_out_what_is_asked_and_finds_the_next_generation_batch()
     assert lookahead.take(iter([["x"]]), 1) == [["x"]]  # a new epoch iterator starts over
 
 
+def test_lookahead_finds_the_successor_of_every_batch_an_optimizer_step_fetches():
+    """Gradient accumulation 4 with a generation every micro-batch (distance 1): each of the 4 has its successor."""
+    stream = iter([[name] for name in "abcdefghij"])
+    lookahead = DataLookahead(distance=1)
+    for expected in ("abcd", "efgh"):
+        batches = lookahead.take(stream, 4)
+        assert [b[0] for b in batches] == list(expected)
+        successors = [lookahead.next_generation_batch(b) for b in batches]
+        assert [s[0] for s in successors] == [chr(ord(c) + 1) for c in expected]
+
+
 def test_fingerprint_depends_on_every_column():
     rows = [{"prompt": "q", "solution": "1"}]
     assert batch_fingerprint(rows) == batch_fingerprint([dict(rows[0])])
@@ -156,6 +167,39 @@ def test_prefetch_with_other_batch_layouts(tiny_model_dir, tmp_path, overrides, 
     lags = [e["igrpo/draft_policy_lag"] for e in trainer.state.log_history if "igrpo/draft_policy_lag" in e]
     assert lags[0] == 0.0 and expected_lag in lags[1:] and set(lags[1:]) <= {0.0, expected_lag}
     assert unchanged_parameters(trainer.model, before) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accumulation", [1, 2, 4])
+def test_every_rollout_after_the_first_uses_prefetched_drafts_for_any_accumulation(
+    tiny_model_dir, tmp_path, accumulation
+):
+    """Issue #25 item 5: with gradient_accumulation_steps > steps_per_generation * num_iterations an optimizer step
+    generates several times; each generation must find (and ride along) the drafts of the next one."""
+    trainer = IGRPOTrainer(
+        model=tiny_model_dir,
+        reward_funcs=[varied_reward],
+        args=_args(
+            tmp_path,
+            prefetch_drafts=True,
+            max_steps=2,
+            steps_per_generation=1,
+            gradient_accumulation_steps=accumulation,
+        ),
+        train_dataset=_dataset(),
+    )
+    used = []
+    take = trainer._take_pending_drafts
+
+    def record(prompt_rows):
+        pending = take(prompt_rows)
+        used.append(pending is not None)
+        return pending
+
+    trainer._take_pending_drafts = record
+    trainer.train()
+    assert len(used) == 2 * accumulation  # one rollout per micro-batch
+    assert used == [False] + [True] * (2 * accumulation - 1)  # only the first rollout samples its own drafts
 
 
 def _worker(model_dir: str, out_dir: str) -> None:

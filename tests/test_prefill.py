@@ -9,7 +9,7 @@ from helpers import snapshot_trainable, varied_reward
 from transformers import AutoModelForCausalLM, GenerationConfig
 
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
-from trl_igrpo.core.prefill import prompt_runs, shared_prompt_prefill
+from trl_igrpo.core.prefill import prefill_unsupported_reason, prompt_runs, shared_prompt_prefill
 from trl_igrpo.demo.arithmetic import make_arithmetic_examples
 from trl_igrpo.testing import cpu_training_kwargs
 
@@ -71,22 +71,58 @@ def test_completions_are_identical_and_prompts_encoded_once(request, architectur
     assert all(shape[0] == 6 and shape[1] == 1 for shape in prefill_rows[1:])
 
 
-def test_the_prefill_forward_computes_logits_for_one_position_only(tiny_model_dir):
-    """The prefill keeps only the cache: full logits would cost rows x length x vocabulary of memory for nothing."""
+def _with_adapter(model, adapter: str):
+    from peft import LoraConfig, get_peft_model
+
+    from trl_igrpo.tied_lora import TiedLoraConfig
+
+    if adapter == "none":
+        return model
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"]) if adapter == "lora" else TiedLoraConfig(r=4)
+    return get_peft_model(model, config)
+
+
+@pytest.mark.parametrize("adapter", ["none", "lora", "tied-lora"])
+def test_the_prefill_forward_computes_logits_for_one_position_only(tiny_model_dir, adapter):
+    """The prefill keeps only the cache: full logits would cost rows x length x vocabulary of memory for nothing. Under
+    PEFT the setting is read from the wrapped model (PeftModel.forward takes **kwargs and declares nothing)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = _with_adapter(base, adapter).eval()
     input_ids, mask = _batch(tokenizer, ["What is 1 + 2?", "Solve 12 x = 144 then add the digits."], repeats=3)
     config = GenerationConfig(
         max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=None
     )
-    head_inputs = []
-    model.lm_head.register_forward_hook(lambda module, inputs, output: head_inputs.append(tuple(inputs[0].shape)))
+    head_inputs, logits = [], []
+    base.lm_head.register_forward_hook(lambda module, inputs, output: head_inputs.append(tuple(inputs[0].shape)))
+    base.register_forward_hook(lambda module, args, output: logits.append(tuple(output.logits.shape)))
+    plain = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
+    head_inputs.clear(), logits.clear()
     with shared_prompt_prefill(model):
-        model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
-    assert head_inputs[0] == (2, 1, model.config.hidden_size)  # the prefill: 2 distinct prompts, 1 position each
-    assert all(shape[1] == 1 for shape in head_inputs)
+        shared = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
+    assert torch.equal(plain, shared)
+    assert head_inputs[0] == (2, 1, base.config.hidden_size)  # the prefill: 2 distinct prompts, 1 position each
+    assert logits[0] == (2, 1, base.config.vocab_size)  # what the prefill forward returns
+    assert all(shape[1] == 1 for shape in head_inputs + logits)
+
+
+def test_the_prefill_steps_aside_for_settings_it_cannot_share(tiny_model_dir):
+    """Each reason names the setting; the model's own generation_config counts like the caller's."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    reason = prefill_unsupported_reason
+    assert reason(model, {"generation_config": GenerationConfig(num_beams=2)}) is None
+    assert reason(model, {"generation_config": GenerationConfig(use_cache=False)}) == "use_cache=False"
+    assert reason(model, {"generation_config": GenerationConfig(prompt_lookup_num_tokens=2)}) == (
+        "the assisted_generation decoding mode"
+    )
+    assert reason(model, {"generation_config": GenerationConfig(penalty_alpha=0.6, top_k=4)}) == (
+        "the contrastive_search decoding mode"
+    )
+    assert "pixel_values" in reason(model, {"pixel_values": torch.zeros(1)})
+    model.generation_config.cache_implementation = "static"
+    assert reason(model, {"generation_config": GenerationConfig()}) == "cache_implementation='static'"
 
 
 def test_next_token_scores_agree_to_rounding_on_a_random_model(tiny_model_dir):

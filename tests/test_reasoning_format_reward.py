@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trl_igrpo.rewards.reasoning_format import (
+    ReasoningModeConflictError,
     make_reasoning_format_reward,
     reasoning_format_reward,
     reasoning_format_score,
@@ -114,7 +115,7 @@ def test_mode_from_system_prompt_or_chat_template_kwargs():
 def test_fixed_mode_factory_and_errors():
     on = make_reasoning_format_reward("on")
     assert on.__name__ == "reasoning_format_reward_on"
-    assert on(["<think>r</think>5", "5"], reasoning_mode=["off", "off"]) == [1.0, 0.0]  # the fixed mode wins
+    assert on(["<think>r</think>5", "5"], reasoning_mode=["on", "on"]) == [1.0, 0.0]  # agreeing sources are fine
     with pytest.raises(ValueError, match="No reasoning mode for row 0"):
         reasoning_format_reward(["5"], prompts=["plain prompt"])
     with pytest.raises(ValueError, match="`reasoning_mode`"):
@@ -123,6 +124,43 @@ def test_fixed_mode_factory_and_errors():
         make_reasoning_format_reward("sometimes")
     with pytest.raises(ValueError, match="has 1 values for 2"):
         reasoning_format_reward(["5", "6"], reasoning_mode=["on"])
+
+
+OFF_SYSTEM = [{"role": "system", "content": "detailed thinking off"}, {"role": "user", "content": "q"}]
+ON_SYSTEM = [{"role": "system", "content": "detailed thinking on"}, {"role": "user", "content": "q"}]
+
+
+@pytest.mark.parametrize(
+    "reward, kwargs, sources",
+    [
+        # a reward fixed to ON on a "detailed thinking off" prompt
+        (make_reasoning_format_reward("on"), {"prompts": [ON_SYSTEM, OFF_SYSTEM]}, ("fixed mode='on'", "'off'")),
+        # a reasoning_mode column contradicting the system prompt
+        (reasoning_format_reward, {"prompts": [ON_SYSTEM, ON_SYSTEM], "reasoning_mode": ["on", "off"]},
+         ("column `reasoning_mode` says 'off'", "'detailed thinking on' says 'on'")),
+        # a per-row enable_thinking contradicting the column
+        (reasoning_format_reward, {"reasoning_mode": ["on", "on"],
+                                   "chat_template_kwargs": [{"enable_thinking": True}, {"enable_thinking": False}]},
+         ("enable_thinking=False says 'off'",)),
+    ],
+)  # fmt: skip
+def test_contradicting_modes_of_a_row_raise_naming_the_row_and_every_source(reward, kwargs, sources):
+    with pytest.raises(ReasoningModeConflictError, match="Row 1 states contradicting reasoning modes") as error:
+        reward(["<think>r</think>5", "5"], **kwargs)
+    for source in sources:
+        assert source in str(error.value)
+
+
+def test_the_dataset_check_flags_conflicts_before_training_including_the_trainers_enable_thinking():
+    rows = [{"prompt": ON_SYSTEM, "reasoning_mode": "on"}, {"prompt": OFF_SYSTEM, "reasoning_mode": "off"}]
+    reasoning_format_reward.check_dataset(rows)  # per-row modes that agree: fine
+    with pytest.raises(ReasoningModeConflictError, match="Row 1.*fixed mode='on'"):
+        make_reasoning_format_reward("on").check_dataset(rows)
+    with pytest.raises(ReasoningModeConflictError, match="Row 0.*the trainer's enable_thinking=False says 'off'"):
+        reasoning_format_reward.check_dataset(rows, chat_template_kwargs={"enable_thinking": False})
+    bad_column = [{"prompt": OFF_SYSTEM, "reasoning_mode": "on"}]
+    with pytest.raises(ReasoningModeConflictError, match="Row 0"):
+        reasoning_format_reward.check_dataset(bad_column)
 
 
 def test_truncated_completions_get_the_truncated_score():

@@ -112,6 +112,19 @@ def test_config_validation_errors():
         TiedLoraConfig.from_configuration("TL5", train_u=True)
 
 
+def test_a_rank_larger_than_a_target_layer_allows_is_refused_naming_layer_and_limit(base_model, tiny_model_dir):
+    k_proj = base_model.model.layers[0].self_attn.k_proj
+    limit = min(k_proj.in_features, k_proj.out_features)  # k_proj is the narrowest of q/k/v (grouped-query attention)
+    get_peft_model(base_model, TiedLoraConfig(r=limit, target_modules=QKV))  # the limit itself is fine
+    with pytest.raises(ValueError) as error:
+        get_peft_model(
+            AutoModelForCausalLM.from_pretrained(tiny_model_dir), TiedLoraConfig(r=limit + 1, target_modules=QKV)
+        )
+    message = str(error.value)
+    assert f"Tied-LoRA r={limit + 1} is larger than target module 'model.layers.0.self_attn.k_proj' allows" in message
+    assert f"{k_proj.out_features} x {k_proj.in_features}" in message and f"Set r <= {limit}" in message
+
+
 def test_named_configurations():
     tl6 = TiedLoraConfig()
     assert (tl6.train_A, tl6.train_B, tl6.train_u, tl6.train_v) == (True, True, True, True)

@@ -151,7 +151,7 @@ def test_rpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_example_script_trains_and_saves_a_reloadable_adapter(monkeypatch):
+def test_example_script_trains_and_saves_a_reloadable_adapter(monkeypatch, tmp_path):
     import importlib.util
     import pathlib
     import sys
@@ -163,6 +163,7 @@ def test_example_script_trains_and_saves_a_reloadable_adapter(monkeypatch):
     example = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, example)  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(example)
+    monkeypatch.chdir(tmp_path)  # the demo writes to outputs/tied-lora-demo (and its tiny model) under the cwd
     trainer = example.main(["--max_steps", "2", "--tied_lora_configuration", "TL5", "--merge_adapter"])
     output_dir = trainer.args.output_dir
     assert trainer.model.peft_config["default"].configuration_name == "TL5"

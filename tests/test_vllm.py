@@ -5,6 +5,7 @@ tests/test_vllm.py`. Uses the tiny Llama (head_dim 32, which vLLM's CPU attentio
 mode. The trainer under test is IGRPOTrainer (N=3 drafts, G=2), which includes the sync mixin.
 """
 
+import json
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ from transformers import AutoTokenizer  # noqa: E402
 
 from trl_igrpo import GRPOBaseTrainer, IGRPOConfig, IGRPOTrainer  # noqa: E402
 from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
+from trl_igrpo.tied_lora import TiedLoraConfig, TiedLoraModel, export_lora  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
@@ -121,6 +123,10 @@ def _lora():
     from peft import LoraConfig
 
     return LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0)
+
+
+def _tied_lora():
+    return TiedLoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"])
 
 
 def _check_peft_sync(trainer, prompts, vllm_greedy):
@@ -258,6 +264,82 @@ def test_colocate_sync_of_a_peft_model_pushes_merged_weights(tiny_llama_dir, tmp
     _check_peft_sync(trainer, _greedy_prompts(tiny_llama_dir), vllm_greedy)
 
 
+def test_colocate_sync_of_a_tied_lora_model_pushes_merged_weights(tiny_llama_dir, tmp_path):
+    """TRL's PEFT sync (merge, stream the base weights, unmerge) with a Tied-LoRA policy: vLLM then generates like the
+    Tied-LoRA model, and no `tiedlora_` tensor reaches the engine (it would fail to load)."""
+    args = _args(tmp_path, "colocate", max_steps=1, vllm_engine_kwargs={"dtype": "float32"})
+    trainer = _trainer_class()(
+        model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=_tied_lora()
+    )
+    assert isinstance(trainer.model.base_model, TiedLoraModel)
+    trainer.train()
+    from vllm import SamplingParams
+
+    def vllm_greedy(prompts):
+        outputs = trainer.vllm_generation.llm.generate(
+            [{"prompt_token_ids": ids} for ids in prompts],
+            SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS),
+            use_tqdm=False,
+        )
+        return [list(o.outputs[0].token_ids) for o in outputs]
+
+    _check_peft_sync(trainer, _greedy_prompts(tiny_llama_dir), vllm_greedy)
+
+
+#: Run in a fresh interpreter that never imports trl_igrpo: vLLM loads the exported adapter on its own.
+_SERVE_EXPORT = """
+import json, sys
+from vllm import LLM, SamplingParams
+from vllm.lora.request import LoRARequest
+
+model_dir, lora_dir, prompts_json, max_tokens = sys.argv[1:5]
+prompts = [{"prompt_token_ids": ids} for ids in json.loads(prompts_json)]
+llm = LLM(model=model_dir, enable_lora=True, max_lora_rank=8, max_loras=1, dtype="float32", enforce_eager=True,
+          max_model_len=256, gpu_memory_utilization=0.3, seed=0)
+params = SamplingParams(temperature=0.0, max_tokens=int(max_tokens))
+with_lora = llm.generate(prompts, params, lora_request=LoRARequest("tied-lora", 1, lora_dir), use_tqdm=False)
+without = llm.generate(prompts, params, use_tqdm=False)
+print("RESULT " + json.dumps({
+    "lora": [list(o.outputs[0].token_ids) for o in with_lora],
+    "base": [list(o.outputs[0].token_ids) for o in without],
+    "trl_igrpo_imported": "trl_igrpo" in sys.modules,
+}))
+"""
+
+
+def test_exported_tied_lora_adapter_serves_in_vllm_like_transformers_peft(tiny_llama_dir, tmp_path):
+    """A Tied-LoRA adapter (fused q/k/v and gate/up groups, o_proj and down_proj tied by shape, alpha != r) exported with
+    export_lora: vLLM's multi-LoRA path (`enable_lora`, a `LoRARequest`) gives the greedy tokens of transformers + PEFT
+    on the export, which equal the Tied-LoRA model's own."""
+    from peft import PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = TiedLoraConfig(
+        r=8, alpha=12.0, init_weights=False,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        fused_module_groups=[["q_proj", "k_proj", "v_proj"], ["gate_proj", "up_proj"]],
+    )  # fmt: skip
+    tied = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), config).eval()
+    tied.save_pretrained(tmp_path / "tied")
+    export_lora(tmp_path / "tied", tmp_path / "lora")
+    prompts = _greedy_prompts(tiny_llama_dir)
+    expected = _hf_greedy(tied, prompts)
+    with tied.disable_adapter():
+        base = _hf_greedy(tied, prompts)
+    peft_lora = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), str(tmp_path / "lora"))
+    assert _hf_greedy(peft_lora.eval(), prompts) == expected != base
+
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    command = [sys.executable, "-c", _SERVE_EXPORT, str(tiny_llama_dir), str(tmp_path / "lora"), json.dumps(prompts)]
+    done = subprocess.run([*command, str(MAX_TOKENS)], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert result["lora"] == expected
+    assert result["base"] == base
+    assert result["trl_igrpo_imported"] is False
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Server
 # ---------------------------------------------------------------------------------------------------------------------
@@ -358,6 +440,21 @@ def test_server_sync_of_a_peft_model_pushes_merged_weights(tiny_llama_dir, tmp_p
     args = _args(tmp_path, "server", vllm_server_base_url=vllm_server, max_steps=1)
     trainer = _trainer_class()(
         model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=_lora()
+    )
+    trainer.train()
+    client = trainer.vllm_generation.vllm_client
+
+    def vllm_greedy(prompts):
+        out = client.generate(prompts=prompts, n=1, temperature=0.0, max_tokens=MAX_TOKENS)
+        return [list(ids) for ids in out["completion_ids"]]
+
+    _check_peft_sync(trainer, _greedy_prompts(tiny_llama_dir), vllm_greedy)
+
+
+def test_server_sync_of_a_tied_lora_model_pushes_merged_weights(tiny_llama_dir, tmp_path, vllm_server):
+    args = _args(tmp_path, "server", vllm_server_base_url=vllm_server, max_steps=1)
+    trainer = _trainer_class()(
+        model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=_tied_lora()
     )
     trainer.train()
     client = trainer.vllm_generation.vllm_client

@@ -5,6 +5,7 @@
     trl-igrpo rpo --online
     trl-igrpo serve --model ./ckpt --port 8000
     trl-igrpo eval --model_name_or_path ./ckpt --preset math500
+    trl-igrpo export-lora --adapter_path ./ckpt --output_dir ./ckpt-lora
 
 Training subcommands parse their flags with the script's :class:`~trl.TrlParser` first (``--help``, ``--config`` and bad
 flags are handled before anything starts); flags the script does not know are ``accelerate launch`` flags, and a flag
@@ -104,8 +105,15 @@ def _resolve_launch_args(launch_args: list[str]) -> tuple[list[str], list[str]]:
         raise _UsageError(str(error)) from None
     parser = launch_command_parser()
     parser.error = _raise_usage_error  # one line instead of accelerate's 115-line usage (argparse's error hook)
-    _, unknown = parser.parse_known_args([*launch_args, "training_script.py"])
-    return launch_args, [token.split("=", 1)[0] for token in unknown if _is_flag(token)]
+    namespace, unknown = parser.parse_known_args([*launch_args, "training_script.py"])
+    unknown_flags = [token.split("=", 1)[0] for token in unknown if _is_flag(token)]
+    if namespace.training_script != "training_script.py" and not unknown_flags:
+        # a value no flag took (`--report_to tensorboard wandb`); after an unknown flag it is that flag's value
+        raise _UsageError(
+            f"unrecognized argument: {namespace.training_script!r} (a value after a flag that takes one value; "
+            "--report_to takes one integration or 'all', several go in the --config YAML as a list)"
+        )
+    return launch_args, unknown_flags
 
 
 def _did_you_mean(parser: argparse.ArgumentParser, flags: list[str]) -> str:
@@ -131,8 +139,12 @@ def _check_model_paths(parsed: Sequence) -> None:
                 raise _UsageError(str(error)) from None
 
 
-def _validate(name: str, parser, parsed: Sequence, config_remaining: list[str], cli_remaining: list[str]) -> list[str]:
-    """The ``accelerate launch`` arguments of a run; :class:`_UsageError` for flags nobody knows or a missing model."""
+def _validate(
+    name: str, module, parser, parsed: Sequence, config_remaining: list[str], cli_remaining: list[str]
+) -> list[str]:
+    """The ``accelerate launch`` arguments of a run; :class:`_UsageError` for flags nobody knows, a missing model, or
+    what the script's ``preflight`` finds (unknown reward names, a missing vLLM/logger package, a bad
+    ``--resume_from_checkpoint``, an ``--output_dir`` whose checkpoints the run would overwrite)."""
     prog = f"trl-igrpo {name}"
     launch_args, unknown = _resolve_launch_args(config_remaining + cli_remaining)
     from_config = [flag for flag in unknown if flag in config_remaining]
@@ -150,7 +162,23 @@ def _validate(name: str, parser, parsed: Sequence, config_remaining: list[str], 
             f"They are neither {name} script flags nor `accelerate launch` flags; see `{prog} --help`."
         )
     _check_model_paths(parsed)
+    try:
+        module.preflight(*parsed)  # checks only: nothing loads, nothing is deleted
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
     return launch_args
+
+
+def _asks_for_vllm(argv: list[str]) -> bool:
+    """``--use_vllm`` on the command line (alone, or with a true value); a ``--config`` asking for it is caught after
+    parsing, by the script's preflight."""
+    for index, token in enumerate(argv):
+        if token == "--use_vllm":
+            following = argv[index + 1] if index + 1 < len(argv) else ""
+            return following.lower() not in ("false", "0", "no")
+        if token.startswith("--use_vllm="):
+            return token.split("=", 1)[1].lower() not in ("false", "0", "no")
+    return False
 
 
 def _training_command(name: str, help_text: str) -> Command:
@@ -158,16 +186,35 @@ def _training_command(name: str, help_text: str) -> Command:
 
     def run(argv: list[str]) -> int:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from trl_igrpo.help_cache import cached_help, help_requested, store_help
+
+        if _asks_for_vllm(argv):  # before the parser, which imports transformers (10-20 s on a small CPU)
+            from trl_igrpo.extras import require_vllm_package
+
+            try:
+                require_vllm_package("--use_vllm")
+            except ImportError as error:
+                print(f"trl-igrpo {name}: error: {error}", file=sys.stderr)
+                return 2
+        help_text = cached_help(name, argv) if help_requested(argv) else None
+        if help_text is not None:  # the parser imports transformers' TrainingArguments: 10-20 s on a small CPU
+            sys.stdout.write(help_text)
+            return 0
         module = importlib.import_module(module_name)
         prog = f"trl-igrpo {name}"
         # rpo: the config class (offline/online) and the CPU demo defaults depend on argv, as in the script itself.
         parser = module.parser_for(argv, prog=prog) if name == "rpo" else module.make_parser(prog=prog)
+        if help_requested(argv):
+            help_text = parser.format_help()
+            store_help(name, argv, help_text)
+            sys.stdout.write(help_text)
+            return 0
         # Exits on --help / bad values; unknown flags come back as accelerate-launch flags (TRL's own split).
         *parsed, config_remaining, cli_remaining = parser.parse_args_and_config(
             argv, return_remaining_strings=True, separate_remaining_strings=True
         )
         try:
-            launch_args = _validate(name, parser, parsed, config_remaining, cli_remaining)
+            launch_args = _validate(name, module, parser, parsed, config_remaining, cli_remaining)
         except _UsageError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return 2
@@ -196,10 +243,16 @@ def _run_eval(argv: list[str]) -> int:
     return eval_main(argv)
 
 
+def _run_export_lora(argv: list[str]) -> int:
+    from trl_igrpo.tied_lora.cli import main as export_lora_main
+
+    return export_lora_main(argv)
+
+
 def _run_pass_rate(argv: list[str]) -> int:
     from trl_igrpo.curriculum.pass_rate import main as pass_rate_main
 
-    pass_rate_main(argv)
+    pass_rate_main(argv, prog="trl-igrpo pass-rate")
     return 0
 
 
@@ -214,6 +267,7 @@ COMMANDS: tuple[Command, ...] = (
         "pass-rate", "Estimate each prompt's pass rate from k samples and filter (Llama-Nemotron)", _run_pass_rate
     ),
     Command("eval", "Evaluate a checkpoint on a math benchmark: pass@1 over k samples, pass@k, maj@k", _run_eval),
+    Command("export-lora", "Export a Tied-LoRA adapter as a standard LoRA adapter (PEFT, vLLM)", _run_export_lora),
 )
 
 

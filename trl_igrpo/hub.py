@@ -8,7 +8,12 @@ framework versions, TRL citation), then adds
   ``dynamic-sampling``),
 - a *Methods* section naming each method with a link to its paper, and BibTeX for the methods beyond the trainer's own,
 - a *Training configuration* section with the arguments that differ from the config class defaults (secrets are never
-  written: ``TrainingArguments.to_dict`` masks every ``*_token`` field and :data:`CARD_EXCLUDED_FIELDS` are skipped).
+  written: ``TrainingArguments.to_dict`` masks every ``*_token`` field and :data:`CARD_EXCLUDED_FIELDS` are skipped),
+
+and names only Hugging Face Hub ids (:func:`sanitize_model_card`): a base model or dataset that is a local path is left
+out of the metadata, and the text says "a local model" / "a local dataset" instead of TRL's "fine-tuned version of
+[None]" or a link to ``https://huggingface.co//home/...``. :func:`write_model_card` gives any trainer's output folder
+this card (the training scripts call it after the final save, so every output folder has one).
 
 ``push_to_hub`` (and ``init_hf_repo``, which ``Trainer.__init__`` calls when ``args.push_to_hub=True``) fail with a
 :class:`HubTokenError` before any save, upload or repository creation when no token is available, instead of a network
@@ -21,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -32,9 +38,12 @@ __all__ = [
     "CARD_EXCLUDED_FIELDS",
     "HubMixin",
     "HubTokenError",
+    "hub_id_or_none",
     "methods_section",
     "non_default_args",
     "require_hub_token",
+    "sanitize_model_card",
+    "write_model_card",
 ]
 
 
@@ -63,6 +72,79 @@ def require_hub_token(token: str | None = None) -> str:
             "training arguments; the token needs write access."
         )
     return token
+
+
+def hub_id_or_none(name: str | None) -> str | None:
+    """`name` if it can be a Hub repo id (``org/name`` or ``name``), None for a local path or nothing."""
+    from .model_loading import looks_like_local_path
+
+    if not name or name == "None" or os.path.exists(os.path.expanduser(name)) or looks_like_local_path(name):
+        return None
+    if any(char.isspace() for char in name) or name.count("/") > 1:
+        return None
+    return name
+
+
+_FINE_TUNED = re.compile(
+    r"This model is a fine-tuned version of \[(?P<name>[^\]]*)\]\(https://huggingface\.co/(?P=name)\)"
+)
+_DATASET = re.compile(r" on the \[(?P<name>[^\]]*)\]\(https://huggingface\.co/datasets/(?P=name)\) dataset")
+_PIPELINE_MODEL = re.compile(r'model="(None|/[^"]*)"')
+
+
+def sanitize_model_card(path: str | os.PathLike) -> None:
+    """Rewrite the card at `path` so that it names only Hub ids: a local (or missing) base model or dataset leaves the
+    metadata and becomes "a local model" / "a local dataset" in the text; a quick start pointing at ``None`` or a local
+    path points at ``PATH/TO/THIS/FOLDER``."""
+    with open(path, encoding="utf-8") as handle:
+        card = handle.read()
+    if card.startswith("---\n") and "\n---\n" in card[4:]:
+        end = card.index("\n---\n", 4)
+        metadata = yaml.safe_load(card[4:end]) or {}
+        if not hub_id_or_none(metadata.get("base_model")):
+            metadata.pop("base_model", None)
+        names = metadata.get("datasets")
+        if names is not None:
+            kept = [str(name) for name in (names if isinstance(names, list) else [names]) if hub_id_or_none(str(name))]
+            metadata.pop("datasets")
+            if kept:
+                metadata["datasets"] = kept
+        header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).rstrip()
+        card = f"---\n{header}\n---\n" + card[end + 5 :]
+
+    def model_sentence(match: re.Match) -> str:
+        if hub_id_or_none(match.group("name")):
+            return match.group(0)
+        return "This model is a fine-tuned version of a local model (not a Hugging Face Hub id, so none is named)"
+
+    def dataset_phrase(match: re.Match) -> str:
+        return match.group(0) if hub_id_or_none(match.group("name")) else " on a local dataset"
+
+    card = _FINE_TUNED.sub(model_sentence, card)
+    card = _DATASET.sub(dataset_phrase, card)
+    card = _PIPELINE_MODEL.sub('model="PATH/TO/THIS/FOLDER"', card)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(card)
+
+
+def write_model_card(trainer, output_dir: str, dataset_name: str | None = None) -> None:
+    """Write `trainer`'s model card into `output_dir` (main process), naming the dataset only if it is a Hub id.
+
+    TRL writes a card at every checkpoint and push, but not on a plain ``save_model``; the scripts call this after the
+    final save so that every output folder has one. Works for any TRL trainer (``create_model_card``)."""
+    if not trainer.is_world_process_zero():
+        return
+    saved_output_dir = trainer.args.output_dir
+    trainer.args.output_dir = output_dir
+    try:
+        trainer.create_model_card(
+            model_name=os.path.basename(os.path.normpath(output_dir)), dataset_name=hub_id_or_none(dataset_name)
+        )
+    finally:
+        trainer.args.output_dir = saved_output_dir
+    card = os.path.join(output_dir, "README.md")
+    if os.path.isfile(card):
+        sanitize_model_card(card)
 
 
 def _plain(value):
@@ -179,6 +261,7 @@ class HubMixin(_TrainerBase):
         card = card.rstrip() + "\n\n" + section if anchor < 0 else card[:anchor] + section + "\n" + card[anchor:]
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(card)
+        sanitize_model_card(path)
         if TIED_LORA in methods:
             # TRL's card replaced PEFT's README.md and the loading note the adapter config appended to it
             from .tied_lora.config import add_loading_note_to_model_card

@@ -6,6 +6,7 @@
 #   SKIP_TRAIN=1 bash examples/recipes/igrpo_math_7b.sh           # evaluate an existing $OUTPUT_DIR
 #   BASE_ONLY=1 bash examples/recipes/igrpo_math_7b.sh            # evaluate the base model (Table 1's first row)
 #   DRY_RUN=1 bash examples/recipes/igrpo_math_7b.sh              # print the commands instead of running them
+#   RESUME=1 VLLM_HOST=10.0.0.2 bash examples/recipes/igrpo_math_7b.sh   # continue a stopped run (latest checkpoint)
 #
 # Training (examples/recipes/igrpo_math_7b.yaml): DeepSeek-R1-Distill-Qwen-7B, N = 4 drafts + G = 4 refinements,
 # lr 1e-6 cosine_with_min_lr, temperature 0.7, 4,096-token completions, 1 epoch of MATH train, bf16, 8 training GPUs
@@ -47,8 +48,10 @@ else
     EVAL_DIR=$OUTPUT_DIR/eval
     if [[ -z "${SKIP_TRAIN:-}" ]]; then
         : "${VLLM_HOST:?set VLLM_HOST to the address of the node running trl-igrpo serve (or SKIP_TRAIN=1)}"
+        # checkpoints every 100 steps; RESUME=1 continues from the latest (without it, a run into an $OUTPUT_DIR that
+        # holds checkpoints stops and says so instead of overwriting them)
         run trl-igrpo igrpo --config "$RECIPE" --output_dir "$OUTPUT_DIR" --vllm_server_host "$VLLM_HOST" \
-            --accelerate_config multi_gpu --num_processes "$NUM_PROCESSES"
+            --accelerate_config multi_gpu --num_processes "$NUM_PROCESSES" ${RESUME:+--resume_from_checkpoint true}
     fi
 fi
 

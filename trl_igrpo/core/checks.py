@@ -1,11 +1,18 @@
-"""Checks that stop a run before it trains on garbage: empty data, prompts that cannot fit, unscorable rewards.
+"""Checks that stop a run before it trains on garbage: empty data, prompts that cannot fit, unscorable rewards,
+reward functions that return something other than one number per completion, data that a reward function refuses.
 
 Pure functions and one small counter, shared by every trainer of the package; each error names the problem and the fix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import functools
+import itertools
+import math
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
@@ -13,13 +20,23 @@ from transformers import TrainerCallback
 from ..rewards.aggregation import unscorable_rows
 
 __all__ = [
+    "REWARD_DATA_CHECK_ROWS",
     "NoOptimizerStepCallback",
+    "RewardOutputError",
     "UnscorableBatchCounter",
     "UnscorableRewardsError",
     "check_context_budget",
     "check_dataset_fills_a_batch",
+    "check_generation_settings",
+    "check_reward_output",
+    "checked_reward_funcs",
+    "first_rows",
     "model_context_length",
+    "run_reward_data_checks",
 ]
+
+#: Rows of the training set handed to the reward functions' ``check_dataset`` hooks when a trainer is built.
+REWARD_DATA_CHECK_ROWS = 256
 
 
 def check_dataset_fills_a_batch(dataset, prompts_per_batch: int, name: str = "train_dataset") -> None:
@@ -81,6 +98,30 @@ def check_context_budget(
     )
 
 
+def check_generation_settings(generation_config) -> None:
+    """Refuse transformers-generation settings TRL 1.16's GRPO rollout cannot use, at construction instead of inside
+    the first step. ``generation_config`` is what ``generate`` will run with (``generation_kwargs`` plus the model's
+    own ``generation_config``, see :func:`~trl_igrpo.core.prefill.effective_generation_config`); None skips."""
+    if generation_config is None:
+        return
+    sequences = generation_config.num_return_sequences
+    if sequences is not None and sequences > 1:
+        raise ValueError(
+            f"num_return_sequences={sequences} (from generation_kwargs or the model's generation_config) cannot be "
+            "used for GRPO rollouts: TRL samples one completion per prompt row (num_generations rows per prompt), and "
+            "extra sequences per row end in a tensor size error inside the first step. Remove it; num_generations "
+            "sets the completions per prompt."
+        )
+    if generation_config.stop_strings:
+        raise ValueError(
+            f"stop_strings={generation_config.stop_strings!r} (from generation_kwargs or the model's "
+            "generation_config) cannot be used with transformers generation in TRL 1.16: its rollout does not pass "
+            "the tokenizer that `generate` needs for stop strings (a ValueError inside the first step), and it ends "
+            "completions only at EOS tokens. Add the token ids that should end a completion to the model's "
+            "generation_config.eos_token_id (TRL ends completions at each of them) instead."
+        )
+
+
 class UnscorableRewardsError(RuntimeError):
     """Every reward function returned None/NaN for every completion of a batch, more often than allowed."""
 
@@ -132,3 +173,131 @@ class NoOptimizerStepCallback(TrainerCallback):
                 "Check that the dataset is not empty and holds at least one generation batch of prompts "
                 "(generation_batch_size / num_generations)."
             )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Reward functions: what they return, and the data they are given.
+
+
+class RewardOutputError(TypeError):
+    """A reward function returned something other than one number (or None) per completion."""
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{text[:80]}{'...' if len(text) > 80 else ''} ({type(value).__name__})"
+
+
+def check_reward_output(values: Any, name: str, expected: int) -> list[float | None]:
+    """``values`` as TRL needs them, a list of ``expected`` floats or ``None``, or a :class:`RewardOutputError` naming
+    the function ``name``, the offending entry and the fix.
+
+    Accepted entries: ``None`` (no opinion), ``bool``, ints, floats (NaN counts as ``None``), NumPy scalars and 0-d
+    tensors; a 1-D tensor or array stands for a list. Without this check TRL fails deep inside ``torch.tensor`` with
+    "too many dimensions 'str'" or an ``expand`` error that names no function.
+    """
+    contract = f"a reward function must return one float (or None) per completion, a list of {expected} here"
+    if isinstance(values, (torch.Tensor,)) or type(values).__module__ == "numpy":
+        if getattr(values, "ndim", 1) != 1:
+            raise RewardOutputError(
+                f"Reward function '{name}' returned an array of shape {tuple(values.shape)}; {contract}."
+            )
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise RewardOutputError(f"Reward function '{name}' returned {_describe(values)}; {contract}.")
+    if len(values) != expected:
+        raise RewardOutputError(
+            f"Reward function '{name}' returned {len(values)} values for {expected} completions; {contract}."
+        )
+    checked: list[float | None] = []
+    for index, value in enumerate(values):
+        if (isinstance(value, torch.Tensor) or type(value).__module__ == "numpy") and getattr(value, "ndim", 1) == 0:
+            value = value.item()  # a 0-d tensor or a NumPy scalar
+        if value is None or (isinstance(value, numbers.Real) and math.isnan(float(value))):
+            checked.append(None)
+        elif isinstance(value, numbers.Real):
+            checked.append(float(value))
+        else:
+            hint = (
+                "a list per completion: return one number each (e.g. their mean)"
+                if isinstance(value, (list, tuple, dict, torch.Tensor))
+                else "convert it to a float (e.g. float(x), or map labels to numbers)"
+                if isinstance(value, (str, bytes))
+                else "return a float or None"
+            )
+            raise RewardOutputError(
+                f"Reward function '{name}' returned {_describe(value)} for completion {index}; {contract}: {hint}."
+            )
+    return checked
+
+
+def _checked(func: Callable, name: str) -> Callable:
+    """``func`` whose outputs go through :func:`check_reward_output`; async stays async (TRL awaits it then)."""
+    from trl.trainer.utils import is_async_callable
+
+    if is_async_callable(func):
+
+        async def checked_async(**kwargs):
+            return check_reward_output(await func(**kwargs), name, len(kwargs["completions"]))
+
+        checked_async.__name__ = name
+        return checked_async
+
+    def checked(**kwargs):
+        return check_reward_output(func(**kwargs), name, len(kwargs["completions"]))
+
+    checked.__name__ = name
+    return checked
+
+
+@contextlib.contextmanager
+def checked_reward_funcs(trainer):
+    """Inside the block, ``trainer.reward_funcs`` are wrappers that validate each output (reward models excepted).
+
+    The trainer's own list is restored afterwards, so everything else (Hub cards, pickling, ``check_dataset`` hooks)
+    sees the user's functions.
+    """
+    original = trainer.reward_funcs
+    trainer.reward_funcs = [
+        func if isinstance(func, torch.nn.Module) else _checked(func, name)
+        for func, name in zip(original, trainer.reward_func_names)
+    ]
+    try:
+        yield
+    finally:
+        trainer.reward_funcs = original
+
+
+def first_rows(dataset, limit: int) -> list[dict]:
+    """The first ``limit`` rows of a map-style or iterable dataset as dicts (``[]`` for anything else)."""
+    if dataset is None:
+        return []
+    if hasattr(dataset, "select") and hasattr(dataset, "__len__"):
+        rows = dataset.select(range(min(len(dataset), limit))).to_list()
+    elif hasattr(dataset, "__iter__") and not hasattr(dataset, "__len__"):  # IterableDataset
+        rows = list(itertools.islice(iter(dataset), limit))
+    elif hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
+        rows = [dataset[i] for i in range(min(len(dataset), limit))]
+    else:
+        return []
+    return rows if all(isinstance(row, dict) for row in rows) else []
+
+
+def run_reward_data_checks(reward_funcs: Sequence[Any], dataset, **context: Any) -> None:
+    """Call ``func.check_dataset(rows, **context)`` for every reward function that defines it, with the first
+    :data:`REWARD_DATA_CHECK_ROWS` rows of ``dataset``: a reward refuses data it cannot score (unreadable gold
+    answers, contradicting reasoning modes) before any compute. ``context`` carries e.g. ``chat_template_kwargs``."""
+    hooks = []
+    for func in reward_funcs:
+        hook = getattr(func, "check_dataset", None)
+        while hook is None and isinstance(func, functools.partial):
+            func = func.func
+            hook = getattr(func, "check_dataset", None)
+        if callable(hook) and not isinstance(func, torch.nn.Module):
+            hooks.append(hook)
+    if not hooks:
+        return
+    rows = first_rows(dataset, REWARD_DATA_CHECK_ROWS)
+    if rows:
+        for hook in hooks:
+            hook(rows, **context)

@@ -16,6 +16,9 @@ __all__ = ["GRPOBaseConfig"]
 class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
     """[`~trl.GRPOConfig`] plus the fields shared by the package's GRPO-based trainers.
 
+    GRPOConfig's `temperature` must be > 0 here: GRPO needs distinct sampled completions and divides logits by it for
+    log-probabilities, so 0 (greedy) is refused at construction with the reason (greedy evaluation: `trl-igrpo eval`).
+
     The mixins only add fields (each validated by its own method, called below), so their order does not matter:
     [`~trl_igrpo.curriculum.CurriculumConfigMixin`] (pass-rate curriculum, dynamic sampling; off by default) and
     [`~trl_igrpo.vllm.VLLMSyncConfigMixin`] (vLLM weight sync).
@@ -27,9 +30,12 @@ class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
             stops with an error naming the reward functions. 0 stops at the first.
         share_prompt_prefill (`bool`, defaults to `True`):
             With transformers generation, encode each distinct prompt once for its whole group of completions and copy
-            its key/value cache to every row (:mod:`trl_igrpo.core.prefill`). Only the duplicated prompt encoding is
-            skipped: next-token scores agree to rounding (about 1e-6), greedy completions token for token. vLLM does
-            this itself (prefix caching).
+            its key/value cache to every row and beam (:mod:`trl_igrpo.core.prefill`). Only the duplicated prompt
+            encoding is skipped: next-token scores agree to rounding (about 1e-6); completions and old log-probs are
+            tested identical to the plain path for greedy, sampling, beam search, `repetition_penalty`,
+            `min_new_tokens`, `top_k`/`top_p`/`min_p` and the model's own `generation_config`, on full, LoRA,
+            Tied-LoRA and 4-bit models. Settings whose cache it cannot share (static caches, assisted decoding, ...)
+            get the plain path. vLLM does this itself (prefix caching).
         context_length (`int` or `None`, defaults to `None`):
             Tokens the policy can attend to. `None` reads the model config's `max_position_embeddings`. Prompts
             (plus, for iGRPO, the draft) plus `max_completion_length` must fit: checked at construction on the
@@ -57,6 +63,7 @@ class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["vllm_engine_kwargs"]
 
     def __post_init__(self):
+        self._validate_temperature()
         self._validate_vllm_sync()
         super().__post_init__()
         self._validate_curriculum()
@@ -66,3 +73,21 @@ class GRPOBaseConfig(CurriculumConfigMixin, VLLMSyncConfigMixin, GRPOConfig):
             )
         if self.context_length is not None and self.context_length < 1:
             raise ValueError(f"context_length must be >= 1 or None, got {self.context_length}.")
+
+    def _validate_temperature(self) -> None:
+        """Refuse ``temperature <= 0``: GRPO needs sampled, distinct completions and finite log-probs.
+
+        TRL divides the policy's logits by the temperature to compute the log-probabilities it trains on, and GRPO's
+        advantages compare several completions of one prompt: at 0 (greedy) they would be identical (advantage 0) and
+        the log-probabilities infinite, and transformers would advise setting ``do_sample``, which the config does not
+        expose. Greedy decoding belongs to evaluation (``trl-igrpo eval --temperature 0 --num_samples 1``).
+        """
+        temperature = self.temperature
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(
+                f"temperature must be > 0, got {temperature!r}. GRPO-based training samples several completions per "
+                "prompt (iGRPO: its drafts too) and computes their log-probabilities from logits / temperature, so "
+                "greedy decoding (0) would give identical completions with zero advantage and infinite "
+                "log-probabilities. Use a small positive temperature for nearly greedy samples (e.g. 0.1); evaluate "
+                "greedily with `trl-igrpo eval --temperature 0 --num_samples 1`."
+            )

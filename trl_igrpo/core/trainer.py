@@ -18,18 +18,25 @@ from ..citations import DAPO, LLAMA_NEMOTRON, MethodCitation
 from ..curriculum.dynamic_sampling import DynamicSampler
 from ..curriculum.sampler import build_progressive_sampler, curriculum_batch_index, read_pass_rates
 from ..distributed import check_requested_engine
+from ..extras import require_vllm_package
 from ..hub import HubMixin
 from ..model_loading import check_model_path
+from ..rewards.registry import resolve_reward_funcs
+from ..run_logging import log_answer_column, use_compact_console
+from ..run_settings import RunSettingsCallback, check_resumed_settings
 from ..vllm.generation import generation_class, longest_prompt_tokens, use_generation_class
 from .checks import (
     NoOptimizerStepCallback,
     UnscorableBatchCounter,
     check_context_budget,
     check_dataset_fills_a_batch,
+    check_generation_settings,
+    checked_reward_funcs,
     model_context_length,
+    run_reward_data_checks,
 )
 from .config import GRPOBaseConfig
-from .prefill import shared_prompt_prefill
+from .prefill import effective_generation_config, shared_prompt_prefill
 
 __all__ = ["GRPOBaseTrainer"]
 
@@ -41,9 +48,12 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     switch of that config:
 
     - **checks** (always on): an empty or too small dataset, prompts + completions beyond the model context (at
-      construction and on every tokenized batch), and batches that no reward function could score
+      construction and on every tokenized batch), data a reward function refuses (its ``check_dataset`` hook on the
+      first 256 rows: mostly unreadable gold answers, contradicting reasoning modes), a reward function that returns
+      anything but one number or None per completion, and batches that no reward function could score
       (``max_unscorable_reward_batches``) stop the run with an error naming the problem and the fix; a run that ends
-      without an optimizer step raises;
+      without an optimizer step raises. String ``reward_funcs`` name the package's rewards (``"math_accuracy"``)
+      before TRL would read them as Hub reward models (:mod:`trl_igrpo.rewards.registry`);
     - **vLLM** (``use_vllm``): weight sync with or without CUDA and context checks (:mod:`trl_igrpo.vllm`);
     - **pass-rate curriculum** (``progressive_batching``) and **dynamic sampling** (``dynamic_sampling``), see
       :mod:`trl_igrpo.curriculum`;
@@ -52,19 +62,27 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     Subclasses change one rollout round by overriding :meth:`_rollout` (and :meth:`_extra_prompt_tokens` when their
     prompts grow). TRL methods overridden here, and why:
 
-    - ``__init__``: the checks above, the vLLM generation class, the helper objects;
+    - ``__init__``: reward names, the checks above, generation settings TRL's transformers rollout cannot use
+      (``num_return_sequences``, ``stop_strings``) refused before any compute, the vLLM generation class, the helper
+      objects;
     - ``_generate_and_score_completions``: one :meth:`_rollout`, or dynamic sampling around it;
-    - ``_calculate_rewards``: the unscorable-batch check, and the rewards of the final rollouts for dynamic sampling;
+    - ``_calculate_rewards``: reward outputs validated per function, the unscorable-batch check and per-function
+      ``unscorable_frac``, and the rewards of the final rollouts for dynamic sampling;
     - ``_tokenize_prompts``: every tokenized batch must fit the context with its completion budget;
     - ``_get_train_sampler``: the curriculum sampler when ``progressive_batching=True``;
     - ``_generate_single_turn``: with transformers generation, each distinct prompt is encoded once for its whole
       group (``share_prompt_prefill``; same completions, less compute);
+    - ``train`` (transformers' Trainer): on resume, the run's settings recorded in the checkpoint are compared with
+      the new ones before the first step (:mod:`trl_igrpo.run_settings`: an error where a change breaks the run, a
+      warning listing every other change);
     - from ``HubMixin``: ``create_model_card``, ``init_hf_repo``, ``push_to_hub``, ``save_model``.
     """
 
     args: GRPOBaseConfig
     _tag_names = ["trl", "grpo", "trl-igrpo"]
     config_class: type[GRPOBaseConfig] = GRPOBaseConfig
+    #: The completions-table column with each trained completion's final answer (``log_completions=True``).
+    _answer_column = "answer"
 
     def __init__(self, model, reward_funcs=None, args: GRPOBaseConfig | None = None, train_dataset=None, **kwargs):
         model = check_model_path(model)  # a missing local directory: one line naming it, not a Hub-id error
@@ -77,6 +95,10 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
                 f"sampling, vLLM sync and check fields), got {type(args).__name__}."
             )
         self._check_train_dataset(train_dataset, args)
+        # "math_accuracy" means the package's reward, not a Hub model id (TRL reads every string as one)
+        reward_funcs = resolve_reward_funcs(reward_funcs, revision=(args.model_init_kwargs or {}).get("revision"))
+        if args.use_vllm:
+            require_vllm_package("use_vllm=True")  # TRL's own error names trl[vllm], not this package's extra
         self._max_new_tokens = int(args.max_completion_length or 0)  # the completion budget of the batch tokenized
         self._max_new_tokens_field = "max_completion_length"
         self._capturing_rollout_rewards = False
@@ -86,6 +108,9 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         with use_generation_class(type(self), self._make_vllm_generation):
             super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
         check_requested_engine(self.accelerator)  # FSDP/DeepSpeed requested but DDP set up: stop, naming the fix
+        if not self.use_vllm:  # settings TRL's transformers rollout cannot use: stop now, not inside the first step
+            policy = self.accelerator.unwrap_model(self.model)
+            check_generation_settings(effective_generation_config(policy, self.generation_config))
         self.unscorable_batches = UnscorableBatchCounter(args.max_unscorable_reward_batches)
         self.dynamic_sampler = DynamicSampler(args, self.train_dataset) if args.dynamic_sampling else None
         if args.progressive_batching:
@@ -101,7 +126,13 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
             where=self._context_description(),
             fix=self._context_fix(),
         )
+        # rewards refuse data they cannot score (mostly unreadable gold answers, contradicting reasoning modes)
+        run_reward_data_checks(
+            self.reward_funcs, self.train_dataset, chat_template_kwargs=self.chat_template_kwargs or None
+        )
         self.add_callback(NoOptimizerStepCallback())
+        self.add_callback(RunSettingsCallback(self))  # recorded in each checkpoint, compared on resume
+        use_compact_console(self)
 
     # ------------------------------------------------------------------------------------------------------------------
     # Hooks for subclasses.
@@ -129,26 +160,40 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         check_dataset_fills_a_batch(dataset, args.generation_batch_size // args.num_generations)
 
     # ------------------------------------------------------------------------------------------------------------------
-    # TRL overrides.
+    # TRL / transformers overrides.
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if resume_from_checkpoint is not None and resume_from_checkpoint is not False:
+            check_resumed_settings(self, resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         if self.dynamic_sampler is not None and self.model.training:
             return self.dynamic_sampler.fill(self, inputs)
         return self._rollout(inputs)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        with checked_reward_funcs(self):  # a string or a list per completion fails naming the function
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         mode = "train" if self.model.training else "eval"
         stage = "final rollouts" if self._capturing_rollout_rewards else "drafts"
         fraction = self.unscorable_batches.check(rewards, self.reward_func_names, stage=stage)
         prefix = "rewards" if self._capturing_rollout_rewards else "rewards/drafts"
         self._metrics[mode][f"{prefix}/unscorable_frac"].append(fraction)
+        for name, column in zip(self.reward_func_names, rewards.unbind(dim=1)):  # e.g. rows with an unreadable gold
+            self._metrics[mode][f"{prefix}/{name}/unscorable_frac"].append(torch.isnan(column).float().mean().item())
         self._metrics[mode]["rewards/unscorable_batches"] = [float(self.unscorable_batches.count)]
         if self._capturing_rollout_rewards:
             self.last_rollout_rewards = rewards
+            log_answer_column(self, self._answer_column, completions)  # log_completions: each sample's final answer
         return rewards
 
     def _tokenize_prompts(self, prompts: list):
         prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
+        self._check_prompts_fit(prompt_ids)
+        return prompt_ids, images, multimodal_fields
+
+    def _check_prompts_fit(self, prompt_ids: list[list[int]]) -> None:
+        """Every tokenized prompt of a batch must fit the context with the completion budget being generated."""
         if self.context_length is not None and len(prompt_ids):
             check_context_budget(
                 self.context_length,
@@ -158,7 +203,6 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
                 completion_name=self._max_new_tokens_field,
                 fix=self._context_fix(),
             )
-        return prompt_ids, images, multimodal_fields
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
         generate = super()._generate_single_turn

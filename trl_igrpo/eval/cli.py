@@ -294,6 +294,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     _apply_preset(args)
+    if args.backend == "vllm":  # before anything heavy is imported or loaded
+        from ..extras import require_vllm_package
+
+        try:
+            require_vllm_package("--backend vllm")
+        except ImportError as error:
+            print(f"{parser.prog}: error: {error} Or use --backend transformers (the default).", file=sys.stderr)
+            return 2
     try:
         plan = prepare(args)
     except (DataError, FileNotFoundError, ValueError, ImportError) as error:

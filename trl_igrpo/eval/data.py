@@ -18,15 +18,12 @@ are), a row whose gold answer cannot be read.
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
+from ..data import DataError, build_chat_prompt, load_rows
 from .metrics import last_boxed_content
 
 __all__ = [
@@ -49,10 +46,6 @@ ANSWER_FORMATS = ("plain", "boxed", "gsm8k")
 #: models that need an output instruction, pass e.g. ``--prompt_template "{problem}\n\nPut the final answer inside
 #: \boxed{}."``.
 DEFAULT_PROMPT_TEMPLATE = "{problem}"
-
-
-class DataError(ValueError):
-    """A benchmark file or dataset that cannot be evaluated as given (the message names the problem and the fix)."""
 
 
 @dataclass(frozen=True)
@@ -111,111 +104,7 @@ class BenchmarkProblem:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Loading rows
-
-_LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
-
-
-def load_rows(dataset_name: str, dataset_config: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
-    """Rows of a local JSONL/JSON/Parquet/CSV file, a local dataset directory, or a Hub dataset (``split``)."""
-    from ..model_loading import looks_like_local_path
-
-    path = Path(os.path.expanduser(dataset_name))
-    if path.is_file():
-        return _read_file(path)
-    if path.is_dir():
-        return _read_directory(path, dataset_config, split)
-    if looks_like_local_path(dataset_name) or dataset_name.endswith(_LOCAL_SUFFIXES):
-        raise DataError(
-            f"dataset {dataset_name!r} does not exist (looked for {str(path.absolute())!r}); pass an existing "
-            ".jsonl/.json/.parquet/.csv file, a dataset directory, or a Hub dataset id such as "
-            "'HuggingFaceH4/MATH-500'."
-        )
-    return _read_hub(dataset_name, dataset_config, split)
-
-
-def _read_file(path: Path) -> list[dict[str, Any]]:
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        rows = []
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(f"{path}: line {number} is not valid JSON ({error.msg}).") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}: line {number} is a JSON {type(row).__name__}, not an object.")
-                rows.append(row)
-        return rows
-    if suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}).") from None
-        if isinstance(data, dict):  # {"data": [...]} or column-oriented {"problem": [...], "answer": [...]}
-            lists = {k: v for k, v in data.items() if isinstance(v, list)}
-            if len(lists) == 1:
-                data = next(iter(lists.values()))
-            elif lists and len({len(v) for v in lists.values()}) == 1:
-                data = [dict(zip(lists, values)) for values in zip(*lists.values())]
-        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-            raise DataError(f"{path}: expected a list of objects (one per problem); use JSONL for one per line.")
-        return data
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
-    raise DataError(f"{path}: unknown file type {suffix!r}; use one of {', '.join(_LOCAL_SUFFIXES)}.")
-
-
-def _read_directory(path: Path, dataset_config: str | None, split: str | None) -> list[dict[str, Any]]:
-    import datasets
-
-    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-        data = datasets.load_from_disk(str(path))  # save_to_disk output
-    else:
-        data = datasets.load_dataset(str(path), dataset_config)
-    return _pick_split(data, split, str(path))
-
-
-def _read_hub(dataset_name: str, dataset_config: str | None, split: str | None) -> list[dict[str, Any]]:
-    import datasets
-
-    try:
-        data = datasets.load_dataset(dataset_name, dataset_config)
-    except Exception as error:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        hint = (
-            "HF_HUB_OFFLINE is set, so only datasets already in the local cache load; "
-            if offline
-            else "the Hub may be unreachable from here; "
-        )
-        raise DataError(
-            f"could not load the Hub dataset {dataset_name!r}"
-            f"{f' (config {dataset_config!r})' if dataset_config else ''}: {type(error).__name__}: {error}\n"
-            f"{hint}download it where the Hub is reachable (datasets.load_dataset(...).to_json('bench.jsonl')) "
-            "and pass the file with --dataset_name."
-        ) from None
-    return _pick_split(data, split, dataset_name)
-
-
-def _pick_split(data, split: str | None, name: str) -> list[dict[str, Any]]:
-    if hasattr(data, "keys"):  # a DatasetDict
-        splits = list(data.keys())
-        if split is None:
-            if len(splits) != 1:
-                raise DataError(f"{name} has splits {splits}; choose one with --dataset_split.")
-            split = splits[0]
-        if split not in data:
-            raise DataError(f"{name} has no split {split!r}; its splits are {splits} (--dataset_split).")
-        data = data[split]
-    return data.to_list()
+# Loading rows: the package's one loader (trl_igrpo.data), shared with the training commands and pass-rate.
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -372,17 +261,9 @@ def build_prompt(
     A problem that already is a list of chat messages is returned as is (with ``system_prompt`` prepended when it
     has no system message).
     """
-    if _is_messages(problem):
-        messages = [dict(m) for m in cast(list, problem)]
-        if system_prompt and not any(m["role"] == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        return messages
+    if _is_messages(problem) or conversational:
+        return build_chat_prompt(problem, system_prompt, template)  # the trainers' builder (trl_igrpo.data)
     if "{problem}" not in template:
         raise DataError(f"--prompt_template must contain '{{problem}}', got {template!r}.")
     text = template.replace("{problem}", str(problem))
-    if not conversational:
-        return f"{system_prompt}\n\n{text}" if system_prompt else text
-    messages = [{"role": "user", "content": text}]
-    if system_prompt:
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    return messages
+    return f"{system_prompt}\n\n{text}" if system_prompt else text

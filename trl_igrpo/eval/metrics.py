@@ -1,7 +1,9 @@
 r"""Pure metrics of ``trl-igrpo eval``: pass@k, majority voting, answer extraction and aggregation.
 
 Nothing here generates or grades; grading (math-verify with hard timeouts) happens in :mod:`trl_igrpo.eval.runner`,
-which hands each sample's correctness and extracted answer to these functions.
+which hands each sample's correctness and the answer the grader read from it to these functions. Votes and grades
+come from the same reader: a sample votes for the answer math-verify read (the string it extracted), so no sample is
+graded one way and counted another.
 
 Definitions (per problem, n samples of which c are correct):
 
@@ -9,13 +11,24 @@ Definitions (per problem, n samples of which c are correct):
 - **pass@k** (Chen et al. 2021, arXiv 2107.03374, Eq. 1), the unbiased estimator
   pass@k = 1 - C(n - c, k) / C(n, k), computed as the stable product 1 - prod_{i=n-c+1}^{n} (1 - k / i).
   With k = n it is 1 when any sample is correct.
-- **maj@k**: the most frequent answer among the parseable samples wins and scores 1 if it is correct. Samples whose
-  answers are mathematically equal vote together (see :func:`cluster_answers`). **Ties** between clusters score the
-  fraction of tied clusters that are correct, i.e. the expected accuracy of breaking the tie uniformly at random:
-  deterministic, and independent of sample order (``Counter.most_common`` would favour whichever answer came first).
-  A problem with no parseable sample scores 0.
-- **unparseable**: a sample from which no final answer can be read (no ``<answer>`` block, no ``\boxed{}``, no final
-  LaTeX expression; :func:`extract_final_answer`). It counts as wrong for pass@k and does not vote for maj@k.
+- **maj@k**: the answer with the most votes wins and scores 1 if it is correct. All correct samples vote together
+  (each equals the gold answer); wrong answers that math-verify finds equal vote together (see
+  :func:`cluster_answers`). **Ties** between clusters score the fraction of tied clusters that are correct, i.e. the
+  expected accuracy of breaking the tie uniformly at random: deterministic, and independent of sample order
+  (``Counter.most_common`` would favour whichever answer came first). A problem with no vote scores 0.
+- **unparseable**: a sample from which the grader reads no value. Two kinds, counted apart in maj@k:
+
+  - *an unreadable final answer* (``\boxed{}``, ``\boxed{\frac{1}{``, an empty ``<answer></answer>``): the model
+    committed to an answer, which is wrong; it **votes**, with the same unreadable answers of that problem (three
+    empty boxes outvote one correct sample);
+  - *no final answer at all* (no ``<answer>`` block, no ``\boxed{}``, no final LaTeX expression; e.g. cut off by the
+    token budget): it does **not vote**, as in self-consistency and NeMo-Skills.
+
+  Both count as wrong for pass@k.
+
+NeMo-Skills' definitions (the paper's harness) are reported beside ours (:func:`nemo_skills_metrics`): pass@k = any
+of the *first* k samples correct (ours is the unbiased estimator over all n), majority@k = the most frequent
+(``\boxed{}`` string, correct) pair among the first k samples that have a ``\boxed{}``, ties broken by sorted order.
 """
 
 from __future__ import annotations
@@ -26,12 +39,16 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..rewards._text import last_boxed_content
+
 __all__ = [
     "ProblemResult",
     "cluster_answers",
     "extract_final_answer",
     "last_boxed_content",
     "majority_vote_credit",
+    "nemo_skills_majority",
+    "nemo_skills_metrics",
     "normalize_answer",
     "pass_at_k",
     "pass_at_k_ladder",
@@ -73,24 +90,7 @@ def pass_at_k_ladder(num_samples: int) -> list[int]:
 # Answer extraction (string level; mirrors the precedence of trl_igrpo.rewards.math)
 
 _ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _FINAL_LATEX = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
-
-
-def last_boxed_content(text: str) -> str | None:
-    r"""Content of the last ``\boxed{...}`` (or ``\fbox{...}``) with nested braces matched; ``None`` if there is none
-    or its braces never close (a completion cut off mid-answer)."""
-    starts = [match.end() for match in _BOXED.finditer(text)]
-    for start in reversed(starts):
-        depth = 1
-        for position in range(start, len(text)):
-            if text[position] == "{":
-                depth += 1
-            elif text[position] == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:position].strip()
-    return None
 
 
 def extract_final_answer(text: str) -> str | None:
@@ -202,6 +202,38 @@ def majority_vote_credit(clusters: Sequence[Hashable | None], correct: Sequence[
     return sum(cluster_correct[cluster] for cluster in winners) / len(winners)
 
 
+def nemo_skills_majority(answers: Sequence[str | None], correct: Sequence[bool]) -> float:
+    """NeMo-Skills' majority credit: the most frequent ``(answer, correct)`` pair among the samples with an answer
+    (``None`` does not vote), ties broken by sorted order (the smallest pair wins); 0 when no sample has an answer."""
+    votes = sorted((answer, bool(ok)) for answer, ok in zip(answers, correct) if answer is not None)
+    if not votes:
+        return 0.0
+    (_, ok), _ = Counter(votes).most_common(1)[0]  # most_common keeps first-seen order among equal counts
+    return float(ok)
+
+
+def nemo_skills_metrics(problems: Sequence[ProblemResult], ks: Iterable[int] | None = None) -> dict[str, object]:
+    """The metrics under NeMo-Skills' definitions, from the same grades: ``pass@k`` = any of the first k samples
+    correct, ``pass@1[k]`` = mean correctness of the first k, ``majority@k`` (k >= 2) = :func:`nemo_skills_majority`
+    over the first k samples' ``boxed_answers``. ``ks`` defaults to :func:`pass_at_k_ladder`."""
+    if not problems:
+        raise ValueError("No problems to summarize.")
+    n = problems[0].num_samples
+    if any(p.num_samples != n or len(p.boxed_answers) != n for p in problems):
+        raise ValueError("Every problem needs the same number of samples, each with its boxed answer recorded.")
+    ks = pass_at_k_ladder(n) if ks is None else sorted(set(ks))
+    count = len(problems)
+    return {
+        "pass@k": {str(k): sum(any(p.correct[:k]) for p in problems) / count for k in ks},
+        "pass@1[k]": {str(k): sum(sum(p.correct[:k]) / k for p in problems) / count for k in ks},
+        "majority@k": {
+            str(k): sum(nemo_skills_majority(p.boxed_answers[:k], p.correct[:k]) for p in problems) / count
+            for k in ks
+            if k >= 2
+        },
+    }
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Aggregation
 
@@ -217,6 +249,8 @@ class ProblemResult:
         truncated: Per sample, whether generation stopped at ``max_new_tokens`` before EOS.
         majority_credit: The problem's maj@k credit (:func:`majority_vote_credit`).
         groups: The problem's values of the breakdown columns (e.g. ``{"subject": "Algebra", "level": 3}``).
+        boxed_answers: Per sample, the content of its last ``\\boxed{}`` (``None``: none), the answer string
+            NeMo-Skills votes with (:func:`nemo_skills_metrics`); empty when not recorded.
     """
 
     correct: tuple[bool, ...]
@@ -225,6 +259,7 @@ class ProblemResult:
     truncated: tuple[bool, ...]
     majority_credit: float
     groups: Mapping[str, object] | None = None
+    boxed_answers: tuple[str | None, ...] = ()
 
     @property
     def num_samples(self) -> int:

@@ -26,8 +26,9 @@ from .data import DEFAULT_PROMPT_TEMPLATE, BenchmarkProblem, DataError, build_pr
 from .metrics import (
     ProblemResult,
     cluster_answers,
-    extract_final_answer,
+    last_boxed_content,
     majority_vote_credit,
+    nemo_skills_metrics,
     normalize_answer,
     summarize,
     summarize_by_group,
@@ -143,18 +144,25 @@ def check_gold_answers(
 ) -> tuple[list[BenchmarkProblem], list[dict[str, Any]]]:
     r"""Problems whose gold answer the grader can use, and the skipped ones with the reason.
 
-    Each gold answer is graded against ``\boxed{gold}``: ``None`` means math-verify cannot parse it, ``0`` that it does
-    not match itself (no completion could ever be graded correct). With ``on_bad_gold="error"`` either raises
-    :class:`GoldAnswerError` naming the rows.
+    A gold answer is unusable when the grader cannot read it (``grader.gold_problems``, the rules of
+    :mod:`trl_igrpo.rewards.gold`: placeholders such as ``N/A``/``TODO``, prose such as ``see the textbook``, LaTeX
+    math-verify cannot parse such as ``\frac{1}{``), or when ``\boxed{gold}`` does not verify against it (no
+    completion could ever be graded correct). With ``on_bad_gold="error"`` either raises :class:`GoldAnswerError`
+    naming the rows.
     """
-    scores = grader.score([p.answer for p in problems], [f"\\boxed{{{p.answer}}}" for p in problems])
-    kept, skipped = [], []
-    for problem, score in zip(problems, scores):
-        if score == 1.0:
-            kept.append(problem)
-            continue
-        reason = "math-verify cannot parse it" if score is None else "it does not verify against itself"
-        skipped.append({"index": problem.index, "answer": problem.answer, "reason": reason})
+    golds = [p.answer for p in problems]
+    reasons: list[str | None] = list(grader.gold_problems(golds))
+    readable = [i for i, reason in enumerate(reasons) if reason is None]
+    scores = grader.score([golds[i] for i in readable], [f"\\boxed{{{golds[i]}}}" for i in readable])
+    for i, score in zip(readable, scores):
+        if score != 1.0:
+            reasons[i] = "math-verify cannot parse it" if score is None else "it does not verify against itself"
+    kept = [problem for problem, reason in zip(problems, reasons) if reason is None]
+    skipped = [
+        {"index": problem.index, "answer": problem.answer, "reason": reason}
+        for problem, reason in zip(problems, reasons)
+        if reason is not None
+    ]
     if skipped and on_bad_gold == "error":
         shown = "; ".join(f"row {s['index']}: {s['answer'][:60]!r} ({s['reason']})" for s in skipped[:5])
         raise GoldAnswerError(
@@ -167,32 +175,47 @@ def check_gold_answers(
     return kept, skipped
 
 
+_UNREADABLE = "unreadable answer: "
+
+
+def _vote_key(grade) -> str | None:
+    """What a graded sample votes for: the answer math-verify read (normalised), the text of a final answer it could
+    not read (marked so it never merges with a read one), or ``None`` (no final answer: no vote)."""
+    if grade.answer is None:
+        return None
+    key = normalize_answer(grade.answer)
+    return key if grade.readable else f"{_UNREADABLE}{key}"
+
+
 def grade_samples(
     problems: Sequence[BenchmarkProblem], samples: Sequence[Sequence[Any]], grader
 ) -> tuple[list[ProblemResult], list[list[dict[str, Any]]], int]:
     """Grade every sample and compute each problem's :class:`~trl_igrpo.eval.metrics.ProblemResult`.
 
     Returns ``(problem_results, per-problem sample records, problems whose maj@k grouped wrong answers by string only)``.
-    Wrong answers that differ as strings are compared with the grader (``verify(a, b)``) before voting.
+    Each sample votes with what the grader read from it (:func:`_vote_key`; see :mod:`trl_igrpo.eval.metrics` for how
+    unparseable samples count); wrong answers that differ as strings are compared with the grader (``verify(a, b)``)
+    before voting.
     """
     golds = [problem.answer for problem, per_problem in zip(problems, samples) for _ in per_problem]
     texts = [sample.text for per_problem in samples for sample in per_problem]
-    scores = grader.score(golds, texts)
-    if any(score is None for score in scores):  # gold answers were checked, so this is a grader fault
+    grades = grader.grade(golds, texts)
+    if any(grade.score is None for grade in grades):  # gold answers were checked, so this is a grader fault
         raise RuntimeError("the math grader returned no score for a checked gold answer.")
     position = 0
     graded = []
     for per_problem in samples:
-        correct = [scores[position + i] == 1.0 for i in range(len(per_problem))]
-        extracted = [extract_final_answer(sample.text) for sample in per_problem]
-        keys = [normalize_answer(a) if a is not None else None for a in extracted]
-        graded.append((correct, extracted, keys))
+        problem_grades = grades[position : position + len(per_problem)]
+        correct = [grade.score == 1.0 for grade in problem_grades]
+        graded.append((correct, problem_grades, [_vote_key(grade) for grade in problem_grades]))
         position += len(per_problem)
 
     # Wrong answers written differently may still be equal (0.5 vs 1/2): check each distinct pair with the grader.
     pairs, string_only = [], 0
     for problem_index, (correct, _, keys) in enumerate(graded):
-        wrong = sorted({k for k, ok in zip(keys, correct) if k is not None and not ok})
+        wrong = sorted(
+            {k for k, ok in zip(keys, correct) if k is not None and not ok and not k.startswith(_UNREADABLE)}
+        )
         if len(wrong) > MAX_WRONG_ANSWERS_FOR_EQUIVALENCE:
             string_only += 1
             continue
@@ -203,21 +226,23 @@ def grade_samples(
         equal = {pair for pair, verdict in zip(pairs, verdicts) if verdict == 1.0}
 
     results, records = [], []
-    for problem_index, (problem, per_problem, (correct, extracted, keys)) in enumerate(zip(problems, samples, graded)):
+    for problem_index, (problem, per_problem, (correct, problem_grades, keys)) in enumerate(
+        zip(problems, samples, graded)
+    ):
 
         def equivalent(a: str, b: str, problem_index=problem_index) -> bool:
             return (problem_index, *sorted((a, b))) in equal
 
         clusters = cluster_answers(keys, correct, equivalent)
-        unparseable = [key is None and not ok for key, ok in zip(keys, correct)]
         results.append(
             ProblemResult(
                 correct=tuple(correct),
-                unparseable=tuple(unparseable),
+                unparseable=tuple(not grade.readable and not ok for grade, ok in zip(problem_grades, correct)),
                 lengths=tuple(sample.num_tokens for sample in per_problem),
                 truncated=tuple(sample.truncated for sample in per_problem),
                 majority_credit=majority_vote_credit(clusters, correct),
                 groups=dict(problem.groups),
+                boxed_answers=tuple(last_boxed_content(sample.text) for sample in per_problem),
             )
         )
         records.append(
@@ -227,7 +252,8 @@ def grade_samples(
                     "sample": i,
                     "gold": problem.answer,
                     "completion": sample.text,
-                    "extracted_answer": extracted[i],
+                    "extracted_answer": problem_grades[i].answer,
+                    "answer_readable": problem_grades[i].readable,
                     "correct": correct[i],
                     "num_tokens": sample.num_tokens,
                     "truncated": sample.truncated,
@@ -339,6 +365,7 @@ def evaluate(
         results: dict[str, Any] = {
             "protocol": {key: value for key, value in asdict(settings).items()},
             "metrics": summarize(problem_results),
+            "nemo_skills": nemo_skills_metrics(problem_results),
         }
         group_columns = sorted({column for p in problems for column in p.groups})
         if group_columns:
@@ -398,6 +425,25 @@ def _metrics_row(metrics: dict[str, Any], ks: Sequence[str]) -> list[str]:
     ]
 
 
+def _nemo_skills_table(nemo: dict[str, Any]) -> str:
+    rows = [
+        f"| {k} | {_percent(nemo['pass@k'][k])} | {_percent(nemo['pass@1[k]'][k])} | "
+        + (_percent(nemo["majority@k"][k]) if k in nemo["majority@k"] else "-")
+        + " |"
+        for k in nemo["pass@k"]
+    ]
+    return "\n".join(
+        [
+            "NeMo-Skills' definitions, same grades: pass@k = any of the first k samples correct; majority@k = most "
+            "frequent (\\boxed{} string, correct) pair of the first k, sorted tie-break.",
+            "",
+            "| k | pass@k (first k) | pass@1[k] | majority@k |",
+            "|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
 def format_markdown(results: dict[str, Any], title: str | None = None) -> str:
     """The results as Markdown tables (percentages; lengths in tokens): overall, then one table per breakdown column,
     then the drafts of ``draft_refine`` mode."""
@@ -421,6 +467,8 @@ def format_markdown(results: dict[str, Any], title: str | None = None) -> str:
             "",
         ]
     lines.append(table(None, [_metrics_row(metrics, ks)]))
+    if "nemo_skills" in results:
+        lines += ["", _nemo_skills_table(results["nemo_skills"])]
     for column, by_value in results.get("by_group", {}).items():
         lines += ["", f"### By {column}", "", table(column, [[v, *_metrics_row(m, ks)] for v, m in by_value.items()])]
     if "drafts" in results:

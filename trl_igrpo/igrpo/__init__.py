@@ -5,6 +5,8 @@
 - :mod:`~trl_igrpo.igrpo.drafts`: the pure functions (draft selection, Stage-2 prompt, the template guard).
 """
 
+from typing import TYPE_CHECKING
+
 from .config import IGRPOConfig
 from .drafts import (
     DEFAULT_REFINEMENT_INSTRUCTION,
@@ -14,7 +16,9 @@ from .drafts import (
     drafts_missing_from_prompts,
     select_drafts,
 )
-from .trainer import IGRPOTrainer
+
+if TYPE_CHECKING:
+    from .trainer import IGRPOTrainer
 
 __all__ = [
     "DEFAULT_REFINEMENT_INSTRUCTION",
@@ -26,3 +30,11 @@ __all__ = [
     "drafts_missing_from_prompts",
     "select_drafts",
 ]
+
+
+def __getattr__(name: str):
+    if name == "IGRPOTrainer":  # imported lazily, so building the CLI parser (IGRPOConfig) does not load the trainer
+        from .trainer import IGRPOTrainer
+
+        return IGRPOTrainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

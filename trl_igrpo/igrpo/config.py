@@ -67,17 +67,20 @@ class IGRPOConfig(GRPOBaseConfig):
             ...) delete `<think>` reasoning from earlier assistant turns, so there the model would see only the
             draft's answer (the runtime guard below then stops the run).
         verify_draft_in_prompt (`bool`, defaults to `True`):
-            On every step, check that the rendered, tokenized Stage-2 prompt of each prompt group contains the whole
-            selected draft, and raise before generating refinements if a chat template dropped any of it. Costs one
-            decode per prompt group (see docs/igrpo.md).
+            On every step, check that the rendered Stage-2 prompt of each prompt group holds the whole selected draft
+            at its place, and that its tokens decode to it, and raise before generating refinements if a chat template
+            dropped any of it. Costs one render, one tokenization and one decode per prompt group (see
+            docs/igrpo.md). Whatever this says, the draft enters the prompt as text: a draft that spells a control
+            token (`<|im_end|>`) never becomes one.
         draft_success_threshold (`float`, defaults to `0.0`):
             A draft "succeeds" when its weighted reward is above this; `igrpo/all_drafts_failed_frac` reports prompts
             where no draft did. With accuracy + format rewards at weights 1/1, 1.0 means "correct answer".
         prefetch_drafts (`bool`, defaults to `False`):
             Sample the *next* generation batch's drafts in the same generation call as this batch's refinements, so a
             step runs one generation round instead of two. Drafts are then one policy update older than the
-            refinements they condition (logged as `igrpo/draft_policy_lag`); refinements, log-probs and the update
-            stay on-policy. The paper samples both stages from the same policy, hence off by default. Needs
+            refinements they condition (logged as `igrpo/draft_policy_lag`; 0 within an optimizer step that
+            generates several times); refinements, log-probs and the update stay on-policy. Works with any
+            `gradient_accumulation_steps`. The paper samples both stages from the same policy, hence off by default. Needs
             `max_draft_length <= max_completion_length`, and `num_drafts == num_generations` in vLLM server mode.
         two_stage_eval (`bool`, defaults to `False`):
             Evaluate with draft -> refine instead of the paper's single-pass protocol.

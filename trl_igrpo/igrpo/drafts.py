@@ -11,12 +11,15 @@ from typing import Any
 
 import torch
 
+from .draft_text import marked_drafts
+
 __all__ = [
     "CONVERSATIONAL_DRAFT_STYLES",
     "DEFAULT_REFINEMENT_INSTRUCTION",
     "DEFAULT_REFINEMENT_TEMPLATE",
     "IGRPO_SYSTEM_PROMPT",
     "build_refinement_prompt",
+    "drafts_dropped_by_template",
     "drafts_missing_from_prompts",
     "is_conversational_prompt",
     "select_drafts",
@@ -125,6 +128,18 @@ def drafts_missing_from_prompts(rendered_prompts: Sequence[str], drafts: Sequenc
         index
         for index, (rendered, draft) in enumerate(zip(rendered_prompts, drafts, strict=True))
         if _comparable(draft) not in _comparable(rendered)
+    ]
+
+
+def drafts_dropped_by_template(rendered_prompts: Sequence[str], drafts: Sequence[str]) -> list[int]:
+    """Indices ``i`` where the rendered Stage-2 prompt ``rendered_prompts[i]``, built from a draft marked by
+    :func:`~trl_igrpo.igrpo.draft_text.mark_draft`, does not hold ``drafts[i]`` whole between its draft marks (the
+    template dropped or cut it). The marks locate the draft itself, so its text elsewhere (a short answer that also
+    occurs in the question) does not count; whitespace and Unicode normalisation are ignored."""
+    return [
+        index
+        for index, (rendered, draft) in enumerate(zip(rendered_prompts, drafts, strict=True))
+        if draft.strip() and not any(_comparable(kept) == _comparable(draft) for kept in marked_drafts(rendered))
     ]
 
 

@@ -64,7 +64,7 @@ class DataLookahead:
 
     distance: int
     iterator: Any = None
-    handed_out: list = field(default_factory=list)  # the current generation window, oldest first
+    handed_out: list = field(default_factory=list)  # every batch of the last fetch (and earlier ones), oldest first
     buffer: list = field(default_factory=list)
 
     def take(self, epoch_iterator, count: int) -> list:
@@ -85,7 +85,9 @@ class DataLookahead:
                 self.buffer.append(next(epoch_iterator))
             except StopIteration:
                 break
-        self.handed_out = (self.handed_out + batches)[-self.distance :]
+        # Keep every batch of this fetch: with gradient_accumulation_steps > distance, one optimizer step generates
+        # for several of them, and each must find its successor (not only the last `distance` ones).
+        self.handed_out = (self.handed_out + batches)[-(self.distance + len(batches)) :]
         return batches
 
     def next_generation_batch(self, current) -> Any | None:

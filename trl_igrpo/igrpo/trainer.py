@@ -17,7 +17,9 @@ goes into the last user message; ties go to the first best draft; evaluation is 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 from typing import Any
 
 import torch
@@ -27,8 +29,16 @@ from ..core.decoding import decode_completions
 from ..core.trainer import GRPOBaseTrainer
 from ..reasoning.think import strip_reasoning
 from ..rewards.aggregation import group_ranking_scores, weighted_reward_sum
+from ..run_logging import log_answer_column
 from .config import IGRPOConfig
-from .drafts import build_refinement_prompt, drafts_missing_from_prompts, is_conversational_prompt, select_drafts
+from .draft_text import ControlTokens, encode_as_text, encode_marked, mark_draft, special_token_frame, strip_marks
+from .drafts import (
+    build_refinement_prompt,
+    drafts_dropped_by_template,
+    drafts_missing_from_prompts,
+    is_conversational_prompt,
+    select_drafts,
+)
 from .prefetch import (
     DataLookahead,
     PendingDrafts,
@@ -43,6 +53,13 @@ __all__ = ["IGRPOTrainer"]
 RESERVED_COLUMNS = ("draft", "original_prompt")
 
 
+def _prompt_key(prompt) -> tuple[str, str]:
+    """A prompt's content as a dict key (TRL tokenizes deep copies, so identity cannot be used)."""
+    if isinstance(prompt, str):
+        return ("text", prompt)
+    return ("chat", json.dumps(prompt, sort_keys=True, ensure_ascii=False, default=str))
+
+
 class IGRPOTrainer(GRPOBaseTrainer):
     """GRPO with a draft stage: every step, condition the GRPO group on the best of N self-generated drafts.
 
@@ -51,7 +68,9 @@ class IGRPOTrainer(GRPOBaseTrainer):
     ``original_prompt``. ``tools``, ``rollout_func`` and ``environment_factory`` are refused (single-turn text only).
 
     The only change to GRPO is the rollout: :meth:`_rollout` (a hook of [`~trl_igrpo.core.GRPOBaseTrainer`], whose
-    docstring lists the TRL methods it overrides for every GRPO-based trainer of the package). The opt-in draft
+    docstring lists the TRL methods it overrides for every GRPO-based trainer of the package), plus TRL's
+    ``_tokenize_prompts``, which encodes the draft inside a Stage-2 prompt as text, so that a draft spelling a control
+    token (``<|im_end|>``) cannot forge one (:mod:`~trl_igrpo.igrpo.draft_text`). The opt-in draft
     prefetching (``prefetch_drafts=True``) adds three pass-through overrides that do nothing when it is off:
     ``_generate_single_turn`` (TRL: the next batch's draft prompts ride along in the Stage-2 call), and
     ``get_batch_samples`` and ``train`` (transformers' Trainer: look one generation batch ahead; restore the pending
@@ -78,6 +97,7 @@ class IGRPOTrainer(GRPOBaseTrainer):
     _name = "iGRPO"
     _paper = IGRPO.as_trl_paper()
     config_class = IGRPOConfig
+    _answer_column = "refinement_answer"
 
     def __init__(self, model, reward_funcs=None, args: IGRPOConfig | None = None, train_dataset=None, **kwargs):
         for unsupported in ("tools", "rollout_func", "environment_factory"):
@@ -91,6 +111,8 @@ class IGRPOTrainer(GRPOBaseTrainer):
         self._pending_drafts: PendingDrafts | None = None  # prefetch_drafts: Stage 1 of the next generation batch
         self._ride_along: dict[str, Any] | None = None  # prefetch_drafts: prompts added to the Stage-2 generation call
         self._draft_rng_step, self._rollouts_this_step = -1, 0  # draft_selection="random": see _draft_rng
+        self._marked_prompts: dict[tuple[str, str], Any] = {}  # Stage-2 prompts with marked drafts (_drafts_as_text)
+        self._control: ControlTokens | None = None
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
         self._lookahead = None
         if self.args.prefetch_drafts:
@@ -121,27 +143,31 @@ class IGRPOTrainer(GRPOBaseTrainer):
         if self.args.strip_draft_think:
             drafts = [strip_reasoning(text) for text in drafts]
 
-        # q' = Concat(q, d̂), for every row of each prompt's group; the guard checks the template kept the draft.
+        # q' = Concat(q, d̂), for every row of each prompt's group, with the draft as text (it can never become a control
+        # token); the guard checks that the template kept the whole draft.
+        drafts = [strip_marks(text) for text in drafts]
         refined_prompts = [self._refinement_prompt(row["prompt"], draft) for row, draft in zip(prompt_rows, drafts)]
-        if self.args.verify_draft_in_prompt:
-            self._verify_drafts_in_prompts(refined_prompts, drafts)
-        refined_inputs = [
-            {
-                **row,
-                "prompt": refined_prompts[i // group_size],
-                "original_prompt": row["prompt"],
-                "draft": drafts[i // group_size],
-            }
-            for i, row in enumerate(inputs)
-        ]
-        self._log_completion_extra("draft", [row["draft"] for row in refined_inputs])
+        with self._drafts_as_text(prompt_rows, drafts, refined_prompts):
+            if self.args.verify_draft_in_prompt:
+                self._verify_drafts_in_prompts(refined_prompts, drafts)
+            refined_inputs = [
+                {
+                    **row,
+                    "prompt": refined_prompts[i // group_size],
+                    "original_prompt": row["prompt"],
+                    "draft": drafts[i // group_size],
+                }
+                for i, row in enumerate(inputs)
+            ]
+            self._log_completion_extra("draft", [row["draft"] for row in refined_inputs])
+            log_answer_column(self, "draft_answer", [row["draft"] for row in refined_inputs])
 
-        # Stage 2: TRL's GRPO on G refinements of q' (with prefetch_drafts, the next batch's drafts ride along).
-        self._ride_along = self._next_batch_draft_prompts(inputs) if mode == "train" else None
-        try:
-            output = super()._rollout(refined_inputs)
-        finally:
-            ride_along, self._ride_along = self._ride_along, None
+            # Stage 2: TRL's GRPO on G refinements of q' (with prefetch_drafts, the next batch's drafts ride along).
+            self._ride_along = self._next_batch_draft_prompts(inputs) if mode == "train" else None
+            try:
+                output = super()._rollout(refined_inputs)
+            finally:
+                ride_along, self._ride_along = self._ride_along, None
         if ride_along is not None:
             self._pending_drafts = PendingDrafts(
                 fingerprint=ride_along["fingerprint"],
@@ -285,25 +311,91 @@ class IGRPOTrainer(GRPOBaseTrainer):
             conversational_style=self.args.conversational_draft_style,
         )
 
+    # ------------------------------------------------------------------------------------------------------------------
+    # The draft in q': text, never control tokens (trl_igrpo/igrpo/draft_text.py), and whole (the guard).
+    @contextlib.contextmanager
+    def _drafts_as_text(self, prompt_rows: list[dict[str, Any]], drafts: list[str], refined_prompts: list):
+        """Within the block, tokenizing one of ``refined_prompts`` encodes its draft as text: the same prompt is built
+        with a marked draft (:func:`~trl_igrpo.igrpo.draft_text.mark_draft`), which :meth:`_tokenize_prompts` encodes.
+        Keyed by content, because TRL deep-copies the prompts it tokenizes."""
+        control = self._control_tokens()
+        self._marked_prompts = {
+            _prompt_key(refined): self._refinement_prompt(row["prompt"], mark_draft(draft, control))
+            for row, draft, refined in zip(prompt_rows, drafts, refined_prompts)
+        }
+        try:
+            yield
+        finally:
+            self._marked_prompts = {}
+
+    def _tokenize_prompts(self, prompts: list):
+        """TRL's tokenization, except that in a Stage-2 prompt the draft is encoded as text (the template's own
+        control tokens stay tokens). Same contract: ``(prompt_ids, images, multimodal_fields)``."""
+        marked = [self._marked_prompts.get(_prompt_key(prompt)) for prompt in prompts] if self._marked_prompts else []
+        if all(prompt is None for prompt in marked):
+            return super()._tokenize_prompts(prompts)
+        prompt_ids = self._encode_marked_prompts([m if m is not None else p for m, p in zip(marked, prompts)])
+        self._check_prompts_fit(prompt_ids)
+        return prompt_ids, None, {}
+
+    def _render_prompts(self, prompts: list) -> list[str]:
+        """Prompts as text, rendered as TRL's ``_tokenize_prompts`` renders them before tokenizing (no ``tools``:
+        IGRPOTrainer refuses them)."""
+        if not is_conversational_prompt(prompts[0]):
+            return list(prompts)
+        template_kwargs: dict[str, Any] = dict(self.chat_template_kwargs or {})  # type: ignore[arg-type]
+        rendered = self.processing_class.apply_chat_template(
+            conversation=prompts, chat_template=self.chat_template, add_generation_prompt=True, tokenize=False,
+            **template_kwargs,
+        )  # fmt: skip
+        return [str(text) for text in rendered]
+
+    def _encode_marked_prompts(self, prompts: list) -> list[list[int]]:
+        control = self._control_tokens()
+        ids = [encode_marked(self._tokenizer, text, control) for text in self._render_prompts(prompts)]
+        if is_conversational_prompt(prompts[0]):
+            return ids  # the template writes the special tokens
+        before, after = special_token_frame(self._tokenizer)  # TRL: processing_class(text=prompts)
+        return [before + row + after for row in ids]
+
+    def _control_tokens(self) -> ControlTokens:
+        if self._control is None:
+            self._control = ControlTokens.of(self._tokenizer)
+        return self._control
+
     def _verify_drafts_in_prompts(self, refined_prompts: list, drafts: list[str]) -> None:
-        """Raise when the tokenized Stage-2 prompt of a prompt group lost any part of its draft (a chat template that
-        drops earlier assistant reasoning, a truncating template, ...). Runs before Stage-2 generation."""
+        """Raise before Stage-2 generation when a prompt group's q' lost any part of its draft: the template dropped or
+        cut it (reasoning templates drop earlier assistant ``<think>``), or its tokens do not decode to it."""
+        marked = [self._marked_prompts[_prompt_key(prompt)] for prompt in refined_prompts]
+        rendered = self._render_prompts(marked)
+        dropped = drafts_dropped_by_template(rendered, drafts)
+        if dropped:
+            index = dropped[0]
+            style = self.args.conversational_draft_style
+            raise RuntimeError(
+                f"The Stage-2 prompt does not contain the selected draft ({len(dropped)} of {len(drafts)} prompt "
+                f"groups): the chat template dropped part of it, so Stage 2 would condition on text the model never "
+                f"sees. With conversational_draft_style={style!r} and strip_draft_think={self.args.strip_draft_think}, "
+                f"draft {drafts[index][:200]!r} was rendered as {strip_marks(rendered[index])[-400:]!r}. Reasoning "
+                "templates (DeepSeek-R1, Qwen3, Nemotron 3, ...) delete <think> from earlier assistant turns: use "
+                "conversational_draft_style='append_to_user' (the default), or strip_draft_think=True to condition on "
+                "the draft's answer only; verify_draft_in_prompt=False turns this check off."
+            )
+        # Like with like: q' ids and the draft's own text encoding, decoded the same way (special tokens skipped).
         prompt_ids, _, _ = self._tokenize_prompts(copy.deepcopy(refined_prompts))
-        rendered = self._tokenizer.batch_decode(prompt_ids, skip_special_tokens=True)
-        missing = drafts_missing_from_prompts(rendered, drafts)
-        if not missing:
-            return
-        index = missing[0]
-        style = self.args.conversational_draft_style
-        raise RuntimeError(
-            f"The Stage-2 prompt does not contain the selected draft ({len(missing)} of {len(drafts)} prompt groups): "
-            f"the chat template dropped part of it, so Stage 2 would condition on text the model never sees. With "
-            f"conversational_draft_style={style!r} and strip_draft_think={self.args.strip_draft_think}, draft "
-            f"{drafts[index][:200]!r} was rendered as {rendered[index][-400:]!r}. Reasoning templates (DeepSeek-R1, "
-            "Qwen3, Nemotron 3, ...) delete <think> from earlier assistant turns: use "
-            "conversational_draft_style='append_to_user' (the default), or strip_draft_think=True to condition on "
-            "the draft's answer only; verify_draft_in_prompt=False turns this check off."
+        control = self._control_tokens()
+        decoded = self._tokenizer.batch_decode(prompt_ids, skip_special_tokens=True)
+        expected = self._tokenizer.batch_decode(
+            [encode_as_text(self._tokenizer, draft, control) for draft in drafts], skip_special_tokens=True
         )
+        lost = drafts_missing_from_prompts(decoded, expected)
+        if lost:
+            raise RuntimeError(
+                f"The tokenized Stage-2 prompt does not decode to the selected draft ({len(lost)} of {len(drafts)} "
+                f"prompt groups): draft {drafts[lost[0]][:200]!r} decodes from q' as {decoded[lost[0]][-400:]!r}. The "
+                "draft is encoded as text (trl_igrpo.igrpo.draft_text), so the tokenizer cannot represent part of it; "
+                "verify_draft_in_prompt=False turns this check off."
+            )
 
     # ------------------------------------------------------------------------------------------------------------------
     # Hooks of GRPOBaseTrainer.

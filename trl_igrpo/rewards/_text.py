@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..reasoning.think import message_text
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
 def completion_text(completion: Any) -> str:
@@ -29,3 +32,19 @@ def completion_text(completion: Any) -> str:
             texts.append(message_text(message))
         return "".join(texts)
     raise TypeError(f"A completion must be a string or a list of messages, got {type(completion)!r}.")
+
+
+def last_boxed_content(text: str) -> str | None:
+    r"""Content of the last ``\boxed{...}`` (or ``\fbox{...}``) with nested braces matched; ``None`` if there is none
+    or its braces never close (a completion cut off mid-answer)."""
+    starts = [match.end() for match in _BOXED.finditer(text)]
+    for start in reversed(starts):
+        depth = 1
+        for position in range(start, len(text)):
+            if text[position] == "{":
+                depth += 1
+            elif text[position] == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:position].strip()
+    return None

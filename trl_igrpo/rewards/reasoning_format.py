@@ -13,7 +13,11 @@ Rules (:func:`reasoning_format_score`), after leading whitespace:
 - OFF: a non-empty answer and either no think-like tag at all, or one empty ``<think>\\s*</think>`` block at the start.
 
 Anything else scores 0.0. The mode of each row comes from a fixed mode, a dataset column (default ``reasoning_mode``),
-a per-row ``chat_template_kwargs`` with ``enable_thinking``, or a ``detailed thinking on|off`` system prompt.
+a per-row ``chat_template_kwargs`` with ``enable_thinking``, or a ``detailed thinking on|off`` system prompt. When a row
+states its mode in more than one of these (or the trainer's ``chat_template_kwargs`` sets ``enable_thinking``) and
+they disagree, the reward raises :class:`ReasoningModeConflictError`, at construction on the first training rows
+(``check_dataset``) and on every batch: a reward fixed to ON on a ``detailed thinking off`` prompt would train the
+model against its prompt, and no number of such rows is harmless, so there is no tolerance.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ from ..reasoning.modes import ON, normalize_reasoning_mode, reasoning_mode_from_
 from ..reasoning.think import THINK_CLOSE, THINK_LIKE_TAG, THINK_OPEN, split_reasoning
 from ._text import completion_text
 
-__all__ = ["make_reasoning_format_reward", "reasoning_format_reward", "reasoning_format_score"]
+__all__ = [
+    "ReasoningModeConflictError",
+    "make_reasoning_format_reward",
+    "reasoning_format_reward",
+    "reasoning_format_score",
+]
 
 
 def reasoning_format_score(
@@ -53,30 +62,70 @@ def reasoning_format_score(
     return 1.0 if not reasoning else 0.0  # OFF: only an empty pre-filled block is allowed
 
 
-def _row_modes(n: int, fixed_mode: Any, mode_column: str, prompts: Any, kwargs: dict[str, Any]) -> list[str]:
+class ReasoningModeConflictError(ValueError):
+    """Two sources of one row's reasoning mode disagree (e.g. a reward fixed to ON on a ``detailed thinking off`` row)."""
+
+
+def _mode_sources(
+    i: int, fixed_mode: str | None, mode_column: str, prompts: Any, kwargs: dict[str, Any], global_kwargs: Any = None
+) -> list[tuple[str, str]]:
+    """Every ``(source, mode)`` that states row ``i``'s mode, in the order the reward trusts them."""
+    sources: list[tuple[str, str]] = []
     if fixed_mode is not None:
-        return [normalize_reasoning_mode(fixed_mode, field="mode")] * n
-    if mode_column in kwargs and kwargs[mode_column] is not None:
-        column = kwargs[mode_column]
-        if len(column) != n:
-            raise ValueError(f"Column `{mode_column}` has {len(column)} values for {n} completions.")
-        return [normalize_reasoning_mode(m, field=mode_column) for m in column]
+        sources.append((f"the reward's fixed mode={fixed_mode!r}", fixed_mode))
+    column = kwargs.get(mode_column)
+    if column is not None:
+        sources.append((f"column `{mode_column}`", normalize_reasoning_mode(column[i], field=mode_column)))
+    per_row = kwargs.get("chat_template_kwargs")
+    template_kwargs = per_row[i] if per_row is not None else None
+    for where, value in (("the row's chat_template_kwargs", template_kwargs), ("the trainer's", global_kwargs)):
+        if isinstance(value, dict) and value.get("enable_thinking") is not None:
+            thinking = bool(value["enable_thinking"])
+            sources.append((f"{where} enable_thinking={thinking}", normalize_reasoning_mode(thinking)))
+    system_mode = reasoning_mode_from_messages(prompts[i]) if prompts is not None else None
+    if system_mode is not None:
+        sources.append((f"the system prompt 'detailed thinking {system_mode}'", system_mode))
+    return sources
+
+
+def _check_agreement(row: int, sources: list[tuple[str, str]], mode_column: str) -> None:
+    if len({mode for _, mode in sources}) > 1:
+        stated = "; ".join(f"{where} says {mode!r}" for where, mode in sources)
+        raise ReasoningModeConflictError(
+            f"Row {row} states contradicting reasoning modes: {stated}. The model generates in the mode its prompt "
+            "sets, so a format reward for the other mode would train it against its prompt. Make them agree: fix the "
+            f"`{mode_column}` column or the system prompt, or use a reward that reads the mode per row "
+            "(reasoning_format_reward, make_reasoning_format_reward() without mode=)."
+        )
+
+
+def _row_modes(n: int, fixed_mode: str | None, mode_column: str, prompts: Any, kwargs: dict[str, Any]) -> list[str]:
+    """The reasoning mode of each of ``n`` rows; raises when a row has none, or when its sources disagree."""
+    column = kwargs.get(mode_column)
+    if column is not None and len(column) != n:
+        raise ValueError(f"Column `{mode_column}` has {len(column)} values for {n} completions.")
     modes: list[str] = []
-    per_row_kwargs = kwargs.get("chat_template_kwargs")
     for i in range(n):
-        template_kwargs = per_row_kwargs[i] if per_row_kwargs is not None else None
-        if isinstance(template_kwargs, dict) and template_kwargs.get("enable_thinking") is not None:
-            modes.append(normalize_reasoning_mode(bool(template_kwargs["enable_thinking"])))
-            continue
-        mode = reasoning_mode_from_messages(prompts[i]) if prompts is not None else None
-        if mode is None:
+        sources = _mode_sources(i, fixed_mode, mode_column, prompts, kwargs)
+        if not sources:
             raise ValueError(
                 f"No reasoning mode for row {i}: pass a `{mode_column}` column ('on'/'off'), a per-row "
                 "`chat_template_kwargs` with `enable_thinking`, a 'detailed thinking on|off' system prompt, or build the "
                 "reward with make_reasoning_format_reward(mode=...)."
             )
-        modes.append(mode)
+        _check_agreement(i, sources, mode_column)
+        modes.append(sources[0][1])
     return modes
+
+
+def _check_rows(rows: list[dict], fixed_mode: str | None, mode_column: str, chat_template_kwargs: Any = None) -> None:
+    """``check_dataset`` hook: contradicting modes in the first training rows stop the run before any compute."""
+    columns = {key: [row.get(key) for row in rows] for key in (mode_column, "chat_template_kwargs") if key in rows[0]}
+    prompts = [row.get("prompt") for row in rows]
+    for i in range(len(rows)):
+        _check_agreement(
+            i, _mode_sources(i, fixed_mode, mode_column, prompts, columns, chat_template_kwargs), mode_column
+        )
 
 
 def make_reasoning_format_reward(
@@ -134,8 +183,14 @@ def make_reasoning_format_reward(
             )
         return rewards
 
+    def check_dataset(rows: list[dict], chat_template_kwargs: Any = None, **context: Any) -> None:
+        """Raise :class:`ReasoningModeConflictError` when a row's reasoning modes disagree (the trainers call this on
+        the first training rows, with their ``chat_template_kwargs``)."""
+        _check_rows(rows, mode, mode_column, chat_template_kwargs)
+
     reasoning_format_reward.__name__ = name or ("reasoning_format_reward" + (f"_{mode}" if mode else ""))
     reasoning_format_reward.__qualname__ = reasoning_format_reward.__name__
+    reasoning_format_reward.check_dataset = check_dataset  # type: ignore[attr-defined]
     return reasoning_format_reward
 
 

@@ -14,6 +14,7 @@ import torch
 from datasets import IterableDataset
 from trl.data_utils import extract_prompt
 
+from ..core.checks import check_reward_output
 from ..rewards.aggregation import weighted_reward_sum
 from .collator import RESPONSES_IDS_KEY, REWARDS_KEY
 from .config import RPOConfig
@@ -235,17 +236,17 @@ def score_completions(
     processing = list(reward_processing_classes or [None] * len(reward_funcs))
     per_func = []
     for func, tokenizer in zip(reward_funcs, processing, strict=True):
+        values: Sequence[float | None]
         if isinstance(func, torch.nn.Module):
             if tokenizer is None:
                 raise ValueError(f"Reward model {type(func).__name__} needs a matching `reward_processing_classes`.")
             values = _reward_model_scores(func, tokenizer, prompts, completions, batch_size)
         else:
-            values = func(
+            output = func(
                 prompts=list(prompts), completions=list(completions), **{k: list(v) for k, v in columns.items()}
             )
             name = getattr(func, "__name__", type(func).__name__)
-            if len(values) != len(prompts):
-                raise ValueError(f"Reward function {name!r} returned {len(values)} rewards for {len(prompts)} rows.")
+            values = check_reward_output(output, name, len(prompts))  # a string or a list per row: named error
         per_func.append([math.nan if value is None else float(value) for value in values])
     matrix = torch.tensor(per_func, dtype=torch.float64).T  # (rows, funcs)
     return weighted_reward_sum(matrix, weights).tolist()

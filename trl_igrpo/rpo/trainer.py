@@ -29,6 +29,7 @@ from ..core.checks import check_dataset_fills_a_batch
 from ..distributed import check_requested_engine
 from ..hub import HubMixin
 from ..model_loading import check_model_path
+from ..run_logging import use_compact_console
 from .collator import RESPONSES_IDS_KEY, REWARDS_KEY, SFT_TARGET_KEY, DataCollatorForRPO
 from .config import RPOConfig
 from .losses import sequence_logps, sft_nll
@@ -109,6 +110,7 @@ class RPOTrainer(HubMixin, DPOTrainer):
             truncation_mode=args.truncation_mode,
             pad_to_multiple_of=int(args.pad_to_multiple_of) if args.pad_to_multiple_of is not None else None,
         )
+        use_compact_console(self)  # one line per logging step instead of transformers' dict
 
     # --- data -----------------------------------------------------------------------------------------------------
 

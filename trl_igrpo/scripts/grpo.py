@@ -17,14 +17,24 @@ import sys
 
 from trl import ModelConfig, ScriptArguments, TrlParser
 
-from trl_igrpo.curriculum import CurriculumGRPOConfig, CurriculumGRPOTrainer
 from trl_igrpo.curriculum.config import CurriculumConfigMixin
+from trl_igrpo.curriculum.grpo_config import CurriculumGRPOConfig
 from trl_igrpo.rewards import make_reasoning_format_reward, reasoning_format_reward
-from trl_igrpo.scripts import SCRIPT_USAGE, finish_run, group_flags, own_fields, parse_and_run
+from trl_igrpo.scripts import (
+    SCRIPT_USAGE,
+    check_run,
+    finish_run,
+    group_flags,
+    own_fields,
+    parse_and_run,
+    resolve_rewards,
+    start_run,
+    word_negated_flags,
+)
 from trl_igrpo.scripts.igrpo import REWARD_FUNCS as IGRPO_REWARD_FUNCS
 from trl_igrpo.scripts.igrpo import IGRPOScriptArguments, build_trainer, cpu_defaults, load_training_data
 
-__all__ = ["REWARD_FUNCS", "grpo_cpu_defaults", "main", "make_parser"]
+__all__ = ["REWARD_FUNCS", "grpo_cpu_defaults", "main", "make_parser", "preflight"]
 
 #: iGRPO's rewards plus the Llama-Nemotron think-format reward: per-row mode (`reasoning_mode` column or a
 #: "detailed thinking on|off" system prompt), or fixed to reasoning ON.
@@ -55,6 +65,7 @@ def make_parser(prog: str | None = None) -> TrlParser:
         "ScriptArguments flags.",
     )
     parser.set_defaults(**grpo_cpu_defaults())
+    word_negated_flags(parser)
     group_flags(
         parser,
         [
@@ -65,13 +76,24 @@ def make_parser(prog: str | None = None) -> TrlParser:
     return parser
 
 
+def preflight(script_args, training_args, model_args) -> tuple[str | None, list[str]]:
+    """What the command line checks before it runs anything: reward names, packages, resume and ``--output_dir``."""
+    resolve_rewards(script_args.reward_funcs, REWARD_FUNCS)
+    return check_run(script_args, training_args)
+
+
 def main(script_args, training_args, model_args):
-    """Train plain GRPO (with the curriculum options) on the parsed arguments, save, and push when asked."""
-    train_dataset, _ = load_training_data(script_args)
+    """Train plain GRPO (with the curriculum options) on the parsed arguments, save, and push when asked. Every row
+    of `dataset_name` is trained on (``num_eval_examples`` only sizes the built-in set's held-out part)."""
+    from trl_igrpo.curriculum.trainer import CurriculumGRPOTrainer
+
+    resolve_rewards(script_args.reward_funcs, REWARD_FUNCS)  # an unknown name fails before any data loads
+    checkpoint = start_run(script_args, training_args)
+    train_dataset, _ = load_training_data(script_args, hold_out=False)
     trainer = build_trainer(
         script_args, training_args, model_args, train_dataset, CurriculumGRPOTrainer, registry=REWARD_FUNCS
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     finish_run(trainer, training_args, script_args.dataset_name)
     return trainer
 

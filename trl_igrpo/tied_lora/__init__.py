@@ -12,7 +12,9 @@ structures, hence the ``peft>=0.21,<0.22`` pin.
 Loading a saved adapter needs this registration first (``import trl_igrpo`` does it). PEFT 0.21 has no plugin or
 entry-point discovery, and it looks ``"TIEDLORA"`` up before any code of this package could run, so a process that
 never imported ``trl_igrpo`` gets PEFT's bare ``KeyError: 'TIEDLORA'``. The saved files say what to do instead: the
-``load_requires`` field of ``adapter_config.json`` and a section of the adapter's README.md.
+``load_requires`` field of ``adapter_config.json`` and a section of the adapter's README.md. To load an adapter
+where ``trl_igrpo`` is not installed (plain PEFT, vLLM, other LoRA tools), export it: :func:`export_lora` writes the
+equal standard LoRA adapter (``trl-igrpo export-lora`` on the command line).
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from .config import (
     fused_qkv_trainable_parameters,
     lora_trainable_parameters,
 )
+from .export import EXPORT_SUBDIR, TiedLoraExportError, export_lora, export_saved_adapter, tied_lora_to_lora
 from .layer import Float32Parameter, Linear, TiedLoraLayer, TiedLoraVector
 from .model import TiedLoraModel, is_quantized_model, tie_group_keys
 
 __all__ = [
     "DEFAULT_TARGET_MODULES",
+    "EXPORT_SUBDIR",
     "FUSED_QKV",
     "LOAD_REQUIRES",
     "TIED_LORA_CONFIGURATIONS",
@@ -45,15 +49,19 @@ __all__ = [
     "Float32Parameter",
     "Linear",
     "TiedLoraConfig",
+    "TiedLoraExportError",
     "TiedLoraLayer",
     "TiedLoraModel",
     "TiedLoraPeftType",
     "TiedLoraVector",
+    "export_lora",
+    "export_saved_adapter",
     "fused_qkv_trainable_parameters",
     "is_quantized_model",
     "lora_trainable_parameters",
     "register_tied_lora",
     "tie_group_keys",
+    "tied_lora_to_lora",
 ]
 
 

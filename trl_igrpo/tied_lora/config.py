@@ -50,6 +50,10 @@ DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj")
 #: The paper's fused QKV projection expressed over separate q/k/v modules (the default ``fused_module_groups``).
 FUSED_QKV = ("q_proj", "k_proj", "v_proj")
 
+#: Attribute (not a field) a ``TiedLoraConfig`` gets when a ``TiedLoraModel`` injects it: (weak reference to that model,
+#: adapter name). ``export_lora=True`` saves read the module layout from it.
+EXPORT_SOURCE_ATTRIBUTE = "_tied_lora_export_source"
+
 #: Heading of the section ``TiedLoraConfig.save_pretrained`` appends to an adapter's README.md (once).
 LOADING_NOTE_HEADING = "## Loading this Tied-LoRA adapter"
 LOADING_NOTE = f"""
@@ -114,7 +118,8 @@ class TiedLoraConfig(PeftConfig):
     convention (B = 0); with B frozen (VeRA-like settings) v (or u, or A) starts at zero instead.
 
     Args:
-        r: Rank of the tied A and B.
+        r: Rank of the tied A and B. At most ``min(in_features, out_features)`` of every target module (a layer's
+            update cannot have a higher rank); a larger ``r`` is refused when the adapter is applied, naming the module.
         target_modules: Module names (suffix match) or a regex to adapt. ``None`` means ``("q_proj", "k_proj",
             "v_proj")``, the paper's scope.
         exclude_modules: Module names (or a regex) never adapted.
@@ -134,6 +139,10 @@ class TiedLoraConfig(PeftConfig):
         modules_to_save: Extra modules trained in full and saved with the adapter (e.g. a classification head).
         layers_to_transform: Restrict adaptation to these layer indices, as in ``LoraConfig``.
         layers_pattern: Name of the layer list used with ``layers_to_transform``, as in ``LoraConfig``.
+        export_lora: Also write a standard PEFT LoRA export of the adapter (exact; see
+            [`export_lora`][trl_igrpo.tied_lora.export_lora]) into ``<save_directory>/lora`` whenever the adapter is
+            saved: every training checkpoint, the final ``save_model`` and the folder ``push_to_hub`` uploads.
+            Default ``False``.
         load_requires: Not a setting. A note saved in ``adapter_config.json`` that says to ``import trl_igrpo``
             before loading (PEFT cannot find the ``TIEDLORA`` type otherwise); always reset to the current note.
     """
@@ -175,6 +184,13 @@ class TiedLoraConfig(PeftConfig):
     )
     layers_pattern: Union[list[str], str] | None = field(
         default=None, metadata={"help": "Name of the nn.ModuleList holding the layers, used with layers_to_transform."}
+    )
+    export_lora: bool = field(
+        default=False,
+        metadata={
+            "help": "On every save_pretrained (checkpoints, final save, push_to_hub), also write a standard LoRA export "
+            "of the adapter into <save_directory>/lora."
+        },
     )
     load_requires: str = field(
         default=LOAD_REQUIRES,
@@ -233,9 +249,15 @@ class TiedLoraConfig(PeftConfig):
 
     def save_pretrained(self, save_directory: str, **kwargs) -> None:
         """PEFT's ``save_pretrained``, plus the loading note in the README.md that ``PeftModel.save_pretrained`` wrote
-        into the same directory just before (a bare config save writes no README and gets none)."""
+        into the same directory just before (a bare config save writes no README and gets none), plus, with
+        ``export_lora``, the LoRA export of the adapter weights saved there (``PeftModel.save_pretrained`` writes the
+        weights before the config)."""
         super().save_pretrained(save_directory, **kwargs)
         add_loading_note_to_model_card(save_directory)
+        if self.export_lora:
+            from .export import export_beside_saved_adapter
+
+            export_beside_saved_adapter(save_directory, self)
 
     @property
     def scaling(self) -> float:

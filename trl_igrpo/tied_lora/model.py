@@ -9,6 +9,7 @@ saved adapter (``base_model.tiedlora_A.<group>``). Layers look them up through a
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import torch
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
@@ -16,7 +17,7 @@ from peft.utils import get_quantization_kwargs, resolve_quantization_backend
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from .config import DEFAULT_TARGET_MODULES, TiedLoraConfig
+from .config import DEFAULT_TARGET_MODULES, EXPORT_SOURCE_ATTRIBUTE, TiedLoraConfig
 from .layer import Float32Parameter, Linear, TiedLoraLayer, as_float32_parameter, init_tied_matrix
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -68,6 +69,9 @@ class TiedLoraModel(BaseTuner):
     # ------------------------------------------------------------------------------------------------ shared state
     def _pre_injection_hook(self, model: nn.Module, config: TiedLoraConfig, adapter_name: str) -> None:
         self._ensure_shared_containers()
+        # a weak back-reference (not a dataclass field: never saved) through which `export_lora=True` saves find the
+        # module layout of this adapter, even when the saving process holds partitioned (ZeRO-3) parameters
+        setattr(config, EXPORT_SOURCE_ATTRIBUTE, (weakref.ref(self), adapter_name))  # noqa: B010
 
     def _post_injection_hook(self, model: nn.Module, config: TiedLoraConfig, adapter_name: str) -> None:
         # PEFT's model card (README.md of save_pretrained) takes the base model's tags: name the method there
@@ -197,8 +201,15 @@ class TiedLoraModel(BaseTuner):
                 "`transformers.pytorch_utils.Conv1D` only. Check `target_modules`."
             )
 
-        a_key, b_key = tie_group_keys(target_name, in_features, out_features, tiedlora_config.fused_module_groups)
         r = tiedlora_config.r
+        if r > min(in_features, out_features):
+            raise ValueError(
+                f"Tied-LoRA r={r} is larger than target module {current_key!r} allows: its weight is "
+                f"{out_features} x {in_features}, so its update diag(v) B diag(u) A has rank at most "
+                f"{min(in_features, out_features)}, and a larger r only adds parameters that cannot change it. Set "
+                f"r <= {min(in_features, out_features)}, or leave this module out of target_modules."
+            )
+        a_key, b_key = tie_group_keys(target_name, in_features, out_features, tiedlora_config.fused_module_groups)
         self._get_or_create_tied(tiedlora_config, adapter_name, "A", a_key, (r, in_features), base)
         self._get_or_create_tied(tiedlora_config, adapter_name, "B", b_key, (out_features, r), base)
         shared = self._ensure_shared_containers()
