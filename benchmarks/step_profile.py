@@ -157,14 +157,15 @@ def run_one(spec: dict) -> dict:
 
     def count_generation(phase, args_, result):
         prompt_ids, completion_ids = args_[0], result[0]
-        riders = trainer._ride_along["prompt_ids"] if igrpo and trainer._ride_along is not None else []
+        ride_along = getattr(trainer.draft_source, "ride_along", None) if igrpo else None
+        riders = ride_along["prompt_ids"] if ride_along is not None else []
         counts = {
             "prefill/stage1" if phase.startswith("Stage-1") else "prefill/final": sum(len(p) for p in prompt_ids),
             "decoded/stage1" if phase.startswith("Stage-1") else "decoded/final": sum(len(c) for c in completion_ids),
         }
         if riders:  # prefetch: the next batch's drafts rode along in this call (their tokens count as Stage 1)
             counts["prefill/stage1"] = sum(len(p) for p in riders)
-            counts["decoded/stage1"] = sum(len(c) for c in trainer._ride_along["completion_ids"] or [])
+            counts["decoded/stage1"] = sum(len(c) for c in ride_along["completion_ids"] or [])
         return counts
 
     def count_loss(phase, args_, result):

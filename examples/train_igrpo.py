@@ -22,7 +22,7 @@ The logic lives in ``trl_igrpo.scripts.igrpo`` (also ``trl-igrpo igrpo``); this 
 
 import sys
 
-from trl_igrpo.scripts.igrpo import *  # noqa: F403  (make_parser, main, print_summary, cpu_defaults, ...)
+from trl_igrpo.scripts.igrpo import *  # noqa: F403  (make_parser, main, print_summary, demo_defaults, ...)
 from trl_igrpo.scripts.igrpo import cli
 
 if __name__ == "__main__":

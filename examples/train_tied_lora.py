@@ -29,7 +29,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from datasets import Dataset  # noqa: E402
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser  # noqa: E402
 
-from trl_igrpo.distributed import end_distributed_run  # noqa: E402
 from trl_igrpo.hub import hub_id_or_none, write_model_card  # noqa: E402
 from trl_igrpo.scripts import (  # noqa: E402
     RunDirArguments,
@@ -40,6 +39,7 @@ from trl_igrpo.scripts import (  # noqa: E402
 )
 from trl_igrpo.testing import cpu_training_kwargs  # noqa: E402
 from trl_igrpo.tied_lora import FUSED_QKV, TiedLoraConfig  # noqa: E402
+from trl_igrpo.utils.distributed import end_distributed_run  # noqa: E402
 
 # Small, CPU-friendly settings used when no output_dir is given (the no-argument demo).
 DEMO_DEFAULTS = dict(
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None):
         train_dataset=train_dataset,
         peft_config=tied_lora_config_from_args(script_args),
     )
-    from trl_igrpo.run_logging import use_compact_console
+    from trl_igrpo.core.run_logging import use_compact_console
 
     use_compact_console(trainer)
     trainer.model.print_trainable_parameters()

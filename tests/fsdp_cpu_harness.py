@@ -13,7 +13,7 @@ accelerate built from the launcher's environment. Nothing else of accelerate is 
 that then runs is accelerate's and PyTorch's own. The two-process tests (``tests/test_sharded_engines.py``) call it in
 their worker before building a trainer.
 
-Shipped code must not do this: :func:`trl_igrpo.distributed.check_requested_engine` instead stops a run whose requested
+Shipped code must not do this: :func:`trl_igrpo.utils.distributed.check_requested_engine` instead stops a run whose requested
 FSDP did not happen, because on a real CPU run the user gets DDP without being told.
 """
 

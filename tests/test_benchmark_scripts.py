@@ -11,7 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["gpu_check", "igrpo_vs_grpo", "step_profile", "generation", "rewards"])
+@pytest.mark.parametrize(
+    "script", ["gpu_check", "igrpo_vs_grpo", "igrpo_vs_grpo_chained", "step_profile", "generation", "rewards"]
+)
 def test_benchmark_scripts_import_their_report_helpers_when_run_as_files(script, tmp_path):
     """Run as `python benchmarks/X.py` (not `-m`), a script that imports `benchmarks._report` only when it writes its
     tables would fail after the whole run: each puts the repository root on sys.path first."""

@@ -10,11 +10,13 @@ import math
 import pytest
 import torch
 from datasets import Dataset, IterableDataset
+from helpers import varied_reward
 
 from trl_igrpo import CurriculumGRPOConfig, CurriculumGRPOTrainer, IGRPOConfig, IGRPOTrainer, UnscorableRewardsError
-from trl_igrpo.core.checks import UnscorableBatchCounter, check_context_budget, check_dataset_fills_a_batch
+from trl_igrpo.core.checks import UnscorableBatchCounter, check_dataset_fills_a_batch
 from trl_igrpo.demo.arithmetic import make_arithmetic_examples
 from trl_igrpo.testing import cpu_training_kwargs
+from trl_igrpo.utils.context import check_context_budget
 
 nan = float("nan")
 
@@ -66,10 +68,6 @@ def _igrpo_args(tmp_path, **overrides):
     return IGRPOConfig(output_dir=str(tmp_path), **cpu_training_kwargs(max_steps=2), **{**settings, **overrides})
 
 
-def random_reward(completions, **kwargs):
-    return [float(len(str(c)) % 3) for c in completions]
-
-
 def none_reward(completions, **kwargs):
     return [None] * len(completions)
 
@@ -89,16 +87,16 @@ def test_empty_dataset_fails_at_construction(tiny_model_dir, tmp_path, trainer_c
     )
     empty = Dataset.from_dict({"prompt": [], "solution": []})
     with pytest.raises(ValueError, match="empty"):
-        trainer_cls(model=tiny_model_dir, reward_funcs=[random_reward], args=args, train_dataset=empty)
+        trainer_cls(model=tiny_model_dir, reward_funcs=[varied_reward], args=args, train_dataset=empty)
     with pytest.raises(ValueError, match="one generation batch draws 2 distinct prompts"):
-        trainer_cls(model=tiny_model_dir, reward_funcs=[random_reward], args=args, train_dataset=_dataset(1))
+        trainer_cls(model=tiny_model_dir, reward_funcs=[varied_reward], args=args, train_dataset=_dataset(1))
 
 
 @pytest.mark.slow
 def test_an_iterable_dataset_that_yields_nothing_fails_at_the_end(tiny_model_dir, tmp_path):
     empty = IterableDataset.from_generator(lambda: iter(()), features=_dataset(2).features)
     trainer = IGRPOTrainer(
-        model=tiny_model_dir, reward_funcs=[random_reward], args=_igrpo_args(tmp_path), train_dataset=empty
+        model=tiny_model_dir, reward_funcs=[varied_reward], args=_igrpo_args(tmp_path), train_dataset=empty
     )
     with pytest.raises(RuntimeError, match="without a single optimizer step"):
         trainer.train()
@@ -150,7 +148,7 @@ def test_prompts_beyond_the_model_context_fail_at_construction_and_per_batch(tin
     with pytest.raises(ValueError) as error:
         IGRPOTrainer(
             model=tiny_model_dir,
-            reward_funcs=[random_reward],
+            reward_funcs=[varied_reward],
             args=_igrpo_args(tmp_path, context_length=64),
             train_dataset=Dataset.from_list(rows),
         )
@@ -159,7 +157,7 @@ def test_prompts_beyond_the_model_context_fail_at_construction_and_per_batch(tin
     # per batch: rows beyond the first 2048 (here: a refill the construction check could not see) are checked too
     trainer = IGRPOTrainer(
         model=tiny_model_dir,
-        reward_funcs=[random_reward],
+        reward_funcs=[varied_reward],
         args=_igrpo_args(tmp_path, context_length=2048),
         train_dataset=_dataset(),
     )
@@ -176,7 +174,7 @@ def test_a_missing_model_directory_is_named_in_one_line(tmp_path, trainer):
     with pytest.raises(FileNotFoundError) as error:
         if trainer == "igrpo":
             IGRPOTrainer(
-                model=missing, reward_funcs=[random_reward], args=_igrpo_args(tmp_path), train_dataset=_dataset()
+                model=missing, reward_funcs=[varied_reward], args=_igrpo_args(tmp_path), train_dataset=_dataset()
             )
         else:
             RPOTrainer(

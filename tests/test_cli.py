@@ -237,7 +237,7 @@ def test_accelerate_flags_still_go_to_accelerate_launch(capsys, monkeypatch):
 # --------------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("hub_id", ["Qwen/Qwen2.5-Math-1.5B", "gpt2", "meta-llama/Llama-3.3-70B-Instruct", "out/ckpt"])
 def test_hub_ids_are_not_local_paths(hub_id):
-    from trl_igrpo.model_loading import check_model_path, looks_like_local_path
+    from trl_igrpo.utils.model_path import check_model_path, looks_like_local_path
 
     assert not looks_like_local_path(hub_id)
     assert check_model_path(hub_id) == hub_id  # left to transformers / the Hub
@@ -247,7 +247,7 @@ def test_hub_ids_are_not_local_paths(hub_id):
     "path", ["./out/ckpt", "/abs/path/to/ckpt", "~/no-such-model", "../ckpt", "out/run1/ckpt", "."]
 )
 def test_missing_local_paths_raise_one_line_naming_the_path(path, tmp_path, monkeypatch):
-    from trl_igrpo.model_loading import check_model_path, looks_like_local_path
+    from trl_igrpo.utils.model_path import check_model_path, looks_like_local_path
 
     monkeypatch.chdir(tmp_path)  # an empty directory: the relative paths do not exist under it
     if path == ".":
@@ -264,7 +264,7 @@ def test_missing_local_paths_raise_one_line_naming_the_path(path, tmp_path, monk
 def test_existing_paths_none_and_objects_pass(tiny_model_dir, tmp_path, monkeypatch):
     from pathlib import Path
 
-    from trl_igrpo.model_loading import check_model_path
+    from trl_igrpo.utils.model_path import check_model_path
 
     assert check_model_path(tiny_model_dir) == tiny_model_dir
     assert check_model_path(None) is None
@@ -366,7 +366,7 @@ def test_unknown_reward_is_one_line_with_a_suggestion_before_the_data_loads(caps
 
 
 def test_missing_optional_packages_name_the_extra(capsys, monkeypatch):
-    import trl_igrpo.extras as extras
+    import trl_igrpo.utils.extras as extras
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(extras, "_installed", lambda package: False)
@@ -405,7 +405,7 @@ def test_use_vllm_without_vllm_fails_before_the_parser_imports_transformers():
 
 
 def test_use_vllm_in_python_names_this_packages_extra(tiny_model_dir, tmp_path, monkeypatch):
-    import trl_igrpo.extras as extras
+    import trl_igrpo.utils.extras as extras
     from trl_igrpo import IGRPOConfig, IGRPOTrainer
     from trl_igrpo.testing import cpu_training_kwargs
 

@@ -16,9 +16,9 @@ from helpers import two_rank_results
 def _worker(model_dir: str, out_dir: str) -> None:
     from datasets import Dataset
 
-    from trl_igrpo.curriculum import CurriculumGRPOConfig, CurriculumGRPOTrainer
-    from trl_igrpo.distributed import end_distributed_run
+    from trl_igrpo.grpo import CurriculumGRPOConfig, CurriculumGRPOTrainer
     from trl_igrpo.testing import cpu_training_kwargs
+    from trl_igrpo.utils.distributed import end_distributed_run
 
     calls = []
 

@@ -6,13 +6,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from trl_igrpo.curriculum import (
-    CurriculumGRPOConfig,
-    CurriculumGRPOTrainer,
-    informative_group_mask,
-    merge_rollout_outputs,
-    plan_row_selection,
-)
+from trl_igrpo.curriculum import informative_group_mask, merge_rollout_outputs, plan_row_selection
+from trl_igrpo.grpo import CurriculumGRPOConfig, CurriculumGRPOTrainer
 from trl_igrpo.testing import cpu_training_kwargs
 
 NAN = math.nan

@@ -51,6 +51,24 @@ def test_filter_by_pass_rate_paper_default_and_range():
         filter_by_pass_rate(data, column="difficulty")
 
 
+def test_a_custom_sampler_is_scored_with_trl_arguments_and_must_return_k_per_prompt():
+    """generate_fn replaces the model; its k completions per prompt reach the reward as TRL passes them."""
+    data = Dataset.from_dict({"prompt": [[{"role": "user", "content": "q0"}], [{"role": "user", "content": "q1"}]],
+                              "target": [1, 3]})  # fmt: skip
+
+    def reward(prompts, completions, target, completion_ids, trainer_state, **kwargs):
+        assert completions[0] == [{"role": "assistant", "content": "a0"}] and completion_ids is None
+        return [1.0 if int(c[0]["content"][1:]) < t else 0.0 for c, t in zip(completions, target)]
+
+    def sampler(prompts, k):
+        return [[f"a{i}" for i in range(k)] for _ in prompts]
+
+    rates = compute_pass_rates(data, None, reward_funcs=reward, num_samples=4, generate_fn=sampler)
+    assert rates["pass_rate"] == [0.25, 0.75]
+    with pytest.raises(ValueError, match="num_samples=4 completions per prompt"):
+        compute_pass_rates(data, None, reward_funcs=reward, num_samples=4, generate_fn=lambda p, k: [["a0"]] * len(p))
+
+
 def test_compute_pass_rates_on_tiny_model_resumes_after_crash(tiny_model_dir, tmp_path):
     shard = tmp_path / "rates.jsonl"
     data = _dataset(6)

@@ -9,7 +9,6 @@ from datasets import Dataset
 from torch.utils.data import BatchSampler, DataLoader
 
 from trl_igrpo.curriculum import (
-    CurriculumGRPOConfig,
     ProgressiveBatchSampler,
     allocate_batch_counts,
     gaussian_bin_weights,
@@ -18,6 +17,7 @@ from trl_igrpo.curriculum import (
     schedule_mean,
 )
 from trl_igrpo.curriculum.schedule import balanced_batch_targets, expected_batch_pass_rate
+from trl_igrpo.grpo import CurriculumGRPOConfig
 
 BINS = np.arange(6) / 8  # pass rates kept by the paper's filter with 8 samples: 0 .. 5/8
 

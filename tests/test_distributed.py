@@ -7,7 +7,7 @@ each rank; these tests pin the order and the single-process behaviour without la
 import pytest
 
 from trl_igrpo import end_distributed_run
-from trl_igrpo.distributed import DEFAULT_SETTLE_SECONDS
+from trl_igrpo.utils.distributed import DEFAULT_SETTLE_SECONDS
 
 
 class RecordingAccelerator:
@@ -25,7 +25,7 @@ class RecordingAccelerator:
 @pytest.fixture
 def calls(monkeypatch):
     recorded = []
-    monkeypatch.setattr("trl_igrpo.distributed.time.sleep", lambda seconds: recorded.append(("sleep", seconds)))
+    monkeypatch.setattr("trl_igrpo.utils.distributed.time.sleep", lambda seconds: recorded.append(("sleep", seconds)))
     return recorded
 
 

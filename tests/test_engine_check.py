@@ -19,7 +19,7 @@ import pytest
 from accelerate.utils import DistributedType
 from helpers import deepspeed_cpu_env, launch_two_processes
 
-from trl_igrpo.distributed import ALLOW_ENGINE_FALLBACK_ENV, EngineFallbackError, check_requested_engine
+from trl_igrpo.utils.distributed import ALLOW_ENGINE_FALLBACK_ENV, EngineFallbackError, check_requested_engine
 
 LAUNCHED = {"LOCAL_RANK": "0", "WORLD_SIZE": "2"}  # what `accelerate launch` / torchrun set on a rank
 
@@ -30,7 +30,7 @@ def _accelerator(distributed_type, main=True):
 
 @pytest.fixture(autouse=True)
 def _no_zero3_load(monkeypatch):
-    monkeypatch.setattr("trl_igrpo.distributed._zero3_partitioned_load", lambda: False)
+    monkeypatch.setattr("trl_igrpo.utils.distributed._zero3_partitioned_load", lambda: False)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_opt_out_needs_a_true_value(value):
 
 
 def test_zero3_partitioned_model_without_deepspeed_raises_even_with_opt_out(monkeypatch):
-    monkeypatch.setattr("trl_igrpo.distributed._zero3_partitioned_load", lambda: True)
+    monkeypatch.setattr("trl_igrpo.utils.distributed._zero3_partitioned_load", lambda: True)
     environ = {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_USE_CPU": "true", ALLOW_ENGINE_FALLBACK_ENV: "1"}
     with pytest.raises(EngineFallbackError, match="already loaded ZeRO-3-partitioned .* does not apply"):
         check_requested_engine(_accelerator(DistributedType.MULTI_CPU), environ={**environ, **LAUNCHED})

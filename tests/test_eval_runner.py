@@ -10,16 +10,9 @@ from transformers import AutoTokenizer
 
 from trl_igrpo.eval.data import BenchmarkProblem, DataError
 from trl_igrpo.eval.generation import GeneratedSample, sampling_kwargs
-from trl_igrpo.eval.runner import (
-    EvalSettings,
-    GoldAnswerError,
-    apply_reasoning,
-    check_gold_answers,
-    evaluate,
-    format_markdown,
-    grade_samples,
-    write_results,
-)
+from trl_igrpo.eval.grading import GoldAnswerError, check_gold_answers, grade_samples
+from trl_igrpo.eval.results import format_markdown, write_results
+from trl_igrpo.eval.runner import EvalSettings, apply_reasoning, evaluate
 from trl_igrpo.rewards.math import MathAccuracyReward
 
 
@@ -359,3 +352,11 @@ def test_evaluate_accuracy_refuses_rows_the_reward_cannot_score(tiny_model_dir):
     with pytest.raises(ValueError, match="could not score 1 row.*\\[1\\]"):
         evaluate_accuracy(model, tokenizer, rows, reward_func=reward, max_new_tokens=2)
     assert evaluate_accuracy(model, tokenizer, rows[:1], reward_func=reward, max_new_tokens=2) == 1.0
+
+
+def test_the_runner_still_exports_what_moved_to_grading_and_results():
+    from trl_igrpo.eval import grading, results, runner
+
+    assert runner.check_gold_answers is grading.check_gold_answers and runner.GoldAnswerError is GoldAnswerError
+    assert runner.grade_samples is grading.grade_samples and runner.EvalResult is results.EvalResult
+    assert runner.write_results is write_results and runner.format_markdown is format_markdown

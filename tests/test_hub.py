@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
+from helpers import varied_reward
 
 from trl_igrpo import (
     CurriculumGRPOConfig,
@@ -21,10 +22,6 @@ from trl_igrpo.hub import HubTokenError, non_default_args, require_hub_token
 from trl_igrpo.testing import cpu_training_kwargs
 
 CPU = cpu_training_kwargs()
-
-
-def varied_reward(completions, **kwargs):
-    return [float(len(c[0]["content"] if isinstance(c, list) else c) % 3) for c in completions]
 
 
 def _prompts(n):

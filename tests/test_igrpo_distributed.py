@@ -20,8 +20,8 @@ def _worker(model_dir: str, out_dir: str) -> None:
 
     from trl_igrpo import IGRPOConfig, IGRPOTrainer
     from trl_igrpo.demo.arithmetic import make_arithmetic_examples
-    from trl_igrpo.distributed import end_distributed_run
     from trl_igrpo.testing import cpu_training_kwargs
+    from trl_igrpo.utils.distributed import end_distributed_run
 
     def reward(completions, solution, **kwargs):
         texts = [c[0]["content"] for c in completions]

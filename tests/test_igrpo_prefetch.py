@@ -13,6 +13,7 @@ from helpers import snapshot_trainable, two_rank_results, unchanged_parameters, 
 
 from trl_igrpo import IGRPOConfig, IGRPOTrainer
 from trl_igrpo.demo.arithmetic import make_arithmetic_examples
+from trl_igrpo.igrpo.draft_source import DraftSource
 from trl_igrpo.igrpo.prefetch import DataLookahead, batch_fingerprint
 from trl_igrpo.testing import cpu_training_kwargs
 
@@ -86,7 +87,8 @@ def test_next_batch_drafts_ride_along_and_are_one_step_old(tiny_model_dir, tmp_p
     generate = trainer._generate_single_turn
 
     def record_generate(prompt_ids, *args, **kwargs):
-        riders = trainer._ride_along["prompt_ids"] if trainer._ride_along else []
+        ride_along = trainer.draft_source.ride_along
+        riders = ride_along["prompt_ids"] if ride_along else []
         calls.append({"step": trainer.state.global_step, "riders": riders})
         return generate(prompt_ids, *args, **kwargs)
 
@@ -112,7 +114,7 @@ def test_prefetch_off_is_the_default_and_changes_nothing(tiny_model_dir, tmp_pat
             args=_args(tmp_path / str(len(weights)), **overrides),
             train_dataset=_dataset(),
         )
-        assert trainer._lookahead is None
+        assert type(trainer.draft_source) is DraftSource  # samples on demand: no prefetch state at all
         trainer.train()
         assert not any("igrpo/draft_policy_lag" in entry for entry in trainer.state.log_history)
         weights.append(snapshot_trainable(trainer.model))
@@ -189,21 +191,21 @@ def test_every_rollout_after_the_first_uses_prefetched_drafts_for_any_accumulati
         train_dataset=_dataset(),
     )
     used = []
-    take = trainer._take_pending_drafts
+    take = trainer.draft_source.take_pending
 
     def record(prompt_rows):
         pending = take(prompt_rows)
         used.append(pending is not None)
         return pending
 
-    trainer._take_pending_drafts = record
+    trainer.draft_source.take_pending = record
     trainer.train()
     assert len(used) == 2 * accumulation  # one rollout per micro-batch
     assert used == [False] + [True] * (2 * accumulation - 1)  # only the first rollout samples its own drafts
 
 
 def _worker(model_dir: str, out_dir: str) -> None:
-    from trl_igrpo.distributed import end_distributed_run
+    from trl_igrpo.utils.distributed import end_distributed_run
 
     trainer = IGRPOTrainer(
         model=model_dir,

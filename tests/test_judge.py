@@ -262,6 +262,12 @@ def test_malformed_numeric_replies_follow_the_failure_policy(server, reply):
         judge_for(server.url).score(["bad 5"], prompts=["q"], solution=["5"])
 
 
+def test_raise_policy_scores_a_batch_in_which_every_request_succeeds(server):
+    """on_failure="raise" raises only on a failure; a clean batch scores (it used to fail on float("raise"))."""
+    judge = judge_for(server.url, on_failure="raise")
+    assert judge.score(["5", "6"], prompts=["q", "q"], solution=["5", "5"]) == [1.0, 0.0]
+
+
 def test_non_openai_response_bodies_are_malformed(server):
     server.respond = lambda body: (200, b'{"result": "1"}')
     judge = judge_for(server.url, max_unscorable_batches=1)

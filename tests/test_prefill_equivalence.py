@@ -19,6 +19,7 @@ import warnings
 import pytest
 import torch
 from datasets import Dataset
+from helpers import varied_reward
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, GenerationConfig
 
@@ -91,16 +92,12 @@ def _trainer(kind: str, model_dir: str, output_dir, config_fields: dict, model_g
     )
     return IGRPOTrainer(
         model=model,
-        reward_funcs=[_length_reward],
+        reward_funcs=[varied_reward],
         args=args,
         train_dataset=Dataset.from_list(ROWS * 4),
         processing_class=AutoTokenizer.from_pretrained(model_dir),
         peft_config=adapter,
     )
-
-
-def _length_reward(completions, **kwargs):
-    return [float(len(completion[0]["content"]) % 5) for completion in completions]
 
 
 def _rollout(trainer: IGRPOTrainer, share: bool):

@@ -1,5 +1,5 @@
 """Resuming a run: --resume_from_checkpoint reaches train(), checkpoints are never overwritten unasked, and a resume
-with changed settings raises (where that breaks the run) or says so (trl_igrpo.resume, trl_igrpo.run_settings)."""
+with changed settings raises (where that breaks the run) or says so (trl_igrpo.scripts.resume, trl_igrpo.core.run_settings)."""
 
 import hashlib
 import json
@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from trl_igrpo.resume import ResumeError, prepare_run_dir, resolve_checkpoint
-from trl_igrpo.run_settings import SETTINGS_FILE, check_resumed_settings, run_settings
+from trl_igrpo.core.run_settings import SETTINGS_FILE, check_resumed_settings, run_settings
+from trl_igrpo.scripts.resume import ResumeError, prepare_run_dir, resolve_checkpoint
 
 
 def _checkpoint(folder: Path, step: int) -> Path:
@@ -25,7 +25,7 @@ def _checkpoint(folder: Path, step: int) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# trl_igrpo.resume
+# trl_igrpo.scripts.resume
 # --------------------------------------------------------------------------------------------------------------------
 def test_resolve_checkpoint(tmp_path):
     assert resolve_checkpoint(None, tmp_path) is None and resolve_checkpoint("false", tmp_path) is None
@@ -68,7 +68,7 @@ def test_output_dir_guard(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# trl_igrpo.run_settings
+# trl_igrpo.core.run_settings
 # --------------------------------------------------------------------------------------------------------------------
 def _fake_trainer(output_dir, **overrides):
     from trl_igrpo import IGRPOConfig
@@ -94,7 +94,7 @@ def test_changed_settings_raise_where_they_break_the_run_and_warn_otherwise(tmp_
     assert "num_drafts=6" in message and "Resume with num_drafts=4" in message
     assert "delete its igrpo_prefetched_drafts_rank*.json" in message
     # the same change without prefetching, and any other change: one warning listing each, the run goes on
-    with caplog.at_level(logging.WARNING, logger="trl_igrpo.run_settings"):
+    with caplog.at_level(logging.WARNING, logger="trl_igrpo.core.run_settings"):
         changed = check_resumed_settings(
             _fake_trainer(tmp_path, num_drafts=6, prefetch_drafts=False, num_generations=2), str(checkpoint)
         )

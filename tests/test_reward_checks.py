@@ -262,7 +262,7 @@ def test_unreadable_golds_are_counted_in_unscorable_frac_during_training(tiny_mo
 
 
 def test_offline_rpo_scoring_checks_reward_outputs_too():
-    from trl_igrpo.rpo.rewards import score_completions
+    from trl_igrpo.rpo.explicit_rewards import score_completions
 
     def labels(completions, **kwargs):
         return ["1.0" for _ in completions]  # float("1.0") would have passed silently

@@ -122,9 +122,9 @@ def test_gradient_accumulation_micro_batches_hold_whole_groups(tiny_model_dir, t
 
 
 def _worker(model_dir: str, out_dir: str) -> None:
-    from trl_igrpo.distributed import end_distributed_run
     from trl_igrpo.rpo.online_config import OnlineRPOConfig
     from trl_igrpo.testing import cpu_training_kwargs
+    from trl_igrpo.utils.distributed import end_distributed_run
 
     # 2 ranks x 4 rows, k = 2, GA 2. TRL's default layout would generate 8 local rows once per optimizer step and
     # split them after a shuffle; here every rank generates 2 whole groups per micro-step.

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from datasets import Dataset
+from helpers import snapshot_trainable, unchanged_parameters
 from trl import DPOConfig, DPOTrainer
 
 from trl_igrpo.demo.rpo_preferences import (
@@ -28,11 +29,9 @@ def _config(tmp_path, **overrides):
 
 
 def _train_and_assert_all_params_change(trainer):
-    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
+    before = snapshot_trainable(trainer.model)
     trainer.train()
-    unchanged = [
-        name for name, p in trainer.model.named_parameters() if name in before and torch.equal(before[name], p)
-    ]
+    unchanged = unchanged_parameters(trainer.model, before)
     assert not unchanged, f"parameters did not change: {unchanged}"
     return trainer.state.log_history
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from trl_igrpo.run_logging import completions_markdown, final_answer, format_log_line
+from trl_igrpo.core.run_logging import completions_markdown, final_answer, format_log_line
 
 IGRPO_LOGS = {
     "loss": 0.0123, "grad_norm": 0.41, "learning_rate": 1e-4, "reward": 1.25, "reward_std": 0.3,

@@ -74,9 +74,9 @@ def _build_trainer(spec: dict):
             stage1_calls = 0
             stage2_prompts = 0
 
-            def _sample_and_score_drafts(self, prompt_rows, *args):
+            def _select_drafts(self, prompt_rows, *args):
                 self.stage1_calls += 1
-                return super()._sample_and_score_drafts(prompt_rows, *args)
+                return super()._select_drafts(prompt_rows, *args)
 
             def _refinement_prompt(self, prompt, draft):
                 self.stage2_prompts += 1
@@ -132,7 +132,7 @@ def _worker(spec_path: str) -> None:
     from safetensors.torch import save_file
     from transformers import set_seed
 
-    from trl_igrpo.distributed import end_distributed_run
+    from trl_igrpo.utils.distributed import end_distributed_run
 
     set_seed(0)  # adapters are initialised while the trainer is built, before TRL seeds
     trainer = _build_trainer(spec)

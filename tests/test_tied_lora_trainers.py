@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from datasets import Dataset
+from helpers import varied_reward
 from peft import get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -30,10 +31,6 @@ def _assert_every_factor_trained(model, before):
 
 def _prompt_dataset(n=4):
     return Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}]} for i in range(n)])
-
-
-def _length_reward(completions, **kwargs):
-    return [float(len(c[0]["content"] if isinstance(c, list) else c)) for c in completions]
 
 
 def test_trl_vllm_weight_iterator_sees_merged_base_weights_only(tiny_model_dir):
@@ -106,7 +103,7 @@ def test_grpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
         max_completion_length=8, learning_rate=5e-2, beta=0.04, temperature=1.0, seed=0, **CPU_ARGS,
     )  # fmt: skip
     trainer = GRPOTrainer(
-        model=tiny_model_dir, reward_funcs=_length_reward, args=args, train_dataset=_prompt_dataset(),
+        model=tiny_model_dir, reward_funcs=varied_reward, args=args, train_dataset=_prompt_dataset(),
         peft_config=TiedLoraConfig(r=4),
     )  # fmt: skip
     before = _adapter_snapshot(trainer.model)
@@ -123,7 +120,7 @@ def test_igrpo_trainer_trains_tied_lora(tiny_model_dir, tmp_path):
         max_completion_length=8, learning_rate=5e-2, temperature=1.0, seed=0, **CPU_ARGS,
     )  # fmt: skip
     trainer = IGRPOTrainer(
-        model=tiny_model_dir, reward_funcs=_length_reward, args=args, train_dataset=_prompt_dataset(),
+        model=tiny_model_dir, reward_funcs=varied_reward, args=args, train_dataset=_prompt_dataset(),
         peft_config=TiedLoraConfig(r=4),
     )  # fmt: skip
     before = _adapter_snapshot(trainer.model)

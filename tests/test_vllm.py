@@ -8,13 +8,13 @@ mode. The trainer under test is IGRPOTrainer (N=3 drafts, G=2), which includes t
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 
 import pytest
+from helpers import free_port, snapshot_trainable, unchanged_parameters, varied_reward
 
 pytest.importorskip("vllm")
 
@@ -66,29 +66,13 @@ def _dataset(n=8):
     return Dataset.from_dict({"prompt": [[{"role": "user", "content": f"What is {i} + {2 * i}?"}] for i in range(n)]})
 
 
-def length_reward(completions, **kwargs):
-    """Deterministic, varied reward so advantages are non-zero and the policy moves."""
-    return [float(len(c[0]["content"]) % 7) for c in completions]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _assert_params_moved(model, before):
+    assert len(unchanged_parameters(model, before)) < len(before), "no parameter changed after training"
 
 
 def _expected_requests_per_step():
     """(n, number of requests) pairs per optimizer step: Stage-1 drafts with n=N, then Stage-2 with n=G."""
     return Counter({NUM_DRAFTS: UNIQUE_PROMPTS_PER_STEP, NUM_GENERATIONS: UNIQUE_PROMPTS_PER_STEP})
-
-
-def _snapshot(model):
-    return {n: p.detach().clone() for n, p in model.named_parameters()}
-
-
-def _assert_params_moved(model, before):
-    moved = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
-    assert moved, "no parameter changed after training"
 
 
 def _greedy_prompts(model_dir):
@@ -153,11 +137,11 @@ def _check_peft_sync(trainer, prompts, vllm_greedy):
 # Fast failures (no engine is built)
 # ---------------------------------------------------------------------------------------------------------------------
 def test_unreachable_server_fails_fast_with_clear_message(tiny_llama_dir, tmp_path):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     args = _args(tmp_path, "server", vllm_server_base_url=f"http://127.0.0.1:{port}", vllm_server_timeout=1)
     start = time.monotonic()
     with pytest.raises(ConnectionError, match=rf"No vLLM server answered at http://127.0.0.1:{port}.*trl-igrpo serve"):
-        _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
+        _trainer_class()(model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset())
     assert time.monotonic() - start < 30
 
 
@@ -167,7 +151,7 @@ def test_colocate_max_model_len_too_small_fails_before_building_the_engine(tiny_
     with pytest.raises(
         ValueError, match=r"max_model_len=16\) holds 16 tokens but a rollout needs prompt \d+ .*max_completion_length"
     ):
-        _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
+        _trainer_class()(model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset())
     assert time.monotonic() - start < 30  # building the CPU engine alone takes longer than that here
 
 
@@ -178,7 +162,7 @@ def test_colocate_prefetch_runs_one_generation_call_per_step(tiny_llama_dir, tmp
     """prefetch_drafts with N != G on the real engine: the next batch's drafts (n=1 requests, mixed runs) ride along in
     the refinement call, so steps after the first make a single engine call; drafts are one update old."""
     args = _args(tmp_path, "colocate", prefetch_drafts=True, max_steps=3)
-    trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(16))
+    trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset(16))
     generation = trainer.vllm_generation
     calls = []
     original_generate = generation.generate
@@ -188,7 +172,7 @@ def test_colocate_prefetch_runs_one_generation_call_per_step(tiny_llama_dir, tmp
         return original_generate(*call_args, **call_kwargs)
 
     generation.generate = count
-    before = _snapshot(trainer.model)
+    before = snapshot_trainable(trainer.model)
     trainer.train()
     generation.generate = original_generate
     _assert_params_moved(trainer.model, before)
@@ -201,7 +185,7 @@ def test_colocate_prefetch_runs_one_generation_call_per_step(tiny_llama_dir, tmp
 def test_colocate_trains_with_one_sync_per_step_and_matches_transformers_greedy(tiny_llama_dir, tmp_path):
     # vLLM downcasts fp32 checkpoints by default; compare like for like
     args = _args(tmp_path, "colocate", vllm_engine_kwargs='{"dtype": "float32"}')  # JSON string, as on the CLI
-    trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
+    trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset())
     generation = trainer.vllm_generation
     assert generation.weight_sync_backend == "reload"
     assert generation.llm.llm_engine.model_config.dtype == torch.float32
@@ -215,7 +199,7 @@ def test_colocate_trains_with_one_sync_per_step_and_matches_transformers_greedy(
         return original_add_request(request_id, prompt, params, *args, **kwargs)
 
     engine.add_request = spy
-    before = _snapshot(trainer.model)
+    before = snapshot_trainable(trainer.model)
     trainer.train()
     engine.add_request = original_add_request
 
@@ -248,7 +232,7 @@ def test_colocate_trains_with_one_sync_per_step_and_matches_transformers_greedy(
 def test_colocate_sync_of_a_peft_model_pushes_merged_weights(tiny_llama_dir, tmp_path):
     args = _args(tmp_path, "colocate", max_steps=1, vllm_engine_kwargs={"dtype": "float32"})
     trainer = _trainer_class()(
-        model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=_lora()
+        model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset(), peft_config=_lora()
     )
     trainer.train()
     from vllm import SamplingParams
@@ -269,7 +253,7 @@ def test_colocate_sync_of_a_tied_lora_model_pushes_merged_weights(tiny_llama_dir
     Tied-LoRA model, and no `tiedlora_` tensor reaches the engine (it would fail to load)."""
     args = _args(tmp_path, "colocate", max_steps=1, vllm_engine_kwargs={"dtype": "float32"})
     trainer = _trainer_class()(
-        model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=_tied_lora()
+        model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset(), peft_config=_tied_lora()
     )
     assert isinstance(trainer.model.base_model, TiedLoraModel)
     trainer.train()
@@ -346,7 +330,7 @@ def test_exported_tied_lora_adapter_serves_in_vllm_like_transformers_peft(tiny_l
 @pytest.fixture(scope="module")
 def vllm_server(tiny_llama_dir, tmp_path_factory):
     """`python -m trl_igrpo.vllm.serve` on 127.0.0.1:<free port>, started with setsid, stopped by PID."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
     command = [
         sys.executable, "-m", "trl_igrpo.vllm.serve", "--model", str(tiny_llama_dir), "--host", "127.0.0.1",
@@ -390,12 +374,12 @@ def test_server_max_model_len_too_small_fails_at_start(tiny_llama_dir, tmp_path,
         ValueError,
         match=rf"max_model_len={SERVER_MAX_MODEL_LEN}\) holds {SERVER_MAX_MODEL_LEN} tokens.*{pattern}.*--max-model-len",
     ):
-        _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
+        _trainer_class()(model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset())
 
 
 def test_server_trains_with_one_sync_per_step_and_matches_transformers_greedy(tiny_llama_dir, tmp_path, vllm_server):
     args = _args(tmp_path, "server", vllm_server_base_url=vllm_server)
-    trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset())
+    trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset())
     generation = trainer.vllm_generation
     client = generation.vllm_client
     assert generation.weight_sync_backend == "filesystem"
@@ -409,7 +393,7 @@ def test_server_trains_with_one_sync_per_step_and_matches_transformers_greedy(ti
         return original_post(url, *args, **kwargs)
 
     client.session.post = spy
-    before = _snapshot(trainer.model)
+    before = snapshot_trainable(trainer.model)
     trainer.train()
     client.session.post = original_post
 
@@ -439,7 +423,7 @@ def test_server_trains_with_one_sync_per_step_and_matches_transformers_greedy(ti
 def test_server_sync_of_a_peft_model_pushes_merged_weights(tiny_llama_dir, tmp_path, vllm_server):
     args = _args(tmp_path, "server", vllm_server_base_url=vllm_server, max_steps=1)
     trainer = _trainer_class()(
-        model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=_lora()
+        model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset(), peft_config=_lora()
     )
     trainer.train()
     client = trainer.vllm_generation.vllm_client
@@ -454,7 +438,7 @@ def test_server_sync_of_a_peft_model_pushes_merged_weights(tiny_llama_dir, tmp_p
 def test_server_sync_of_a_tied_lora_model_pushes_merged_weights(tiny_llama_dir, tmp_path, vllm_server):
     args = _args(tmp_path, "server", vllm_server_base_url=vllm_server, max_steps=1)
     trainer = _trainer_class()(
-        model=tiny_llama_dir, reward_funcs=length_reward, args=args, train_dataset=_dataset(), peft_config=_tied_lora()
+        model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset(), peft_config=_tied_lora()
     )
     trainer.train()
     client = trainer.vllm_generation.vllm_client

@@ -2,8 +2,8 @@
 
 import pytest
 
-from trl_igrpo.core.checks import check_context_budget
-from trl_igrpo.vllm.generation import _uniform_runs
+from trl_igrpo.utils.context import check_context_budget
+from trl_igrpo.vllm.engine import _uniform_runs
 from trl_igrpo.vllm.serve import ServeArguments, build_serve_command
 from trl_igrpo.vllm.weight_sync import resolve_weight_sync_backend
 
@@ -31,7 +31,7 @@ def test_backend_mode_mismatch_is_rejected():
 
 
 def test_context_budget_counts_prompt_draft_and_completion():
-    from trl_igrpo.vllm.generation import _FIX
+    from trl_igrpo.vllm.engine import _FIX
 
     check_context_budget(100, prompt_length=40, completion_length=30, draft_length=30)  # exactly fits
     with pytest.raises(ValueError) as err:
@@ -85,7 +85,7 @@ def test_longest_prompt_counts_chat_templated_tokens(tiny_llama_dir):
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from trl_igrpo.vllm.generation import longest_prompt_tokens
+    from trl_igrpo.utils.context import longest_prompt_tokens
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
     texts = ["What is 1 + 1?", "Solve 12x = 144 and then compute the sum of the digits of x.", "hi"]
@@ -99,15 +99,15 @@ def test_longest_prompt_counts_chat_templated_tokens(tiny_llama_dir):
     assert longest_prompt_tokens(plain, tokenizer) == len(tokenizer(texts[1])["input_ids"])
 
 
-def test_generation_class_is_swapped_only_while_the_trainer_is_built():
+def test_vllm_engine_class_is_swapped_only_while_the_trainer_is_built():
     import trl.trainer.grpo_trainer as grpo_module
     from trl import GRPOTrainer
 
-    from trl_igrpo.vllm.generation import use_generation_class
+    from trl_igrpo.vllm.engine import use_vllm_engine
 
     original = grpo_module.VLLMGeneration
     sentinel = object()
-    with pytest.raises(RuntimeError), use_generation_class(GRPOTrainer, sentinel):
+    with pytest.raises(RuntimeError), use_vllm_engine(GRPOTrainer, sentinel):
         assert grpo_module.VLLMGeneration is sentinel
         raise RuntimeError("constructor failed")
     assert grpo_module.VLLMGeneration is original

@@ -42,7 +42,7 @@ def test_short_sft_teaches_the_format_and_the_result_is_cached(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trl_igrpo.generate import generate_single_pass
+    from trl_igrpo.eval.generation import generate_single_pass
 
     settings = dict(sft_steps=100, batch_size=32, learning_rate=3e-3, refinement_fraction=0.0, progress=False)
     path = build_warm_started_model(tmp_path / "m", **settings)

@@ -25,18 +25,17 @@ __version__ = "0.1.0"
 _EXPORTS_BY_SUBMODULE: dict[str, tuple[str, ...]] = {
     "core": ("GRPOBaseConfig", "UnscorableRewardsError"),
     "core.trainer": ("GRPOBaseTrainer",),
-    "core.compat": ("DynamicSamplingMixin", "ProgressiveBatchingMixin", "VLLMCPUSyncMixin"),
     "curriculum": (
         "CurriculumConfigMixin",
-        "CurriculumGRPOConfig",
-        "CurriculumGRPOTrainer",
         "ProgressiveBatchSampler",
         "compute_pass_rates",
         "filter_by_pass_rate",
     ),
-    "distributed": ("end_distributed_run",),
+    "grpo": ("CurriculumGRPOConfig",),
+    "grpo.trainer": ("CurriculumGRPOTrainer",),
     "hub": ("HubMixin", "HubTokenError", "require_hub_token"),
-    "igrpo": ("IGRPOConfig", "IGRPOTrainer"),
+    "igrpo": ("IGRPOConfig",),
+    "igrpo.trainer": ("IGRPOTrainer",),
     "rpo": (
         "DataCollatorForRPO",
         "OnlineRPOConfig",
@@ -49,25 +48,20 @@ _EXPORTS_BY_SUBMODULE: dict[str, tuple[str, ...]] = {
         "rpo_sq",
     ),
     "tied_lora": ("TiedLoraConfig", "TiedLoraModel"),
+    "utils.distributed": ("end_distributed_run",),
 }
 _LAZY_EXPORTS = {name: submodule for submodule, names in _EXPORTS_BY_SUBMODULE.items() for name in names}
 __all__ = sorted([*_LAZY_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:  # static analysers and the API docs (griffe) see the real objects
     from .core import GRPOBaseConfig, UnscorableRewardsError
-    from .core.compat import DynamicSamplingMixin, ProgressiveBatchingMixin, VLLMCPUSyncMixin
     from .core.trainer import GRPOBaseTrainer
-    from .curriculum import (
-        CurriculumConfigMixin,
-        CurriculumGRPOConfig,
-        CurriculumGRPOTrainer,
-        ProgressiveBatchSampler,
-        compute_pass_rates,
-        filter_by_pass_rate,
-    )
-    from .distributed import end_distributed_run
+    from .curriculum import CurriculumConfigMixin, ProgressiveBatchSampler, compute_pass_rates, filter_by_pass_rate
+    from .grpo import CurriculumGRPOConfig
+    from .grpo.trainer import CurriculumGRPOTrainer
     from .hub import HubMixin, HubTokenError, require_hub_token
-    from .igrpo import IGRPOConfig, IGRPOTrainer
+    from .igrpo import IGRPOConfig
+    from .igrpo.trainer import IGRPOTrainer
     from .rpo import (
         DataCollatorForRPO,
         OnlineRPOConfig,
@@ -80,6 +74,7 @@ if TYPE_CHECKING:  # static analysers and the API docs (griffe) see the real obj
         rpo_sq,
     )
     from .tied_lora import TiedLoraConfig, TiedLoraModel
+    from .utils.distributed import end_distributed_run
 
 
 def __getattr__(name: str):

@@ -128,7 +128,7 @@ def _did_you_mean(parser: argparse.ArgumentParser, flags: list[str]) -> str:
 
 
 def _check_model_paths(parsed: Sequence) -> None:
-    from trl_igrpo.model_loading import check_model_path
+    from trl_igrpo.utils.model_path import check_model_path
 
     for arguments in parsed:
         for field_name, what in (("model_name_or_path", "model path"), ("reward_model_path", "reward model path")):
@@ -186,10 +186,10 @@ def _training_command(name: str, help_text: str) -> Command:
 
     def run(argv: list[str]) -> int:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from trl_igrpo.help_cache import cached_help, help_requested, store_help
+        from trl_igrpo.scripts.help_cache import cached_help, help_requested, store_help
 
         if _asks_for_vllm(argv):  # before the parser, which imports transformers (10-20 s on a small CPU)
-            from trl_igrpo.extras import require_vllm_package
+            from trl_igrpo.utils.extras import require_vllm_package
 
             try:
                 require_vllm_package("--use_vllm")

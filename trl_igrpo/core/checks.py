@@ -1,5 +1,6 @@
-"""Checks that stop a run before it trains on garbage: empty data, prompts that cannot fit, unscorable rewards,
-reward functions that return something other than one number per completion, data that a reward function refuses.
+"""Checks that stop a run before it trains on garbage: empty data, generation settings TRL cannot use, unscorable
+rewards, reward functions that return something other than one number per completion, data that a reward function
+refuses (prompts that cannot fit the context: :mod:`trl_igrpo.utils.context`).
 
 Pure functions and one small counter, shared by every trainer of the package; each error names the problem and the fix.
 """
@@ -25,13 +26,11 @@ __all__ = [
     "RewardOutputError",
     "UnscorableBatchCounter",
     "UnscorableRewardsError",
-    "check_context_budget",
     "check_dataset_fills_a_batch",
     "check_generation_settings",
     "check_reward_output",
     "checked_reward_funcs",
     "first_rows",
-    "model_context_length",
     "run_reward_data_checks",
 ]
 
@@ -56,46 +55,6 @@ def check_dataset_fills_a_batch(dataset, prompts_per_batch: int, name: str = "tr
             "(generation_batch_size / num_generations), so the sampler would yield no batch and training would end "
             "after 0 steps. Use more data or lower per_device_train_batch_size / steps_per_generation."
         )
-
-
-def model_context_length(model, override: int | None = None) -> int | None:
-    """The number of positions the policy can attend to: ``override`` if given, else the model config's
-    ``max_position_embeddings`` (``None`` when the architecture has no such limit, e.g. pure state-space models)."""
-    if override is not None:
-        return override
-    config = getattr(model, "config", None)
-    length = getattr(config, "max_position_embeddings", None) if config is not None else None
-    return int(length) if isinstance(length, int) and length > 0 else None
-
-
-def check_context_budget(
-    context_length: int | None,
-    prompt_length: int,
-    completion_length: int,
-    draft_length: int = 0,
-    where: str = "the model",
-    completion_name: str = "max_completion_length",
-    fix: str = "",
-) -> None:
-    """Raise a ``ValueError`` naming every term when ``prompt + draft + completion > context_length``.
-
-    Beyond the context a model either fails or (RoPE models) silently produces garbage, and vLLM rejects the request.
-    iGRPO's Stage-2 prompt is the original prompt plus a Stage-1 draft, so its budget is
-    ``len(prompt) + max_draft_length + max_completion_length`` (iGRPO paper §3.2.2). ``context_length=None`` skips.
-    """
-    if context_length is None:
-        return
-    required = prompt_length + draft_length + completion_length
-    if required <= context_length:
-        return
-    parts = f"prompt {prompt_length}"
-    if draft_length:
-        parts += f" + draft {draft_length} (max_draft_length)"
-    parts += f" + completion {completion_length} ({completion_name})"
-    raise ValueError(
-        f"{where} holds {context_length} tokens but a rollout needs {parts} = {required}. "
-        + (fix or "Shorten the prompts, or lower max_completion_length (and, for iGRPO, max_draft_length).")
-    )
 
 
 def check_generation_settings(generation_config) -> None:

@@ -135,7 +135,12 @@ def _rows_per_prompt(model, generation_config) -> int:
 
 @contextlib.contextmanager
 def shared_prompt_prefill(model):
-    """Within the block, ``model.generate`` encodes each run of identical prompt rows once (see the module docstring)."""
+    """Within the block, ``model.generate`` encodes each run of identical prompt rows once (see the module docstring).
+
+    The wrapper replaces ``generate`` on this model instance for the block and restores it on exit: TRL's
+    ``_generate_single_turn`` calls ``unwrapped_model.generate(...)`` itself and offers no hook, so the only other way
+    in would be a copy of that method.
+    """
     from transformers import DynamicCache
 
     original_generate = model.generate

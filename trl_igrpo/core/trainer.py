@@ -14,29 +14,28 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from ..citations import DAPO, LLAMA_NEMOTRON, MethodCitation
-from ..curriculum.dynamic_sampling import DynamicSampler
+from ..curriculum.dynamic_sampling import DynamicSampler, RefillPosition
 from ..curriculum.sampler import build_progressive_sampler, curriculum_batch_index, read_pass_rates
-from ..distributed import check_requested_engine
-from ..extras import require_vllm_package
-from ..hub import HubMixin
-from ..model_loading import check_model_path
+from ..hub.citations import DAPO, LLAMA_NEMOTRON, MethodCitation
+from ..hub.mixin import HubMixin
 from ..rewards.registry import resolve_reward_funcs
-from ..run_logging import log_answer_column, use_compact_console
-from ..run_settings import RunSettingsCallback, check_resumed_settings
-from ..vllm.generation import generation_class, longest_prompt_tokens, use_generation_class
+from ..utils.context import check_context_budget, longest_prompt_tokens, model_context_length
+from ..utils.distributed import check_requested_engine
+from ..utils.extras import require_vllm_package
+from ..utils.model_path import check_model_path, default_output_dir
+from ..vllm.engine import WeightSyncVLLMGeneration, use_vllm_engine
 from .checks import (
     NoOptimizerStepCallback,
     UnscorableBatchCounter,
-    check_context_budget,
     check_dataset_fills_a_batch,
     check_generation_settings,
     checked_reward_funcs,
-    model_context_length,
     run_reward_data_checks,
 )
 from .config import GRPOBaseConfig
 from .prefill import effective_generation_config, shared_prompt_prefill
+from .run_logging import log_answer_column, use_compact_console
+from .run_settings import RunSettingsCallback, check_resumed_settings
 
 __all__ = ["GRPOBaseTrainer"]
 
@@ -73,7 +72,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     - ``_generate_single_turn``: with transformers generation, each distinct prompt is encoded once for its whole
       group (``share_prompt_prefill``; same completions, less compute);
     - ``train`` (transformers' Trainer): on resume, the run's settings recorded in the checkpoint are compared with
-      the new ones before the first step (:mod:`trl_igrpo.run_settings`: an error where a change breaks the run, a
+      the new ones before the first step (:mod:`trl_igrpo.core.run_settings`: an error where a change breaks the run, a
       warning listing every other change);
     - from ``HubMixin``: ``create_model_card``, ``init_hf_repo``, ``push_to_hub``, ``save_model``.
     """
@@ -87,8 +86,7 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
     def __init__(self, model, reward_funcs=None, args: GRPOBaseConfig | None = None, train_dataset=None, **kwargs):
         model = check_model_path(model)  # a missing local directory: one line naming it, not a Hub-id error
         if args is None:
-            model_name = model if isinstance(model, str) else model.config._name_or_path
-            args = self.config_class(f"{str(model_name).rstrip('/').split('/')[-1]}-{self._name.replace(' ', '')}")
+            args = self.config_class(default_output_dir(model, self._name))
         if not isinstance(args, self.config_class):
             raise TypeError(
                 f"{type(self).__name__} needs a {self.config_class.__name__} (it carries the curriculum, dynamic "
@@ -105,14 +103,18 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         self._longest_prompt: int | None = None
         self.last_rollout_rewards: torch.Tensor | None = None
         self.curriculum_sampler = None
-        with use_generation_class(type(self), self._make_vllm_generation):
+        with use_vllm_engine(type(self), self._make_vllm_generation):
             super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
         check_requested_engine(self.accelerator)  # FSDP/DeepSpeed requested but DDP set up: stop, naming the fix
         if not self.use_vllm:  # settings TRL's transformers rollout cannot use: stop now, not inside the first step
             policy = self.accelerator.unwrap_model(self.model)
             check_generation_settings(effective_generation_config(policy, self.generation_config))
         self.unscorable_batches = UnscorableBatchCounter(args.max_unscorable_reward_batches)
-        self.dynamic_sampler = DynamicSampler(args, self.train_dataset) if args.dynamic_sampling else None
+        self.dynamic_sampler = None
+        if args.dynamic_sampling:
+            self.dynamic_sampler = DynamicSampler(
+                args, self.train_dataset, self.accelerator, self.reward_weights, self._tokenizer.pad_token_id
+            )
         if args.progressive_batching:
             if self.train_dataset is None:
                 raise ValueError("`progressive_batching=True` needs a train dataset with a pass-rate column")
@@ -148,6 +150,11 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         finally:
             self._capturing_rollout_rewards = False
 
+    def _scored_rollout(self, inputs: list[dict[str, Any]]) -> tuple[dict[str, Any], torch.Tensor | None]:
+        """:meth:`_rollout` and the gathered rewards of its final rollouts (what dynamic sampling judges groups by)."""
+        output = self._rollout(inputs)
+        return output, self.last_rollout_rewards
+
     def _extra_prompt_tokens(self) -> int:
         """Tokens a rollout adds to a dataset prompt before generation (iGRPO: the draft); 0 here."""
         return 0
@@ -167,9 +174,18 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        if self.dynamic_sampler is not None and self.model.training:
-            return self.dynamic_sampler.fill(self, inputs)
-        return self._rollout(inputs)
+        if self.dynamic_sampler is None or not self.model.training:
+            return self._rollout(inputs)
+        position = RefillPosition(
+            global_step=self.state.global_step,
+            accumulation_position=self._step % self.args.gradient_accumulation_steps,
+            curriculum=self.curriculum_sampler,
+            curriculum_batch=self.curriculum_batch_index(),
+        )
+        output, metrics = self.dynamic_sampler.fill(inputs, self._scored_rollout, position)
+        for name, value in metrics.items():
+            self._metrics["train"][name].append(value)
+        return output
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         with checked_reward_funcs(self):  # a string or a list per completion fails naming the function
@@ -233,7 +249,12 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
 
     @contextlib.contextmanager
     def _completion_budget(self, max_new_tokens: int, field_name: str):
-        """Generate at most ``max_new_tokens`` per completion inside the block, on every generation backend."""
+        """Generate at most ``max_new_tokens`` per completion inside the block, on every generation backend.
+
+        TRL's ``_generate_single_turn`` takes no length argument: it reads the budget from ``generation_config``
+        (transformers), ``vllm_generation.max_completion_length`` (vLLM) and ``generation_kwargs``, so those are set
+        for the block and restored on exit (with this trainer's own ``_max_new_tokens``, which the context check reads).
+        """
         targets: list[tuple[Any, str]] = [(self, "_max_new_tokens"), (self, "_max_new_tokens_field")]
         values: list[Any] = [max_new_tokens, field_name]
         if getattr(self, "generation_config", None) is not None:
@@ -279,9 +300,9 @@ class GRPOBaseTrainer(HubMixin, GRPOTrainer):
         )
 
     def _make_vllm_generation(self, **generation_kwargs):
-        """Builds the package's ``VLLMGeneration`` inside ``GRPOTrainer.__init__`` (see :mod:`trl_igrpo.vllm`)."""
+        """Builds the package's ``VLLMGeneration`` inside ``GRPOTrainer.__init__`` (:mod:`trl_igrpo.vllm.engine`)."""
         args = self.args
-        return generation_class()(
+        return WeightSyncVLLMGeneration(
             weight_sync=args.vllm_weight_sync,
             weight_sync_dir=args.vllm_weight_sync_dir,
             context_budget=(self._longest_train_prompt(), self._extra_prompt_tokens()),

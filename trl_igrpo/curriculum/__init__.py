@@ -1,7 +1,14 @@
 """Pass-rate curriculum (Llama-Nemotron progressive batching), pass-rate estimation and DAPO dynamic sampling.
 
-The pieces here are pure functions and helper objects; :class:`~trl_igrpo.core.GRPOBaseTrainer` switches them on from
-config fields. :class:`CurriculumGRPOTrainer` (plain GRPO with them) is imported lazily, because it builds on the base.
+The pieces here are pure functions and helper objects, below the trainers: :class:`~trl_igrpo.core.GRPOBaseTrainer`
+switches them on from config fields (:class:`CurriculumConfigMixin`), and plain GRPO with them is
+:class:`~trl_igrpo.grpo.CurriculumGRPOTrainer`.
+
+- :mod:`~trl_igrpo.curriculum.config`: the config fields;
+- :mod:`~trl_igrpo.curriculum.schedule`: the Gaussian over pass-rate bins and how its centre moves;
+- :mod:`~trl_igrpo.curriculum.sampler`: the progressive batch sampler (TRL's ``RepeatSampler`` layout);
+- :mod:`~trl_igrpo.curriculum.dynamic_sampling`: dropping constant-reward groups and refilling the batch;
+- :mod:`~trl_igrpo.curriculum.pass_rate`: estimating each prompt's pass rate (``trl-igrpo pass-rate``).
 """
 
 from .config import CurriculumConfigMixin
@@ -12,12 +19,8 @@ from .schedule import allocate_batch_counts, gaussian_bin_weights, plan_progress
 
 __all__ = [
     "CurriculumConfigMixin",
-    "CurriculumGRPOConfig",
-    "CurriculumGRPOTrainer",
     "DynamicSampler",
-    "DynamicSamplingMixin",
     "ProgressiveBatchSampler",
-    "ProgressiveBatchingMixin",
     "allocate_batch_counts",
     "build_progressive_sampler",
     "compute_pass_rates",
@@ -31,18 +34,3 @@ __all__ = [
     "read_pass_rates",
     "schedule_mean",
 ]
-
-_LAZY = {  # module (relative to this package) that defines each lazily imported name
-    "CurriculumGRPOConfig": ".grpo_config",
-    "CurriculumGRPOTrainer": ".trainer",
-    "DynamicSamplingMixin": "..core.compat",
-    "ProgressiveBatchingMixin": "..core.compat",
-}
-
-
-def __getattr__(name: str):
-    import importlib
-
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name], __name__), name)

@@ -1,18 +1,23 @@
 """DAPO-style dynamic sampling for GRPO-family trainers: drop prompt groups whose rewards are all equal, refill the batch.
 
 DAPO (arXiv 2503.14476, Eq. 11) keeps only groups with 0 < #correct < G: when every completion of a prompt gets the same
-reward, the group-relative advantage is zero and the group only dilutes the loss. :class:`DynamicSamplingMixin` wraps
-``_generate_and_score_completions``: it scores a generation batch with ``super()``, drops the constant groups, and runs
-``super()`` again on fresh prompts from the training set (at most ``dynamic_sampling_max_extra_rounds`` times) until every
-process holds a full local batch of rows from informative groups. Each round's advantages were already computed by
-``super()`` over complete groups, so kept rows can be combined across rounds as they are.
+reward, the group-relative advantage is zero and the group only dilutes the loss. :class:`DynamicSampler` takes the
+trainer's rollout as a function: it scores a generation batch with it, drops the constant groups, and rolls out fresh
+prompts from the training set (at most ``dynamic_sampling_max_extra_rounds`` times) until every process holds a full
+local batch of rows from informative groups. Each round's advantages were already computed over complete groups, so
+kept rows can be combined across rounds as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from ..rewards.aggregation import weighted_reward_sum
+from ..utils.seeds import mix_seed
 
 # Output keys padded like TRL pads them in `_generate_and_score_completions`.
 PROMPT_ALIGNED_PAD = {"prompt_ids": None, "prompt_mask": 0}  # None: the tokenizer's pad id; left padding
@@ -145,14 +150,29 @@ def merge_rollout_outputs(
     return merged
 
 
+#: One rollout round: rows in, (TRL's rollout output, the gathered rewards of its rows, shape (rows, functions)) out.
+ScoredRollout = Callable[[list[dict]], tuple[dict, torch.Tensor | None]]
+
+
+@dataclass(frozen=True)
+class RefillPosition:
+    """Where in training a generation batch is refilled: what seeds its refill draws, and the curriculum batch whose
+    Gaussian they follow when progressive batching is on (``curriculum`` has a ``sample_refill`` method)."""
+
+    global_step: int
+    accumulation_position: int
+    curriculum: Any = None
+    curriculum_batch: int = 0
+
+
 class DynamicSampler:
     """DAPO dynamic sampling as a helper object: constant-reward groups never reach the loss.
 
     :class:`~trl_igrpo.core.GRPOBaseTrainer` calls :meth:`fill` instead of one rollout round when
-    ``dynamic_sampling=True`` (training only). Per generation batch:
+    ``dynamic_sampling=True`` (training only), passing its rollout as a function. Per generation batch:
 
-    1. ``trainer._rollout(inputs)`` runs one round (for iGRPO: both stages) and leaves the gathered rewards of its final
-       rollouts in ``trainer.last_rollout_rewards``.
+    1. ``rollout(inputs)`` runs one round (for iGRPO: both stages) and returns TRL's output with the gathered rewards of
+       its final rollouts.
     2. Groups are judged on the *gathered* rewards, so every process reaches the same decision and makes the same
        number of collective calls. A process needs as many informative rows as its local batch holds.
     3. While some process is short and fewer than ``dynamic_sampling_max_extra_rounds`` extra rounds ran, a refill
@@ -164,28 +184,30 @@ class DynamicSampler:
        recomputed. If rows are still missing, ``dynamic_sampling_shortfall="mask"`` fills the gap with dropped rows
        whose completion mask and advantage are zero; ``"raise"`` errors.
 
-    Metrics: ``dynamic_sampling/dropped_fraction`` (constant groups / groups generated, all rounds),
-    ``dynamic_sampling/rounds`` (1 = no refill), ``dynamic_sampling/masked_fraction`` (masked filler rows / rows).
+    Metrics (returned by :meth:`fill` for the trainer to log): ``dynamic_sampling/dropped_fraction`` (constant groups
+    / groups generated, all rounds), ``dynamic_sampling/rounds`` (1 = no refill), ``dynamic_sampling/masked_fraction``
+    (masked filler rows / rows).
     """
 
-    def __init__(self, args, train_dataset):
+    def __init__(self, args, train_dataset, accelerator, reward_weights: torch.Tensor, pad_token_id: int):
         if train_dataset is None or not hasattr(train_dataset, "__getitem__") or not hasattr(train_dataset, "__len__"):
             raise ValueError("`dynamic_sampling=True` needs a map-style train dataset to refill batches from")
         self.args = args
         self.train_dataset = train_dataset
+        self.accelerator = accelerator
+        self.reward_weights = reward_weights
+        self.pad_token_id = pad_token_id
 
-    def refill_rows(self, trainer, template_inputs: list[dict], round_index: int) -> list[dict]:
+    def refill_rows(self, template_inputs: list[dict], round_index: int, position: RefillPosition) -> list[dict]:
         """This process's slice of a fresh global generation batch, laid out like TRL's ``RepeatSampler`` output."""
-        group_size = trainer.num_generations
+        group_size = self.args.num_generations
         local_rows = len(template_inputs)
-        world, rank = trainer.accelerator.num_processes, trainer.accelerator.process_index
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
         num_prompts = local_rows * world // group_size
-        accumulation_position = trainer._step % self.args.gradient_accumulation_steps
-        seed = ((self.args.seed * 1_000_003 + trainer.state.global_step) * 131 + accumulation_position) * 17
-        generator = torch.Generator().manual_seed((seed + round_index) % (2**63))
-        sampler = trainer.curriculum_sampler
-        if sampler is not None:
-            prompts = sampler.sample_refill(num_prompts, trainer.curriculum_batch_index(), generator)
+        seed = mix_seed(self.args.seed, position.global_step, position.accumulation_position, round_index)
+        generator = torch.Generator().manual_seed(seed)
+        if position.curriculum is not None:
+            prompts = position.curriculum.sample_refill(num_prompts, position.curriculum_batch, generator)
         else:
             prompts = torch.randint(len(self.train_dataset), (num_prompts,), generator=generator).tolist()
         global_rows = [index for index in prompts for _ in range(group_size)]
@@ -194,20 +216,23 @@ class DynamicSampler:
         rows = [self.train_dataset[index] for index in local]
         return [{key: row[key] for key in keys if key in row} for row in rows]
 
-    def fill(self, trainer, inputs: list[dict]) -> dict:
-        """Roll out ``inputs`` (and refills) until every process holds a full batch of informative rows."""
-        group_size = trainer.num_generations
+    def fill(
+        self, inputs: list[dict], rollout: ScoredRollout, position: RefillPosition
+    ) -> tuple[dict, dict[str, float]]:
+        """Roll out ``inputs`` (and refills) until every process holds a full batch of informative rows; returns the
+        merged output and the metrics of this batch."""
+        group_size = self.args.num_generations
         local_rows = len(inputs)
-        world, rank = trainer.accelerator.num_processes, trainer.accelerator.process_index
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
         outputs, local_keep_masks = [], []
         kept_per_rank = torch.zeros(world, dtype=torch.long)
         groups_seen = groups_dropped = 0
         round_inputs = inputs
         for round_index in range(1 + self.args.dynamic_sampling_max_extra_rounds):
             if round_index > 0:
-                round_inputs = self.refill_rows(trainer, inputs, round_index)
-            outputs.append(trainer._rollout(round_inputs))
-            rewards = trainer.last_rollout_rewards
+                round_inputs = self.refill_rows(inputs, round_index, position)
+            output, rewards = rollout(round_inputs)
+            outputs.append(output)
             if rewards is None or rewards.size(0) != local_rows * world:
                 raise RuntimeError(
                     "dynamic sampling could not find the gathered rewards of the final rollouts: `_rollout` must end "
@@ -215,9 +240,9 @@ class DynamicSampler:
                 )
             informative = informative_group_mask(
                 rewards.detach().float().cpu(),
-                trainer.reward_weights.float().cpu(),
+                self.reward_weights.float().cpu(),
                 group_size,
-                trainer.multi_objective_aggregation,
+                self.args.multi_objective_aggregation,
             )
             groups_seen += informative.numel()
             groups_dropped += int((~informative).sum())
@@ -233,11 +258,21 @@ class DynamicSampler:
                 f"{local_rows} rows from groups with varying rewards; raise `dynamic_sampling_max_extra_rounds` or set "
                 "`dynamic_sampling_shortfall='mask'`"
             )
+        output, filler_count = self._merge(outputs, local_keep_masks, local_rows)
+        metrics = {
+            "dynamic_sampling/dropped_fraction": groups_dropped / groups_seen,
+            "dynamic_sampling/rounds": float(rounds),
+            "dynamic_sampling/masked_fraction": filler_count / (local_rows * world),
+        }
+        return output, metrics
+
+    def _merge(self, outputs: list[dict], local_keep_masks: list[torch.Tensor], local_rows: int) -> tuple[dict, int]:
+        """The selected rows of every round in one output (fillers masked out), and the number of fillers overall."""
         selections, fillers = plan_row_selection(local_keep_masks, local_rows)
         sequence_level_keys: tuple[str, ...] = ()
-        if str(trainer.vllm_importance_sampling_mode).startswith("sequence"):
+        if str(self.args.vllm_importance_sampling_mode).startswith("sequence"):
             sequence_level_keys = ("importance_sampling_ratio",)
-        output = merge_rollout_outputs(outputs, selections, trainer._tokenizer.pad_token_id, sequence_level_keys)
+        output = merge_rollout_outputs(outputs, selections, self.pad_token_id, sequence_level_keys)
         filler = torch.cat(fillers).to(output["completion_mask"].device)
         if filler.any():
             completion_mask = output["completion_mask"]
@@ -247,10 +282,6 @@ class DynamicSampler:
         loss_mask = output["completion_mask"]
         if output.get("tool_mask") is not None:
             loss_mask = loss_mask * output["tool_mask"]
-        output["num_items_in_batch"] = trainer.accelerator.gather(loss_mask.sum()).sum()
-        filler_count = trainer.accelerator.gather(filler.sum().to(loss_mask.device)).sum().item()
-        metrics = trainer._metrics["train"]
-        metrics["dynamic_sampling/dropped_fraction"].append(groups_dropped / groups_seen)
-        metrics["dynamic_sampling/rounds"].append(float(rounds))
-        metrics["dynamic_sampling/masked_fraction"].append(filler_count / (local_rows * world))
-        return output
+        output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        filler_count = self.accelerator.gather(filler.sum().to(loss_mask.device)).sum().item()
+        return output, int(filler_count)

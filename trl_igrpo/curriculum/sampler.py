@@ -1,4 +1,4 @@
-"""Progressive-batching sampler (Llama-Nemotron pass-rate curriculum) and the trainer mixin that installs it."""
+"""The progressive-batching sampler (Llama-Nemotron pass-rate curriculum) and the helpers the base trainer uses."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from ..utils.seeds import mix_seed
 from .schedule import batch_progress, gaussian_bin_weights, plan_progressive_batches, schedule_mean
 
 
@@ -97,7 +98,7 @@ class ProgressiveBatchSampler(Sampler[int]):
                     start=self.start,
                     end=self.end,
                     schedule=self.schedule,
-                    seed=self.seed * 1_000_003 + epoch,
+                    seed=mix_seed(self.seed, epoch),
                     balance_pool=self.balance_pool,
                 )
             }

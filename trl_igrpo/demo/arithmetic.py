@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ..igrpo.drafts import IGRPO_SYSTEM_PROMPT
+from ..data.prompts import resolve_system_prompt
 
 __all__ = ["ARITHMETIC_INSTRUCTION", "format_prompt", "make_arithmetic_dataset", "make_arithmetic_examples"]
 
@@ -20,8 +20,7 @@ def format_prompt(
         return f"Question: {question} {instruction}\nAnswer:"
     prompt = [{"role": "user", "content": f"{question} {instruction}"}]
     if system_prompt:
-        text = IGRPO_SYSTEM_PROMPT if system_prompt == "igrpo" else system_prompt
-        prompt = [{"role": "system", "content": text}] + prompt
+        prompt = [{"role": "system", "content": resolve_system_prompt(system_prompt) or system_prompt}] + prompt
     return prompt
 
 

@@ -1,5 +1,5 @@
 r"""Chained arithmetic: multi-step problems whose worked solutions are chains of steps, so a draft's partial reasoning
-can help a refinement. The offline benchmark task of ``benchmarks/igrpo_vs_grpo.py``.
+can help a refinement. The offline benchmark task of ``benchmarks/igrpo_vs_grpo_chained.py``.
 
 A problem is ``What is 47+8-5+9?`` (a two-digit start and 3 or 4 additions and subtractions of one-digit numbers,
 evaluated left to right, every intermediate value kept in ``[0, max_value]``; about half the steps carry or borrow),

@@ -21,11 +21,10 @@ settings match (``chained_warm_start.json``). The SFT problems come from their o
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import time
-from pathlib import Path
+
+from .warm_start import SFTPairs, build_sft_warm_start, sft_pair
 
 __all__ = ["CHAINED_SFT_DATA_SEED", "CHAINED_SFT_STEPS", "build_chained_warm_start"]
 
@@ -36,9 +35,11 @@ _STAMP = "chained_warm_start.json"
 
 
 def _sft_pairs(
-    tokenizer, pool_size: int, rng: random.Random, carry_slip_rate: float, refinement_fraction: float,
+    tokenizer, rng: random.Random, pool_size: int, carry_slip_rate: float, refinement_fraction: float,
     draft_carry_slip_rate: float,
-) -> tuple[list, list]:  # fmt: skip
+) -> tuple[SFTPairs, SFTPairs]:  # fmt: skip
+    """(plain, refinement) token pairs: the teacher's chains, slipping on carries; a share ``refinement_fraction`` of
+    the prompts carry a prior draft from the same teacher, whose first slip the target fixes."""
     from ..igrpo.drafts import build_refinement_prompt
     from .chained_arithmetic import (
         chain_solution,
@@ -48,8 +49,8 @@ def _sft_pairs(
         teacher_results,
     )
 
-    plain: list[tuple[list[int], list[int]]] = []
-    refinement: list[tuple[list[int], list[int]]] = []
+    plain: SFTPairs = []
+    refinement: SFTPairs = []
     for row in make_chained_examples(pool_size, seed=CHAINED_SFT_DATA_SEED):
         chain = parse_chain_question(row["question"])
         prompt = row["prompt"]
@@ -61,11 +62,7 @@ def _sft_pairs(
         else:
             completion = chain_solution(chain, teacher_results(chain, rng, carry_slip_rate))
             bucket = plain
-        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
-        if hasattr(prompt_ids, "keys"):
-            prompt_ids = prompt_ids["input_ids"]
-        completion_ids = tokenizer(completion + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-        bucket.append((list(prompt_ids), completion_ids))
+        bucket.append(sft_pair(tokenizer, prompt, completion))
     return plain, refinement
 
 
@@ -114,7 +111,6 @@ def build_chained_warm_start(
             raise ValueError(f"{name} must be in [0, 1], got {value}.")
     if sft_steps < 0 or batch_size < 1 or pool_size < 1:
         raise ValueError("sft_steps must be >= 0, batch_size and pool_size >= 1.")
-    output_dir = Path(output_dir)
     settings = dict(
         sft_steps=sft_steps,
         batch_size=batch_size,
@@ -129,43 +125,22 @@ def build_chained_warm_start(
         data_seed=CHAINED_SFT_DATA_SEED,
         format=2,
     )
-    stamp = output_dir / _STAMP
-    if not overwrite and stamp.exists() and json.loads(stamp.read_text()).get("settings") == settings:
-        return str(output_dir)
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    def sft_pairs(tokenizer, rng: random.Random) -> tuple[SFTPairs, SFTPairs]:
+        return _sft_pairs(tokenizer, rng, pool_size, carry_slip_rate, refinement_fraction, draft_carry_slip_rate)
 
-    from ..testing import build_tiny_model
-    from .warm_start import run_sft_steps
-
-    start = time.perf_counter()
-    build_tiny_model(output_dir, seed=seed, num_layers=num_layers, hidden_size=hidden_size, overwrite=True)
-    tokenizer = AutoTokenizer.from_pretrained(output_dir)
-    model = AutoModelForCausalLM.from_pretrained(output_dir, dtype=torch.float32)
-    rng = random.Random(seed)
-    plain, refinement = _sft_pairs(
-        tokenizer, pool_size, rng, carry_slip_rate, refinement_fraction, draft_carry_slip_rate
-    )  # batches come from one kind at a time: similar lengths, little padding
-
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
-    warmup = max(1, sft_steps // 20)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + torch.cos(torch.tensor((step - warmup) / max(sft_steps - warmup, 1) * torch.pi)).item())
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    model.train()
-    run_sft_steps(
-        model, tokenizer.pad_token_id, plain, refinement, refinement_fraction,
-        steps=sft_steps, batch_size=batch_size, generator=generator, optimizer=optimizer, scheduler=scheduler,
+    return build_sft_warm_start(
+        output_dir,
+        stamp_name=_STAMP,
+        settings=settings,
+        sft_pairs=sft_pairs,
+        tiny_model={"num_layers": num_layers, "hidden_size": hidden_size},
+        sft_steps=sft_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        refinement_fraction=refinement_fraction,
+        warmup_steps=max(1, sft_steps // 20),
+        overwrite=overwrite,
         progress="chained warm start (SFT)" if progress else None,
-    )  # fmt: skip
-
-    model.save_pretrained(output_dir, safe_serialization=True)
-    tokenizer.save_pretrained(output_dir)
-    stamp.write_text(json.dumps({"settings": settings, "seconds": round(time.perf_counter() - start, 1)}, indent=2))
-    return str(output_dir)
+    )

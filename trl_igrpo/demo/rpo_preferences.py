@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any
+
+from ..rewards._text import completion_text
 
 __all__ = [
     "build_synthetic_preference_dataset",
@@ -20,13 +21,6 @@ _NUMBER = re.compile(r"-?\d+")
 _OFFSETS = (0, 1, 3, 10)
 
 
-def _content(completion: Any) -> str:
-    """Text of a plain or conversational (``[{"role": "assistant", "content": ...}]``) completion."""
-    if isinstance(completion, list):
-        return "".join(str(message.get("content", "")) for message in completion)
-    return str(completion)
-
-
 def synthetic_answer_reward(completions: list, solution: list, **kwargs) -> list[float]:
     """Graded reward for the synthetic arithmetic task: ``-min(|pred - solution|, 10) / 10``; -1 without a number.
 
@@ -34,7 +28,7 @@ def synthetic_answer_reward(completions: list, solution: list, **kwargs) -> list
     """
     rewards = []
     for completion, gold in zip(completions, solution, strict=True):
-        numbers = _NUMBER.findall(_content(completion))
+        numbers = _NUMBER.findall(completion_text(completion))
         if not numbers:
             rewards.append(-1.0)
             continue
@@ -49,7 +43,7 @@ def synthetic_digit_reward(completions: list, **kwargs) -> list[float]:
     """
     rewards = []
     for completion in completions:
-        text = _content(completion)
+        text = completion_text(completion)
         rewards.append(sum(char.isdigit() for char in text) / len(text) if text else 0.0)
     return rewards
 

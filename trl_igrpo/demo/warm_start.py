@@ -16,7 +16,9 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DEFAULT_SFT_STEPS",
@@ -119,13 +121,6 @@ def build_warm_started_model(
     Returns:
         ``str(output_dir)``, loadable with ``from_pretrained`` or usable as a trainer's ``model`` argument.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..igrpo.drafts import build_refinement_prompt
-    from ..testing import build_tiny_model
-    from .arithmetic import make_arithmetic_examples
-
     if sft_steps < 0:
         raise ValueError(f"sft_steps must be >= 0, got {sft_steps}.")
     if not 0.0 <= refinement_fraction <= 1.0:
@@ -134,37 +129,41 @@ def build_warm_started_model(
         raise ValueError(f"teacher_slip_rate must be in [0, 1], got {teacher_slip_rate}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    output_dir = Path(output_dir)
     settings = {name: value for name, value in locals().items() if name in _RECIPE_ARGUMENTS}
     settings.update(RECIPE_CONSTANTS)
-    stamp = output_dir / _STAMP
-    if not overwrite and stamp.exists() and json.loads(stamp.read_text()).get("settings") == settings:
-        return str(output_dir)
-    shipped = SHIPPED_WARM_START / _STAMP
-    if not overwrite and shipped.exists() and json.loads(shipped.read_text()).get("settings") == settings:
-        import shutil
 
-        shutil.copytree(SHIPPED_WARM_START, output_dir, dirs_exist_ok=True)  # built by `make warm-start`
-        return str(output_dir)
+    def sft_pairs(tokenizer, rng: random.Random) -> tuple[SFTPairs, SFTPairs]:
+        return _arithmetic_sft_pairs(tokenizer, rng, refinement_fraction, teacher_slip_rate, max_operand)
 
-    start = time.perf_counter()
-    build_tiny_model(
+    return build_sft_warm_start(
         output_dir,
-        architecture=architecture,
+        stamp_name=_STAMP,
+        settings=settings,
+        sft_pairs=sft_pairs,
+        tiny_model={"architecture": architecture, "num_layers": num_layers, "hidden_size": hidden_size},
+        sft_steps=sft_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
         seed=seed,
-        num_layers=num_layers,
-        hidden_size=hidden_size,
-        overwrite=True,
+        refinement_fraction=refinement_fraction,
+        shipped=SHIPPED_WARM_START,
+        overwrite=overwrite,
+        progress="warm start (SFT)" if progress else None,
     )
-    tokenizer = AutoTokenizer.from_pretrained(output_dir)
-    model = AutoModelForCausalLM.from_pretrained(output_dir, dtype=torch.float32)
 
-    pool = make_arithmetic_examples(4096, seed=SFT_DATA_SEED, max_operand=max_operand)
-    rng = random.Random(seed)
-    # batches are drawn from one kind at a time: similar lengths, little padding
-    plain: list[tuple[list[int], list[int]]] = []
-    refinement: list[tuple[list[int], list[int]]] = []
-    for row in pool:
+
+def _arithmetic_sft_pairs(
+    tokenizer, rng: random.Random, refinement_fraction: float, teacher_slip_rate: float, max_operand: int
+) -> tuple[SFTPairs, SFTPairs]:
+    """(plain, refinement) token pairs of the demo's SFT pool: the teacher's worked solutions, slipping with
+    ``teacher_slip_rate``; a share ``refinement_fraction`` of the prompts carry a prior draft, right half of the
+    time."""
+    from ..igrpo.drafts import build_refinement_prompt
+    from .arithmetic import make_arithmetic_examples
+
+    plain: SFTPairs = []
+    refinement: SFTPairs = []
+    for row in make_arithmetic_examples(4096, seed=SFT_DATA_SEED, max_operand=max_operand):
         prompt = row["prompt"]
         is_refinement = rng.random() < refinement_fraction
         if is_refinement:
@@ -172,30 +171,10 @@ def build_warm_started_model(
             if rng.random() < 0.5:
                 answer += rng.choice([-3, -2, -1, 1, 2, 3])
             prompt = build_refinement_prompt(prompt, worked_solution(row["question"], str(answer)))
-        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
-        if hasattr(prompt_ids, "keys"):
-            prompt_ids = prompt_ids["input_ids"]  # type: ignore[call-overload]  # a BatchEncoding here
         slip = rng.random() < teacher_slip_rate
-        completion = worked_solution(row["question"], row["solution"], slip=slip) + tokenizer.eos_token
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        (refinement if is_refinement else plain).append((list(prompt_ids), completion_ids))  # type: ignore[arg-type]
-
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + torch.cos(torch.tensor(step / max(sft_steps, 1) * torch.pi)).item())
-    )
-    model.train()
-    run_sft_steps(
-        model, tokenizer.pad_token_id, plain, refinement, refinement_fraction,
-        steps=sft_steps, batch_size=batch_size, generator=generator, optimizer=optimizer, scheduler=scheduler,
-        progress="warm start (SFT)" if progress else None,
-    )  # fmt: skip
-
-    model.save_pretrained(output_dir, safe_serialization=True)
-    tokenizer.save_pretrained(output_dir)
-    stamp.write_text(json.dumps({"settings": settings, "seconds": round(time.perf_counter() - start, 1)}, indent=2))
-    return str(output_dir)
+        completion = worked_solution(row["question"], row["solution"], slip=slip)
+        (refinement if is_refinement else plain).append(sft_pair(tokenizer, prompt, completion))
+    return plain, refinement
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,10 +187,6 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     path = build_warm_started_model(options.output_dir, overwrite=True)
     print(f"warm start written to {path}")
-
-
-if __name__ == "__main__":
-    main()
 
 
 SFTPairs = list[tuple[list[int], list[int]]]
@@ -268,3 +243,89 @@ def run_sft_steps(
             bar.set_postfix(loss=f"{loss.item():.3f}")
     if bar is not None:
         bar.close()
+
+
+def sft_pair(tokenizer, prompt, completion: str) -> tuple[list[int], list[int]]:
+    """``(prompt_ids, completion_ids)`` of one SFT example: the prompt as the chat template renders it for generation,
+    the completion plus EOS as plain text."""
+    prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+    if hasattr(prompt_ids, "keys"):
+        prompt_ids = prompt_ids["input_ids"]  # a BatchEncoding here
+    return list(prompt_ids), tokenizer(completion + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    import torch
+
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    return 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+
+
+def build_sft_warm_start(
+    output_dir: str | os.PathLike,
+    *,
+    stamp_name: str,
+    settings: dict,
+    sft_pairs: Callable[[Any, random.Random], tuple[SFTPairs, SFTPairs]],
+    tiny_model: dict,
+    sft_steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    refinement_fraction: float,
+    warmup_steps: int = 0,
+    shipped: Path | None = None,
+    overwrite: bool = False,
+    progress: str | None = None,
+) -> str:
+    """The recipe both warm starts share: reuse a copy whose ``stamp_name`` records the same ``settings`` (in
+    ``output_dir``, else the ``shipped`` one), or build the tiny model (:func:`~trl_igrpo.testing.build_tiny_model`
+    with ``tiny_model``), fine-tune it on ``sft_pairs(tokenizer, random.Random(seed))`` with :func:`run_sft_steps`
+    (AdamW, :func:`warmup_cosine`), save it and write the stamp. Returns ``str(output_dir)``."""
+    output_dir = Path(output_dir)
+    stamp = output_dir / stamp_name
+    if not overwrite and _stamp_settings(stamp) == settings:
+        return str(output_dir)
+    if not overwrite and shipped is not None and _stamp_settings(shipped / stamp_name) == settings:
+        import shutil
+
+        shutil.copytree(shipped, output_dir, dirs_exist_ok=True)  # built by `make warm-start`
+        return str(output_dir)
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..testing import build_tiny_model
+
+    start = time.perf_counter()
+    build_tiny_model(output_dir, seed=seed, overwrite=True, **tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    model = AutoModelForCausalLM.from_pretrained(output_dir, dtype=torch.float32)
+    plain, refinement = sft_pairs(tokenizer, random.Random(seed))  # batches come from one kind at a time
+
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup_steps, sft_steps))
+    model.train()
+    run_sft_steps(
+        model, tokenizer.pad_token_id, plain, refinement, refinement_fraction,
+        steps=sft_steps, batch_size=batch_size, generator=generator, optimizer=optimizer, scheduler=scheduler,
+        progress=progress,
+    )  # fmt: skip
+
+    model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
+    stamp.write_text(json.dumps({"settings": settings, "seconds": round(time.perf_counter() - start, 1)}, indent=2))
+    return str(output_dir)
+
+
+def _stamp_settings(stamp: Path) -> dict | None:
+    """The settings a finished warm start recorded, or ``None`` when there is none."""
+    return json.loads(stamp.read_text()).get("settings") if stamp.exists() else None
+
+
+if __name__ == "__main__":
+    main()

@@ -109,13 +109,10 @@ def build_parser(prog: str = "trl-igrpo eval") -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace):
     """The :class:`~trl_igrpo.eval.runner.EvalSettings` the flags describe."""
+    from ..data.prompts import resolve_system_prompt
     from .runner import EvalSettings
 
-    system_prompt = args.system_prompt
-    if system_prompt == "igrpo":
-        from ..igrpo.drafts import IGRPO_SYSTEM_PROMPT
-
-        system_prompt = IGRPO_SYSTEM_PROMPT
+    system_prompt = resolve_system_prompt(args.system_prompt)
     return EvalSettings(
         num_samples=args.num_samples,
         temperature=args.temperature,
@@ -173,10 +170,10 @@ def prepare(args: argparse.Namespace):
     the vLLM import. Returns ``(settings, problems, data_info, grader)``; errors are ``DataError``/``ValueError``/
     ``FileNotFoundError``/``ImportError`` with one-line messages."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from ..model_loading import check_model_path
+    from ..utils.model_path import check_model_path
     from .data import load_problems
+    from .grading import check_gold_answers
     from .models import adapter_base_model, is_adapter
-    from .runner import check_gold_answers
 
     settings = settings_from_args(args)
     settings.validate()
@@ -211,7 +208,8 @@ def prepare(args: argparse.Namespace):
 
 def run(args: argparse.Namespace, settings, problems, data_info, grader) -> dict:
     """Load the model, evaluate, write and print the results; returns the ``results.json`` content."""
-    from .runner import evaluate, format_markdown, write_results
+    from .results import format_markdown, write_results
+    from .runner import evaluate
 
     try:
         progress = not args.no_progress
@@ -244,7 +242,7 @@ def run(args: argparse.Namespace, settings, problems, data_info, grader) -> dict
 def _load_for_vllm(args, settings, progress):
     from transformers import AutoTokenizer
 
-    from ..model_loading import check_model_path
+    from ..utils.model_path import check_model_path
     from .models import is_adapter, load_model_and_tokenizer
     from .runner import apply_reasoning
     from .vllm_backend import vllm_backend
@@ -295,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     _apply_preset(args)
     if args.backend == "vllm":  # before anything heavy is imported or loaded
-        from ..extras import require_vllm_package
+        from ..utils.extras import require_vllm_package
 
         try:
             require_vllm_package("--backend vllm")

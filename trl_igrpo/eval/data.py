@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ..data import DataError, build_chat_prompt, load_rows
+from ..data import DataError, build_chat_prompt, is_conversational_prompt, load_rows
 from .metrics import last_boxed_content
 
 __all__ = [
@@ -171,10 +171,6 @@ def gold_answer(value: Any, answer_format: str) -> str | None:
     return answer or None
 
 
-def _is_messages(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
-
-
 def load_problems(
     dataset_name: str,
     dataset_config: str | None = None,
@@ -213,7 +209,7 @@ def load_problems(
     problems, bad_gold, empty = [], [], []
     for index, row in enumerate(rows):
         problem = row.get(problem_column)
-        if not (_is_messages(problem) or (isinstance(problem, str) and problem.strip())):
+        if not (is_conversational_prompt(problem) or (isinstance(problem, str) and problem.strip())):
             empty.append(index)
             continue
         answer = gold_answer(row.get(answer_column), answer_format)
@@ -261,7 +257,7 @@ def build_prompt(
     A problem that already is a list of chat messages is returned as is (with ``system_prompt`` prepended when it
     has no system message).
     """
-    if _is_messages(problem) or conversational:
+    if is_conversational_prompt(problem) or conversational:
         return build_chat_prompt(problem, system_prompt, template)  # the trainers' builder (trl_igrpo.data)
     if "{problem}" not in template:
         raise DataError(f"--prompt_template must contain '{{problem}}', got {template!r}.")

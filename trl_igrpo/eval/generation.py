@@ -17,12 +17,8 @@ from typing import Any
 
 import torch
 
-from ..igrpo.drafts import (
-    DEFAULT_REFINEMENT_INSTRUCTION,
-    DEFAULT_REFINEMENT_TEMPLATE,
-    build_refinement_prompt,
-    is_conversational_prompt,
-)
+from ..data.prompts import is_conversational_prompt
+from ..igrpo.drafts import DEFAULT_REFINEMENT_INSTRUCTION, DEFAULT_REFINEMENT_TEMPLATE, build_refinement_prompt
 from ..reasoning.think import strip_reasoning
 
 __all__ = [

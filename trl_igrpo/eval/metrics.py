@@ -1,6 +1,6 @@
 r"""Pure metrics of ``trl-igrpo eval``: pass@k, majority voting, answer extraction and aggregation.
 
-Nothing here generates or grades; grading (math-verify with hard timeouts) happens in :mod:`trl_igrpo.eval.runner`,
+Nothing here generates or grades; grading (math-verify with hard timeouts) happens in :mod:`trl_igrpo.eval.grading`,
 which hands each sample's correctness and the answer the grader read from it to these functions. Votes and grades
 come from the same reader: a sample votes for the answer math-verify read (the string it extracted), so no sample is
 graded one way and counted another.

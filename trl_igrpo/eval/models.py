@@ -82,16 +82,15 @@ def load_model_and_tokenizer(
     """Load a causal LM for evaluation; returns ``(model, tokenizer, info)``.
 
     ``info`` records what was loaded: ``{"model", "adapter", "base_model", "peft_type"}``. A missing local path
-    raises ``FileNotFoundError`` in one line (:func:`~trl_igrpo.model_loading.check_model_path`), for the adapter's
+    raises ``FileNotFoundError`` in one line (:func:`~trl_igrpo.utils.model_path.check_model_path`), for the adapter's
     recorded base model too. The tokenizer comes from the adapter directory when it has one, else from the base; a
     tokenizer without a pad token pads with EOS. ``device=None`` picks CUDA when available.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import trl_igrpo  # noqa: F401  (registers the Tied-LoRA tuner with PEFT before an adapter config is read)
-
-    from ..model_loading import check_model_path
+    from .. import tied_lora  # noqa: F401  (registers the Tied-LoRA tuner with PEFT before an adapter config is read)
+    from ..utils.model_path import check_model_path
 
     model_name_or_path = check_model_path(model_name_or_path) or model_name_or_path
     common = {"revision": revision, "trust_remote_code": trust_remote_code}

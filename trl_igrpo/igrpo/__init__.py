@@ -1,17 +1,21 @@
 """iGRPO (Hatamizadeh et al., arXiv 2602.09000): best-of-N drafts, then GRPO on draft-conditioned refinements.
 
 - :mod:`~trl_igrpo.igrpo.config`: :class:`IGRPOConfig`;
-- :mod:`~trl_igrpo.igrpo.trainer`: :class:`IGRPOTrainer` (the only change to GRPO is the rollout);
-- :mod:`~trl_igrpo.igrpo.drafts`: the pure functions (draft selection, Stage-2 prompt, the template guard).
+- :mod:`~trl_igrpo.igrpo.trainer`: :class:`IGRPOTrainer` (the only change to GRPO is the rollout: draft, rank,
+  condition, refine);
+- :mod:`~trl_igrpo.igrpo.draft_source`: Stage 1 behind one question, "the N drafts of these prompts";
+- :mod:`~trl_igrpo.igrpo.prefetch`: the draft source of ``prefetch_drafts=True`` and everything it keeps;
+- :mod:`~trl_igrpo.igrpo.drafts`: the pure functions (draft selection, Stage-2 prompt, the template guard);
+- :mod:`~trl_igrpo.igrpo.draft_text`: the draft in q' as text, never control tokens.
 """
 
 from typing import TYPE_CHECKING
 
+from ..data.prompts import IGRPO_SYSTEM_PROMPT
 from .config import IGRPOConfig
 from .drafts import (
     DEFAULT_REFINEMENT_INSTRUCTION,
     DEFAULT_REFINEMENT_TEMPLATE,
-    IGRPO_SYSTEM_PROMPT,
     build_refinement_prompt,
     drafts_missing_from_prompts,
     select_drafts,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass, field
 
-from ..core.config import GRPOBaseConfig
+from ..core.config import GRPOBaseConfig, PinnedSettings
 from ..rewards.aggregation import AGGREGATIONS
 from .drafts import (
     CONVERSATIONAL_DRAFT_STYLES,
@@ -20,77 +22,99 @@ DRAFT_SELECTION_STRATEGIES = ("best", "random")
 
 @dataclass
 class IGRPOConfig(GRPOBaseConfig):
-    r"""Configuration for iGRPO: two-stage GRPO with best-draft self-conditioning (Hatamizadeh et al., 2026).
+    r"""
+    Configuration class for the [`~trl_igrpo.IGRPOTrainer`]: two-stage GRPO with best-draft self-conditioning
+    ([iGRPO](https://huggingface.co/papers/2602.09000), Hatamizadeh et al., 2026).
 
-    Every step, Stage 1 samples ``num_drafts`` (N) drafts per prompt from the current policy without gradient, scores
+    Every step, Stage 1 samples `num_drafts` (N) drafts per prompt from the current policy without gradient, scores
     them with the training reward functions and weights, and keeps one (the best). Stage 2 appends that draft to the
-    prompt and runs TRL's normal GRPO update on ``num_generations`` (G) refinements of the longer prompt: log-probs,
-    the ratio, KL and advantages are all conditioned on prompt + draft, and only refinement tokens are trained. At test
+    prompt and runs TRL's normal GRPO update on `num_generations` (G) refinements of the longer prompt: log-probs, the
+    ratio, KL and advantages are all conditioned on prompt + draft, and only refinement tokens are trained. At test
     time the model answers in one pass from the original prompt.
 
-    Only the iGRPO-specific fields are listed; everything else is [`~trl.GRPOConfig`]. Defaults that differ from
-    GRPOConfig follow the paper: ``loss_type="grpo"`` (Eq. 5, per-sequence token mean then group mean; TRL defaults to
-    ``"dapo"``), ``num_generations=4`` and ``temperature=0.7``.
+    This class includes only the parameters that are specific to iGRPO, and the GRPO parameters whose defaults follow
+    the paper; everything else is [`~trl.GRPOConfig`], and the fields every GRPO-based trainer of the package shares
+    (checks, vLLM weight sync, pass-rate curriculum, dynamic sampling; all off by default) are those of
+    [`~trl_igrpo.core.GRPOBaseConfig`]. With `dynamic_sampling=True` a refill re-runs both stages for the new prompts.
 
     Paper settings (§4.1, App. C, Table S.2), for a matched budget of N + G = 8 rollouts per prompt against GRPO with
-    G = 8: ``num_drafts=4``, ``num_generations=4``, ``loss_type="grpo"``, ``beta=0.0`` (no reference model),
-    ``temperature=0.7``, ``learning_rate=1e-6``, ``lr_scheduler_type="cosine_with_min_lr"`` with
-    ``lr_scheduler_kwargs={"min_lr_rate": 0.1}``, ``warmup_steps=0.1`` (a fraction of the steps: transformers 5 replaced ``warmup_ratio``), ``max_completion_length=4096``, one epoch,
-    accuracy + format rewards with ``reward_weights=[1.0, 1.0]``, bf16 and vLLM generation. The paper does not give the
-    clip ε (TRL's 0.2 is kept) nor the text that joins prompt and draft (ours is configurable below).
+    G = 8: `num_drafts=4`, `num_generations=4`, `loss_type="grpo"`, `beta=0.0` (no reference model),
+    `temperature=0.7`, `learning_rate=1e-6`, `lr_scheduler_type="cosine_with_min_lr"` with
+    `lr_scheduler_kwargs={"min_lr_rate": 0.1}`, `warmup_steps=0.1` (a fraction of the steps: transformers 5 replaced
+    `warmup_ratio`), `max_completion_length=4096`, one epoch, accuracy + format rewards with
+    `reward_weights=[1.0, 1.0]`, bf16 and vLLM generation. The paper does not give the clip ε (TRL's 0.2 is kept) nor
+    the text that joins prompt and draft (ours is configurable below).
 
-    Batch arithmetic: each process's generation batch (``per_device_train_batch_size * steps_per_generation``
+    Batch arithmetic: each process's generation batch (`per_device_train_batch_size * steps_per_generation`
     completions) must hold whole groups of G, so that a prompt's group never splits across processes and Stage 1 sees
-    each unique prompt once (``inputs[::G]``). Stage 1 then generates ``N * local_batch / G`` drafts per process.
+    each unique prompt once (`inputs[::G]`). Stage 1 then generates `N * local_batch / G` drafts per process.
 
-    Args:
-        num_drafts (`int`, defaults to `4`):
+    Parameters:
+        > Parameters that control the drafts (Stage 1)
+
+        num_drafts (`int`, *optional*, defaults to `4`):
             N, drafts sampled per unique prompt in Stage 1 (>= 1). The paper's main setting is N = G = 4.
-        max_draft_length (`int` or `None`, defaults to `None`):
+        max_draft_length (`int` or `None`, *optional*, defaults to `None`):
             Maximum new tokens per draft; `None` uses `max_completion_length` (the paper uses one cap for both).
-        draft_selection (`str`, defaults to `"best"`):
-            `"best"`: argmax of the weighted reward sum (first index on ties; unscorable drafts rank last) as in the
-            paper. `"random"`: a uniformly random draft, for ablations.
-        strip_draft_think (`bool`, defaults to `False`):
+        draft_selection (`str`, *optional*, defaults to `"best"`):
+            `"best"`: argmax of the scalar Stage 2's advantage is monotone in (first index on ties; unscorable drafts
+            rank last), as in the paper: the weighted reward sum under
+            `multi_objective_aggregation="sum_then_normalize"`, or [GDPO](https://huggingface.co/papers/2601.05242)'s
+            per-function z-scores within the N drafts under `"normalize_then_sum"`. `"random"`: a uniformly random
+            draft, for ablations.
+        draft_success_threshold (`float`, *optional*, defaults to `0.0`):
+            A draft "succeeds" when its weighted reward is above this; `igrpo/all_drafts_failed_frac` reports prompts
+            where no draft did. With accuracy + format rewards at weights 1/1, 1.0 means "correct answer". Metrics
+            only.
+        prefetch_drafts (`bool`, *optional*, defaults to `False`):
+            Sample the *next* generation batch's drafts in the same generation call as this batch's refinements, so a
+            step runs one generation round instead of two. Drafts are then one policy update older than the
+            refinements they condition (logged as `igrpo/draft_policy_lag`; 0 within an optimizer step that
+            generates several times); refinements, log-probs and the update stay on-policy. Works with any
+            `gradient_accumulation_steps`. The paper samples both stages from the same policy, hence off by default.
+            Needs `max_draft_length <= max_completion_length`, and `num_drafts == num_generations` in vLLM server
+            mode.
+
+        > Parameters that control the refinement prompt (Stage 2)
+
+        strip_draft_think (`bool`, *optional*, defaults to `False`):
             Keep only the text after the draft's last `</think>` before appending it (the paper does not say; off
             keeps the literal Concat(q, d̂), reasoning included).
-        refinement_template (`str`):
+        refinement_template (`str`, *optional*, defaults to `DEFAULT_REFINEMENT_TEMPLATE`):
             A `str.format` template with exactly the placeholders `{prompt}` and `{draft}`: the whole plain-text
-            prompt, or the last user message of a conversational prompt (`"append_to_user"`).
-        refinement_instruction (`str`):
-            `conversational_draft_style="assistant_turn"` only: the user message that follows the draft.
-        conversational_draft_style (`str`, defaults to `"append_to_user"`):
+            prompt, or the last user message of a conversational prompt (`"append_to_user"`). The default is
+            [`~trl_igrpo.igrpo.drafts.DEFAULT_REFINEMENT_TEMPLATE`].
+        refinement_instruction (`str`, *optional*, defaults to `DEFAULT_REFINEMENT_INSTRUCTION`):
+            `conversational_draft_style="assistant_turn"` only: the user message that follows the draft. The default
+            is [`~trl_igrpo.igrpo.drafts.DEFAULT_REFINEMENT_INSTRUCTION`].
+        conversational_draft_style (`str`, *optional*, defaults to `"append_to_user"`):
             Where a conversational prompt gets the draft. `"append_to_user"` renders `refinement_template` into the
             last user message, which every chat template shows verbatim, so the model sees the whole draft.
             `"assistant_turn"` adds the draft as an earlier assistant turn plus a user turn with
             `refinement_instruction`; the chat templates of reasoning models (DeepSeek-R1-Distill, Qwen3, Nemotron 3,
             ...) delete `<think>` reasoning from earlier assistant turns, so there the model would see only the
             draft's answer (the runtime guard below then stops the run).
-        verify_draft_in_prompt (`bool`, defaults to `True`):
+        verify_draft_in_prompt (`bool`, *optional*, defaults to `True`):
             On every step, check that the rendered Stage-2 prompt of each prompt group holds the whole selected draft
             at its place, and that its tokens decode to it, and raise before generating refinements if a chat template
             dropped any of it. Costs one render, one tokenization and one decode per prompt group (see
             docs/igrpo.md). Whatever this says, the draft enters the prompt as text: a draft that spells a control
             token (`<|im_end|>`) never becomes one.
-        draft_success_threshold (`float`, defaults to `0.0`):
-            A draft "succeeds" when its weighted reward is above this; `igrpo/all_drafts_failed_frac` reports prompts
-            where no draft did. With accuracy + format rewards at weights 1/1, 1.0 means "correct answer".
-        prefetch_drafts (`bool`, defaults to `False`):
-            Sample the *next* generation batch's drafts in the same generation call as this batch's refinements, so a
-            step runs one generation round instead of two. Drafts are then one policy update older than the
-            refinements they condition (logged as `igrpo/draft_policy_lag`; 0 within an optimizer step that
-            generates several times); refinements, log-probs and the update stay on-policy. Works with any
-            `gradient_accumulation_steps`. The paper samples both stages from the same policy, hence off by default. Needs
-            `max_draft_length <= max_completion_length`, and `num_drafts == num_generations` in vLLM server mode.
-        two_stage_eval (`bool`, defaults to `False`):
-            Evaluate with draft -> refine instead of the paper's single-pass protocol.
-    Draft ranking uses the scalar Stage 2's advantage is monotone in, under either `multi_objective_aggregation`:
-    the weighted reward sum (`"sum_then_normalize"`) or GDPO's per-function z-scores within the N drafts
-    (`"normalize_then_sum"`).
 
-    The shared fields of [`~trl_igrpo.core.GRPOBaseConfig`] (checks, vLLM weight sync, pass-rate curriculum and
-    dynamic sampling, all off by default) are available too; with `dynamic_sampling=True` a refill re-runs both
-    stages for the new prompts.
+        > Parameters that control evaluation
+
+        two_stage_eval (`bool`, *optional*, defaults to `False`):
+            Evaluate with draft -> refine instead of the paper's single-pass protocol.
+
+        > Parameters whose defaults follow the paper instead of GRPOConfig
+
+        loss_type (`str`, *optional*, defaults to `"grpo"`):
+            Loss aggregation; the paper's Eq. 5 (token mean per sequence, then group mean) is `"grpo"`, where TRL
+            defaults to `"dapo"`. Every loss type TRL 1.16 implements works: see `SUPPORTED_LOSS_TYPES`.
+        num_generations (`int`, *optional*, defaults to `4`):
+            G, refinements per prompt in Stage 2 (the paper: 4, for a budget of N + G = 8).
+        temperature (`float`, *optional*, defaults to `0.7`):
+            Sampling temperature of both stages (the paper: 0.7). Must be > 0.
     """
 
     num_drafts: int = field(
@@ -150,10 +174,29 @@ class IGRPOConfig(GRPOBaseConfig):
     )
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature for both stages (paper: 0.7)."})
 
+    _OPERATIONAL_FIELDS = GRPOBaseConfig._OPERATIONAL_FIELDS | {
+        "verify_draft_in_prompt",
+        "draft_success_threshold",
+        "two_stage_eval",
+    }
+
     def __post_init__(self):
         self._validate_igrpo_fields()
         super().__post_init__()
         self._validate_igrpo_batch_layout()
+
+    def _pinned_settings(self, checkpoint: str) -> PinnedSettings | None:
+        """With ``prefetch_drafts``, a checkpoint holding prefetched drafts pins the settings they were sampled for."""
+        from .prefetch import PREFETCH_FILE
+
+        if not (self.prefetch_drafts and glob.glob(os.path.join(checkpoint, PREFETCH_FILE.format(rank="*")))):
+            return None
+        return PinnedSettings(
+            names=("num_drafts", "max_draft_length"),
+            state="drafts prefetched for the next batch (prefetch_drafts=True)",
+            discard="delete its igrpo_prefetched_drafts_rank*.json files to sample that batch's drafts anew with the "
+            "new setting",
+        )
 
     def _validate_igrpo_fields(self) -> None:
         if not isinstance(self.num_drafts, int) or self.num_drafts < 1:

@@ -11,29 +11,19 @@ from typing import Any
 
 import torch
 
+from ..data.prompts import is_conversational_prompt
 from .draft_text import marked_drafts
 
 __all__ = [
     "CONVERSATIONAL_DRAFT_STYLES",
     "DEFAULT_REFINEMENT_INSTRUCTION",
     "DEFAULT_REFINEMENT_TEMPLATE",
-    "IGRPO_SYSTEM_PROMPT",
     "build_refinement_prompt",
     "drafts_dropped_by_template",
     "drafts_missing_from_prompts",
-    "is_conversational_prompt",
     "select_drafts",
     "template_placeholders",
 ]
-
-#: The training system prompt of the iGRPO paper (App. C), shared by both stages. Opt-in: never injected silently.
-IGRPO_SYSTEM_PROMPT = (
-    "You are a helpful AI Assistant that provides well-reasoned and detailed responses. First think through your "
-    "reasoning as an internal monologue, then give the answer: <think>...</think><answer>...</answer>. If the prompt "
-    "contains feedback or a prior draft, treat it as guidance, not as ground truth. Use it to produce a strictly "
-    "improved final answer: fix mistakes, fill gaps, strengthen justification, and improve clarity. Do not repeat the "
-    "draft verbatim. If the feedback is wrong or incomplete, correct it and proceed."
-)
 
 #: q' = Concat(q, d̂) with a fixed header (the paper's template text is not published). Used for plain-text prompts and,
 #: with the default ``conversational_draft_style="append_to_user"``, inside the last user message.
@@ -49,13 +39,6 @@ DEFAULT_REFINEMENT_INSTRUCTION = (
 #: verbatim. ``"assistant_turn"``: the draft becomes an earlier assistant turn, whose ``<think>`` reasoning templates
 #: of reasoning models (DeepSeek-R1-Distill, Qwen3, Nemotron 3, ...) delete.
 CONVERSATIONAL_DRAFT_STYLES = ("append_to_user", "assistant_turn")
-
-
-def is_conversational_prompt(prompt: Any) -> bool:
-    """True for a list of ``{"role", "content"}`` messages (TRL's ``is_conversational`` on one prompt)."""
-    from trl.data_utils import is_conversational
-
-    return is_conversational({"prompt": prompt})
 
 
 def template_placeholders(template: str) -> set[str]:

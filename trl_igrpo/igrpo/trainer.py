@@ -2,10 +2,11 @@
 
 The only change to GRPO is the rollout (:meth:`IGRPOTrainer._rollout`), which reads top to bottom:
 
-1. Stage 1: sample N drafts per prompt from the current policy, decoded exactly as TRL decodes completions;
-2. score them with the training reward functions and rank them by the scalar Stage 2's advantage is monotone in;
-3. build q' = Concat(q, d̂) with the best draft and check that the chat template kept the whole draft;
-4. Stage 2: TRL's own generation, rewards, advantages on G refinements of q' (``super()._rollout``).
+1. draft (Stage 1): N drafts per prompt from the current policy, decoded exactly as TRL decodes completions, asked once
+   of the trainer's draft source (:mod:`~trl_igrpo.igrpo.draft_source`: sampled now, or prefetched);
+2. rank: score them with the training reward functions and rank them by the scalar Stage 2's advantage is monotone in;
+3. condition: build q' = Concat(q, d̂) with the best draft and check that the chat template kept the whole draft;
+4. refine (Stage 2): TRL's own generation, rewards, advantages on G refinements of q' (``super()._rollout``).
 
 Everything after the rollout (old/reference log-probs, every loss type, KL, vLLM importance sampling, buffering over
 ``steps_per_generation``/``num_iterations``) is TRL's, conditioned on q'; only refinement tokens are trained.
@@ -24,28 +25,18 @@ from typing import Any
 
 import torch
 
-from ..citations import IGRPO
-from ..core.decoding import decode_completions
+from ..core.run_logging import log_answer_column
 from ..core.trainer import GRPOBaseTrainer
+from ..data.prompts import is_conversational_prompt
+from ..hub.citations import IGRPO
 from ..reasoning.think import strip_reasoning
 from ..rewards.aggregation import group_ranking_scores, weighted_reward_sum
-from ..run_logging import log_answer_column
+from ..utils.seeds import mix_seed
 from .config import IGRPOConfig
+from .draft_source import Drafts, DraftSource
 from .draft_text import ControlTokens, encode_as_text, encode_marked, mark_draft, special_token_frame, strip_marks
-from .drafts import (
-    build_refinement_prompt,
-    drafts_dropped_by_template,
-    drafts_missing_from_prompts,
-    is_conversational_prompt,
-    select_drafts,
-)
-from .prefetch import (
-    DataLookahead,
-    PendingDrafts,
-    SavePendingDraftsCallback,
-    batch_fingerprint,
-    load_pending_drafts,
-)
+from .drafts import build_refinement_prompt, drafts_dropped_by_template, drafts_missing_from_prompts, select_drafts
+from .prefetch import PrefetchingDraftSource
 
 __all__ = ["IGRPOTrainer"]
 
@@ -68,13 +59,15 @@ class IGRPOTrainer(GRPOBaseTrainer):
     ``original_prompt``. ``tools``, ``rollout_func`` and ``environment_factory`` are refused (single-turn text only).
 
     The only change to GRPO is the rollout: :meth:`_rollout` (a hook of [`~trl_igrpo.core.GRPOBaseTrainer`], whose
-    docstring lists the TRL methods it overrides for every GRPO-based trainer of the package), plus TRL's
-    ``_tokenize_prompts``, which encodes the draft inside a Stage-2 prompt as text, so that a draft spelling a control
-    token (``<|im_end|>``) cannot forge one (:mod:`~trl_igrpo.igrpo.draft_text`). The opt-in draft
-    prefetching (``prefetch_drafts=True``) adds three pass-through overrides that do nothing when it is off:
-    ``_generate_single_turn`` (TRL: the next batch's draft prompts ride along in the Stage-2 call), and
-    ``get_batch_samples`` and ``train`` (transformers' Trainer: look one generation batch ahead; restore the pending
-    drafts on resume).
+    docstring lists the TRL methods it overrides for every GRPO-based trainer of the package). TRL methods overridden
+    here on top of those, and why:
+
+    - ``_tokenize_prompts``: the draft inside a Stage-2 prompt is encoded as text, so that a draft spelling a control
+      token (``<|im_end|>``) cannot forge one (:mod:`~trl_igrpo.igrpo.draft_text`);
+    - ``_generate_single_turn`` (TRL), ``get_batch_samples`` and ``train`` (transformers' Trainer): each hands over to
+      the draft source (:attr:`draft_source`), and does nothing else unless ``prefetch_drafts=True``, where the next
+      batch's draft prompts ride along in the Stage-2 generation call, the data loader looks one generation batch
+      ahead, and a resumed run restores the pending drafts (:mod:`~trl_igrpo.igrpo.prefetch`).
 
     Example:
 
@@ -108,17 +101,13 @@ class IGRPOTrainer(GRPOBaseTrainer):
         if reward_funcs is None or (isinstance(reward_funcs, (list, tuple)) and len(reward_funcs) == 0):
             raise ValueError("IGRPOTrainer needs reward_funcs: Stage 1 ranks the drafts with them.")
         self._framing_tokens: int | None = None
-        self._pending_drafts: PendingDrafts | None = None  # prefetch_drafts: Stage 1 of the next generation batch
-        self._ride_along: dict[str, Any] | None = None  # prefetch_drafts: prompts added to the Stage-2 generation call
         self._draft_rng_step, self._rollouts_this_step = -1, 0  # draft_selection="random": see _draft_rng
         self._marked_prompts: dict[tuple[str, str], Any] = {}  # Stage-2 prompts with marked drafts (_drafts_as_text)
         self._control: ControlTokens | None = None
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
-        self._lookahead = None
-        if self.args.prefetch_drafts:
-            self._check_prefetch_supported()
-            self._lookahead = DataLookahead(distance=self.args.steps_per_generation * self.num_iterations)
-            self.add_callback(SavePendingDraftsCallback(self))
+        #: Where Stage 1's drafts come from (:mod:`~trl_igrpo.igrpo.draft_source`): sampled when the rollout asks,
+        #: or prefetched one generation earlier (``prefetch_drafts=True``).
+        self.draft_source = PrefetchingDraftSource(self) if self.args.prefetch_drafts else DraftSource(self)
 
     # ------------------------------------------------------------------------------------------------------------------
     # The rollout: draft, rank, condition, refine.
@@ -132,75 +121,31 @@ class IGRPOTrainer(GRPOBaseTrainer):
                 f"iGRPO received {len(inputs)} rows, not a multiple of the group size {group_size}; check the batch "
                 "arithmetic in IGRPOConfig."
             )
-        prompt_rows = inputs[::group_size]
+        prompt_rows, training = inputs[::group_size], mode == "train"
 
-        # Stage 1: N drafts per prompt (sampled now, or prefetched one generation earlier), decoded as TRL decodes
-        # completions, ranked with the training rewards.
-        draft_texts, draft_scores = self._sample_and_score_drafts(prompt_rows, mode)
-        chosen = select_drafts(draft_scores.cpu(), self.args.draft_selection, generator=self._draft_rng())
-        num_drafts = self.args.num_drafts
-        drafts = [draft_texts[i * num_drafts + int(column)] for i, column in enumerate(chosen)]
-        if self.args.strip_draft_think:
-            drafts = [strip_reasoning(text) for text in drafts]
-
-        # q' = Concat(q, d̂), for every row of each prompt's group, with the draft as text (it can never become a control
-        # token); the guard checks that the template kept the whole draft.
-        drafts = [strip_marks(text) for text in drafts]
-        refined_prompts = [self._refinement_prompt(row["prompt"], draft) for row, draft in zip(prompt_rows, drafts)]
-        with self._drafts_as_text(prompt_rows, drafts, refined_prompts):
-            if self.args.verify_draft_in_prompt:
-                self._verify_drafts_in_prompts(refined_prompts, drafts)
-            refined_inputs = [
-                {
-                    **row,
-                    "prompt": refined_prompts[i // group_size],
-                    "original_prompt": row["prompt"],
-                    "draft": drafts[i // group_size],
-                }
-                for i, row in enumerate(inputs)
-            ]
-            self._log_completion_extra("draft", [row["draft"] for row in refined_inputs])
-            log_answer_column(self, "draft_answer", [row["draft"] for row in refined_inputs])
-
-            # Stage 2: TRL's GRPO on G refinements of q' (with prefetch_drafts, the next batch's drafts ride along).
-            self._ride_along = self._next_batch_draft_prompts(inputs) if mode == "train" else None
-            try:
-                output = super()._rollout(refined_inputs)
-            finally:
-                ride_along, self._ride_along = self._ride_along, None
-        if ride_along is not None:
-            self._pending_drafts = PendingDrafts(
-                fingerprint=ride_along["fingerprint"],
-                prompt_ids=ride_along["prompt_ids"],
-                draft_ids=ride_along["completion_ids"],
-                generated_at_step=self.state.global_step,
-            )
+        # 1. Draft: N drafts per prompt, sampled now or prefetched one generation earlier.
+        drafts = self.draft_source.drafts(prompt_rows, training)
+        # 2. Rank: score them with the training rewards and pick one per prompt (the best, or ``draft_selection``).
+        chosen = self._select_drafts(prompt_rows, drafts, mode)
+        # 3. Condition: q' = Concat(q, d̂) for every row of each prompt's group, the draft as text, checked whole.
+        refined_inputs, refined_prompts = self._condition_on_drafts(inputs, prompt_rows, chosen)
+        # 4. Refine: TRL's GRPO on G refinements of q' (a prefetching source samples the next drafts alongside).
+        with self._drafts_as_text(prompt_rows, chosen, refined_prompts), self.draft_source.refining(inputs, training):
+            output = super()._rollout(refined_inputs)
         self._log_refinement_metrics(output, mode)
         return output
 
-    # ------------------------------------------------------------------------------------------------------------------
-    # Stage 1.
-    def _sample_and_score_drafts(self, prompt_rows: list[dict[str, Any]], mode: str) -> tuple[list[str], torch.Tensor]:
-        """N drafts per prompt and this process's ranking scores, shape (prompts, N)."""
+    def _select_drafts(self, prompt_rows: list[dict[str, Any]], drafts: Drafts, mode: str) -> list[str]:
+        """Score every draft with the training reward functions (as TRL scores completions), rank them by the scalar
+        Stage 2's advantage is monotone in, and return the chosen draft's text per prompt (``<think>`` stripped with
+        ``strip_draft_think``)."""
         num_drafts = self.args.num_drafts
-        draft_rows = [row for row in prompt_rows for _ in range(num_drafts)]
-        prompts = [copy.deepcopy(row["prompt"]) for row in draft_rows]
-        pending = self._take_pending_drafts(prompt_rows) if mode == "train" else None
-        if pending is not None:
-            prompt_ids, draft_ids = pending.prompt_ids, pending.draft_ids
-            lag = self.state.global_step - pending.generated_at_step
-        else:
-            with self._completion_budget(self._draft_budget(), "max_draft_length"):
-                prompt_ids, images, multimodal_fields = self._tokenize_prompts(prompts)
-                draft_ids, _ = self._generate_single_turn(prompt_ids, images, multimodal_fields, num_drafts)
-            lag = 0
         if self.args.prefetch_drafts:
-            self._metrics[mode]["igrpo/draft_policy_lag"].append(float(lag))
-        # Reward functions see drafts exactly as they see refinements; the prompt gets the literal decoded text.
-        completions = decode_completions(self, prompts, prompt_ids, draft_ids)
-        texts = self._tokenizer.batch_decode(draft_ids, skip_special_tokens=True)
-
-        rewards_per_func = self._calculate_rewards(draft_rows, prompts, completions, draft_ids)  # gathered
+            self._metrics[mode]["igrpo/draft_policy_lag"].append(float(drafts.policy_lag))
+        draft_rows = [row for row in prompt_rows for _ in range(num_drafts)]
+        rewards_per_func = self._calculate_rewards(
+            draft_rows, drafts.prompts, drafts.completions, drafts.completion_ids
+        )
         # Reward functions may have logged table columns/metrics for the drafts: keep them out of Stage 2's table.
         self._pending_extra_logs.clear()
         self._pending_metrics.clear()
@@ -208,9 +153,37 @@ class IGRPOTrainer(GRPOBaseTrainer):
             rewards_per_func, self.reward_weights, num_drafts, self.multi_objective_aggregation
         )
         rank = self.accelerator.process_index
-        local = scores[rank * len(draft_rows) : (rank + 1) * len(draft_rows)].view(-1, num_drafts)
-        self._log_draft_metrics(weighted_reward_sum(rewards_per_func, self.reward_weights), draft_ids)
-        return texts, local
+        local = scores[rank * len(draft_rows) : (rank + 1) * len(draft_rows)].view(-1, num_drafts)  # gathered: ours
+        self._log_draft_metrics(weighted_reward_sum(rewards_per_func, self.reward_weights), drafts.completion_ids)
+        chosen = select_drafts(local.cpu(), self.args.draft_selection, generator=self._draft_rng())
+        texts = [drafts.texts[i * num_drafts + int(column)] for i, column in enumerate(chosen)]
+        if self.args.strip_draft_think:
+            texts = [strip_reasoning(text) for text in texts]
+        return [strip_marks(text) for text in texts]
+
+    def _condition_on_drafts(
+        self, inputs: list[dict[str, Any]], prompt_rows: list[dict[str, Any]], drafts: list[str]
+    ) -> tuple[list[dict[str, Any]], list]:
+        """The Stage-2 rows (q' = Concat(q, d̂) in every row of each prompt's group, with the ``draft`` and
+        ``original_prompt`` columns) and each group's q'; with ``verify_draft_in_prompt``, raises when the template or
+        the tokenizer lost part of a draft."""
+        group_size = len(inputs) // len(prompt_rows)
+        refined_prompts = [self._refinement_prompt(row["prompt"], draft) for row, draft in zip(prompt_rows, drafts)]
+        if self.args.verify_draft_in_prompt:
+            with self._drafts_as_text(prompt_rows, drafts, refined_prompts):
+                self._verify_drafts_in_prompts(refined_prompts, drafts)
+        refined_inputs = [
+            {
+                **row,
+                "prompt": refined_prompts[i // group_size],
+                "original_prompt": row["prompt"],
+                "draft": drafts[i // group_size],
+            }
+            for i, row in enumerate(inputs)
+        ]
+        self._log_completion_extra("draft", [row["draft"] for row in refined_inputs])
+        log_answer_column(self, "draft_answer", [row["draft"] for row in refined_inputs])
+        return refined_inputs, refined_prompts
 
     def _draft_rng(self) -> torch.Generator:
         """The generator of ``draft_selection="random"``, seeded from (seed, process, optimizer step, rollout within
@@ -219,88 +192,12 @@ class IGRPOTrainer(GRPOBaseTrainer):
         step = self.state.global_step
         self._rollouts_this_step = self._rollouts_this_step + 1 if self._draft_rng_step == step else 0
         self._draft_rng_step = step
-        seed = 0
-        for part in (self.args.seed, self.accelerator.process_index, step, self._rollouts_this_step):
-            seed = (seed * 1_000_003 + int(part)) % (2**63)
+        seed = mix_seed(self.args.seed, self.accelerator.process_index, step, self._rollouts_this_step)
         return torch.Generator().manual_seed(seed)
 
     def _draft_budget(self) -> int:
+        """Tokens per draft: ``max_draft_length``, else ``max_completion_length``."""
         return int(self.args.max_draft_length or self.max_completion_length or 0)
-
-    # ------------------------------------------------------------------------------------------------------------------
-    # Draft prefetching (prefetch_drafts=True; see trl_igrpo/igrpo/prefetch.py).
-    def _take_pending_drafts(self, prompt_rows: list[dict[str, Any]]) -> PendingDrafts | None:
-        """The prefetched drafts for these prompts, if every process has them (else every process samples now)."""
-        pending = self._pending_drafts
-        matches = pending is not None and pending.fingerprint == batch_fingerprint(prompt_rows)
-        if not self.args.prefetch_drafts or not self._on_every_process(matches):
-            return None
-        self._pending_drafts = None
-        return pending
-
-    def _next_batch_draft_prompts(self, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """Tokenized Stage-1 prompts of the next generation batch, to ride along in this Stage-2 generation call."""
-        if self._lookahead is None:
-            return None
-        upcoming = self._lookahead.next_generation_batch(inputs)
-        if not self._on_every_process(upcoming is not None):
-            return None
-        prompt_rows = upcoming[:: self.num_generations]
-        prompts = [copy.deepcopy(row["prompt"]) for row in prompt_rows for _ in range(self.args.num_drafts)]
-        with self._completion_budget(self._draft_budget(), "max_draft_length"):
-            prompt_ids, _, _ = self._tokenize_prompts(prompts)
-        return {"fingerprint": batch_fingerprint(prompt_rows), "prompt_ids": prompt_ids, "completion_ids": None}
-
-    def _on_every_process(self, flag: bool) -> bool:
-        """``flag`` AND-ed over processes: prefetch decisions change collective generation calls, so all agree."""
-        if self.accelerator.num_processes == 1:
-            return flag
-        return bool(self.accelerator.gather(torch.tensor([int(flag)], device=self.accelerator.device)).min())
-
-    def _check_prefetch_supported(self) -> None:
-        args = self.args
-        if self.use_vllm and args.vllm_mode == "server" and args.num_drafts != self.num_generations:
-            raise ValueError(
-                "prefetch_drafts=True with vllm_mode='server' needs num_drafts == num_generations: the server "
-                f"de-duplicates one generation call with a single stride (got N={args.num_drafts}, "
-                f"G={self.num_generations})."
-            )
-
-    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
-        """TRL's generation; with ``prefetch_drafts``, the next batch's draft prompts ride along in the Stage-2 call
-        (one generation round per step instead of two). Drafts are cut at ``max_draft_length`` afterwards, which
-        samples exactly as a generation capped there would."""
-        ride_along = self._ride_along
-        if ride_along is None or ride_along["completion_ids"] is not None:
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, **kwargs)
-        own = len(prompt_ids)
-        completion_ids, logprobs = super()._generate_single_turn(
-            list(prompt_ids) + list(ride_along["prompt_ids"]), images, multimodal_fields, num_generations, **kwargs
-        )
-        budget = self._draft_budget()
-        ride_along["completion_ids"] = [list(ids[:budget]) for ids in completion_ids[own:]]
-        return completion_ids[:own], (logprobs[:own] if logprobs is not None else None)
-
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """Trainer's fetch of an optimizer step's micro-batches; with ``prefetch_drafts`` it also keeps the batches of
-        the next generation buffered (:class:`~trl_igrpo.igrpo.prefetch.DataLookahead`)."""
-        if self._lookahead is None:
-            return super().get_batch_samples(epoch_iterator, num_batches, device)
-        batches = self._lookahead.take(epoch_iterator, num_batches)
-        return batches, self._get_num_items_in_batch(batches, device)
-
-    def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        """Trainer's ``train``; when resuming with ``prefetch_drafts``, the drafts prefetched before the checkpoint
-        are restored first, so the resumed run conditions on the same drafts as an uninterrupted one."""
-        if self.args.prefetch_drafts and resume_from_checkpoint:
-            from transformers.trainer_utils import get_last_checkpoint
-
-            checkpoint = resume_from_checkpoint
-            if checkpoint is True:
-                checkpoint = get_last_checkpoint(self.args.output_dir)
-            if checkpoint:
-                self._pending_drafts = load_pending_drafts(checkpoint, self.accelerator.process_index)
-        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _refinement_prompt(self, prompt, draft: str):
         return build_refinement_prompt(
@@ -310,6 +207,28 @@ class IGRPOTrainer(GRPOBaseTrainer):
             instruction=self.args.refinement_instruction,
             conversational_style=self.args.conversational_draft_style,
         )
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # TRL / transformers overrides the draft source takes part in (pass-throughs unless prefetch_drafts=True).
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
+        """TRL's generation, through the draft source (prefetching: the next batch's draft prompts ride along in the
+        Stage-2 call)."""
+        generate = super()._generate_single_turn
+        return self.draft_source.generate(generate, prompt_ids, images, multimodal_fields, num_generations, **kwargs)
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Trainer's fetch of an optimizer step's micro-batches, unless the draft source fetches them (prefetching:
+        it keeps the next generation's batches buffered)."""
+        batches = self.draft_source.next_batches(epoch_iterator, num_batches)
+        if batches is None:
+            return super().get_batch_samples(epoch_iterator, num_batches, device)
+        return batches, self._get_num_items_in_batch(batches, device)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """Trainer's ``train``; a resumed run first restores what the draft source saved in the checkpoint
+        (prefetching: the drafts prefetched before it, so it conditions on the same drafts as an uninterrupted run)."""
+        self.draft_source.restore(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     # ------------------------------------------------------------------------------------------------------------------
     # The draft in q': text, never control tokens (trl_igrpo/igrpo/draft_text.py), and whole (the guard).

@@ -1,13 +1,20 @@
 """Reasoning ON/OFF (Llama-Nemotron "detailed thinking on/off", ``enable_thinking`` templates) and ``<think>`` parsing.
 
-- :mod:`~trl_igrpo.reasoning.modes`: applying a mode to conversations and templates, paired ON/OFF data, per-mode
-  generation defaults.
+- :mod:`~trl_igrpo.reasoning.modes`: the two modes, the two styles of applying them, the bundled reasoning template;
+- :mod:`~trl_igrpo.reasoning.conversations`: a mode applied to one conversation, and read back from it;
+- :mod:`~trl_igrpo.reasoning.training_data`: one example formatted ON or OFF, paired and mixed ON/OFF data, GRPO's
+  template arguments;
+- :mod:`~trl_igrpo.reasoning.sampling`: generation with each mode's sampling defaults;
 - :mod:`~trl_igrpo.reasoning.think`: splitting and stripping ``<think>`` blocks (the package's only think parser).
+
+Everything is importable from here (``import trl_igrpo.reasoning as R``).
 """
 
+from . import conversations, modes, sampling, think, training_data
+from .conversations import *  # noqa: F403
 from .modes import *  # noqa: F403
-from .modes import __all__ as _modes_all
+from .sampling import *  # noqa: F403
 from .think import *  # noqa: F403
-from .think import __all__ as _think_all
+from .training_data import *  # noqa: F403
 
-__all__ = sorted([*_modes_all, *_think_all])
+__all__ = sorted([*modes.__all__, *conversations.__all__, *training_data.__all__, *sampling.__all__, *think.__all__])

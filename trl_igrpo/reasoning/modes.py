@@ -1,4 +1,4 @@
-"""Reasoning ON/OFF: chat-template modes, paired/mixed datasets and per-mode generation defaults.
+"""Reasoning ON/OFF: the two modes, the two styles of applying them, and the chat templates that implement them.
 
 Llama-Nemotron (arXiv 2505.00949, §2 "reasoning toggle") trains one model whose reasoning a system prompt switches:
 ``detailed thinking on`` makes it reason inside ``<think>...</think>`` before answering, ``detailed thinking off`` makes
@@ -9,26 +9,28 @@ through the chat-template variable ``enable_thinking`` instead; with thinking of
 Two *styles* of applying a mode, chosen per tokenizer by :func:`resolve_reasoning_style`:
 
 - ``"system_prompt"`` (Llama-Nemotron v1): the mode is a line ``detailed thinking on|off`` at the start of the system
-  message, merged with any existing system prompt (:func:`set_system_reasoning_mode`). Works with every template and
+  message, merged with any existing system prompt (:func:`~trl_igrpo.reasoning.conversations.set_system_reasoning_mode`). Works with every template and
   with per-example modes everywhere (SFT, GRPO, iGRPO), because the mode lives in the conversation itself.
 - ``"enable_thinking"`` (Qwen3 / Nemotron 3): the conversation is unchanged and ``{"enable_thinking": bool}`` is passed
   to ``apply_chat_template``. TRL's ``SFTTrainer`` reads a per-row ``chat_template_kwargs`` column; ``GRPOTrainer``
-  only has the global ``GRPOConfig.chat_template_kwargs`` (see :func:`grpo_chat_template_kwargs`).
+  only has the global ``GRPOConfig.chat_template_kwargs`` (see :func:`~trl_igrpo.reasoning.training_data.grpo_chat_template_kwargs`).
 
 Models whose template has neither get the bundled ChatML template ``templates/reasoning_chatml.jinja``
 (:func:`install_reasoning_template`), which supports both styles and strips reasoning from earlier turns.
+
+The other ideas of the toggle live beside this module: applying a mode to one conversation
+(:mod:`~trl_igrpo.reasoning.conversations`), paired and mixed ON/OFF training data
+(:mod:`~trl_igrpo.reasoning.training_data`) and generating with each mode's sampling defaults
+(:mod:`~trl_igrpo.reasoning.sampling`); :mod:`trl_igrpo.reasoning` exports them all.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from .think import format_reasoning_response, split_reasoning, strip_reasoning
 
 __all__ = [
     "DETAILED_THINKING_OFF",
@@ -38,24 +40,12 @@ __all__ = [
     "REASONING_STYLES",
     "REASONING_TEMPLATE_PATH",
     "SYSTEM_PROMPT_STYLE",
-    "apply_reasoning_mode",
     "chat_template_kwargs_for_mode",
     "detect_reasoning_style",
-    "format_reasoning_example",
-    "generate_with_reasoning_mode",
-    "generation_config_for_mode",
-    "generation_kwargs_for_mode",
-    "grpo_chat_template_kwargs",
     "install_reasoning_template",
     "load_reasoning_template",
-    "make_paired_reasoning_examples",
-    "mix_reasoning_modes",
     "normalize_reasoning_mode",
-    "reasoning_mode_from_messages",
-    "render_with_reasoning_mode",
     "resolve_reasoning_style",
-    "set_system_reasoning_mode",
-    "strip_history_reasoning",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,20 +61,10 @@ DETAILED_THINKING_OFF = "detailed thinking off"
 
 REASONING_TEMPLATE_PATH = Path(__file__).parent.parent / "templates" / "reasoning_chatml.jinja"
 
-# A leading "detailed thinking on|off" line (plus the blank line that separates it from the rest of the system prompt).
-_CONTROL_LINE = re.compile(r"\A\s*detailed thinking (on|off)[ \t]*(?:\r?\n[ \t]*)*", re.IGNORECASE)
-_CONTROL_ANYWHERE = re.compile(r"\bdetailed thinking (on|off)\b", re.IGNORECASE)
-
-# Sampling per mode (Llama-Nemotron paper §7.1 and model cards): ON samples at T=0.6, top-p 0.95; OFF is greedy.
-_GENERATION_DEFAULTS: dict[str, dict[str, Any]] = {
-    ON: {"do_sample": True, "temperature": 0.6, "top_p": 0.95},
-    OFF: {"do_sample": False},
-}
+#: ``detailed thinking on|off`` anywhere in a text (a chat template, a system prompt); group 1 is the mode.
+DETAILED_THINKING_PATTERN = re.compile(r"\bdetailed thinking (on|off)\b", re.IGNORECASE)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Modes and styles
-# --------------------------------------------------------------------------------------------------------------------
 def normalize_reasoning_mode(mode: Any, *, field: str = "reasoning_mode") -> str:
     """Return ``"on"`` or ``"off"`` for ``"on"/"off"`` (any case), ``True/False``, or the full system prompts.
 
@@ -124,7 +104,7 @@ def detect_reasoning_style(tokenizer_or_template: Any) -> str | None:
         return None
     if re.search(r"\benable_thinking\b", template):
         return ENABLE_THINKING_STYLE
-    if _CONTROL_ANYWHERE.search(template):
+    if DETAILED_THINKING_PATTERN.search(template):
         return SYSTEM_PROMPT_STYLE
     return None
 
@@ -175,300 +155,3 @@ def install_reasoning_template(tokenizer: Any, *, overwrite: bool = False) -> bo
 def chat_template_kwargs_for_mode(mode: Any, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{**base, "enable_thinking": mode == "on"}``: the ``enable_thinking`` style's template arguments."""
     return {**(base or {}), "enable_thinking": normalize_reasoning_mode(mode) == ON}
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Conversations
-# --------------------------------------------------------------------------------------------------------------------
-def _copy_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    if isinstance(messages, str) or not all(isinstance(m, Mapping) and "role" in m for m in messages):
-        raise TypeError("A conversation must be a list of {'role': ..., 'content': ...} messages.")
-    return [dict(m) for m in messages]
-
-
-def set_system_reasoning_mode(
-    messages: Sequence[Mapping[str, Any]], mode: Any, *, separator: str = "\n\n"
-) -> list[dict[str, Any]]:
-    """Return a copy of ``messages`` whose system message starts with ``detailed thinking on|off``.
-
-    - No system message: one is inserted first, holding only the control line (what Llama-Nemotron was trained on).
-    - An existing system prompt is preserved: the control line is put in front of it, joined by ``separator``.
-    - A control line already at the start of the system prompt is replaced, so applying a mode is idempotent and
-      switching modes never leaves two contradicting lines.
-    """
-    control = DETAILED_THINKING_ON if normalize_reasoning_mode(mode) == ON else DETAILED_THINKING_OFF
-    messages = _copy_messages(messages)
-    for message in messages:
-        if message["role"] == "system":
-            content = message.get("content") or ""
-            if not isinstance(content, str):
-                raise TypeError("set_system_reasoning_mode needs a system message with string content.")
-            rest = _CONTROL_LINE.sub("", content, count=1)
-            message["content"] = f"{control}{separator}{rest}" if rest.strip() else control
-            return messages
-    return [{"role": "system", "content": control}, *messages]
-
-
-def reasoning_mode_from_messages(messages: Any) -> str | None:
-    """The mode a ``detailed thinking on|off`` system prompt sets, or ``None`` (plain-text prompts, no control line)."""
-    if not isinstance(messages, (list, tuple)):
-        return None
-    for message in messages:
-        if (
-            isinstance(message, Mapping)
-            and message.get("role") == "system"
-            and isinstance(message.get("content"), str)
-        ):
-            match = _CONTROL_ANYWHERE.search(message["content"])
-            if match:
-                return match.group(1).lower()
-    return None
-
-
-def apply_reasoning_mode(
-    messages: Sequence[Mapping[str, Any]],
-    mode: Any,
-    style: str = SYSTEM_PROMPT_STYLE,
-    chat_template_kwargs: Mapping[str, Any] | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Apply a mode in a style; returns ``(messages, chat_template_kwargs)`` to pass to ``apply_chat_template``.
-
-    ``"system_prompt"`` edits the system message (:func:`set_system_reasoning_mode`) and leaves the kwargs unchanged;
-    ``"enable_thinking"`` leaves the messages unchanged and sets ``enable_thinking``.
-    """
-    style = resolve_reasoning_style(style=style)
-    kwargs = dict(chat_template_kwargs or {})
-    if style == SYSTEM_PROMPT_STYLE:
-        return set_system_reasoning_mode(messages, mode), kwargs
-    return _copy_messages(messages), chat_template_kwargs_for_mode(mode, kwargs)
-
-
-def render_with_reasoning_mode(
-    tokenizer: Any,
-    messages: Sequence[Mapping[str, Any]],
-    mode: Any,
-    style: str | None = None,
-    *,
-    add_generation_prompt: bool = True,
-    **chat_template_kwargs: Any,
-) -> str:
-    """Render one conversation as text with the mode applied in the tokenizer's style (see :func:`apply_reasoning_mode`)."""
-    style = resolve_reasoning_style(tokenizer, style)
-    messages, kwargs = apply_reasoning_mode(messages, mode, style, chat_template_kwargs)
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
-    )
-
-
-def strip_history_reasoning(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Drop the reasoning of assistant turns before the last user message (Nemotron templates' history truncation).
-
-    Later assistant turns (the training target) keep theirs. ``reasoning_content`` fields of earlier turns are removed.
-    """
-    messages = _copy_messages(messages)
-    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
-    for message in messages[:last_user]:
-        if message["role"] == "assistant":
-            message.pop("reasoning_content", None)
-            if isinstance(message.get("content"), str):
-                message["content"] = strip_reasoning(message["content"])
-    return messages
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Datasets
-# --------------------------------------------------------------------------------------------------------------------
-def _as_messages(value: Any, role: str) -> list[dict[str, Any]]:
-    return [{"role": role, "content": value}] if isinstance(value, str) else _copy_messages(value)
-
-
-def format_reasoning_example(
-    example: Mapping[str, Any],
-    mode: Any,
-    style: str = SYSTEM_PROMPT_STYLE,
-    *,
-    reasoning_column: str | None = None,
-    off_completion_column: str | None = None,
-    mode_column: str = "reasoning_mode",
-) -> dict[str, Any]:
-    """Turn one example with a reasoning trace into a conversational SFT example in ``mode``.
-
-    Input: ``prompt`` + ``completion`` (strings or messages), or ``messages`` ending with the assistant response. The
-    reasoning is the response's leading ``<think>`` block, or ``reasoning_column`` when given. Output keeps the input
-    layout (always conversational) with the mode applied in ``style`` and ``mode_column`` set:
-
-    - ON: the response is ``<think>\\nreasoning\\n</think>\\nanswer``. A row without reasoning raises ``ValueError``.
-    - OFF: the response is the answer alone, or ``off_completion_column`` (a separately written non-reasoning
-      response, as in the paper's paired data).
-    - Earlier assistant turns lose their reasoning (:func:`strip_history_reasoning`).
-    - ``enable_thinking`` style: a ``chat_template_kwargs`` column carries ``enable_thinking`` (read per row by
-      TRL's ``SFTTrainer``).
-    """
-    mode = normalize_reasoning_mode(mode, field=mode_column)
-    out = dict(example)
-    if "messages" in example:
-        conversation = _as_messages(example["messages"], "user")
-        if not conversation or conversation[-1]["role"] != "assistant":
-            raise ValueError("`messages` must end with the assistant response to format.")
-        prompt, response = conversation[:-1], conversation[-1]
-    elif "prompt" in example and "completion" in example:
-        prompt = _as_messages(example["prompt"], "user")
-        completion = _as_messages(example["completion"], "assistant")
-        if len(completion) != 1 or completion[0]["role"] != "assistant":
-            raise ValueError("`completion` must be a string or a single assistant message.")
-        response = completion[0]
-    else:
-        raise ValueError(f"An example needs `messages` or `prompt` + `completion` columns, got {sorted(example)}.")
-
-    text = response.get("content") or ""
-    if reasoning_column is not None:
-        if reasoning_column not in example:
-            raise ValueError(f"`reasoning_column={reasoning_column!r}` is not a column of the example.")
-        reasoning, answer = example[reasoning_column], strip_reasoning(text)
-    elif isinstance(response.get("reasoning_content"), str):
-        reasoning, answer = response["reasoning_content"], strip_reasoning(text)
-    else:
-        reasoning, answer = split_reasoning(text)
-    response = {k: v for k, v in response.items() if k != "reasoning_content"}
-    if mode == ON:
-        if reasoning is None or not str(reasoning).strip():
-            raise ValueError(
-                "A reasoning-ON example needs a reasoning trace (a leading <think> block or `reasoning_column`)."
-            )
-        response["content"] = format_reasoning_response(str(reasoning), answer)
-    else:
-        if off_completion_column is not None:
-            if off_completion_column not in example:
-                raise ValueError(f"`off_completion_column={off_completion_column!r}` is not a column of the example.")
-            off = example[off_completion_column]
-            answer = off if isinstance(off, str) else _as_messages(off, "assistant")[-1]["content"]
-        response["content"] = strip_reasoning(answer)
-
-    prompt, kwargs = apply_reasoning_mode(
-        strip_history_reasoning(prompt), mode, style, example.get("chat_template_kwargs") or None
-    )
-    if "messages" in example:
-        out["messages"] = [*prompt, response]
-    else:
-        out["prompt"], out["completion"] = prompt, [response]
-    if style == ENABLE_THINKING_STYLE:
-        out["chat_template_kwargs"] = kwargs
-    out[mode_column] = mode
-    return out
-
-
-def _map_rows(dataset: Any, rows_fn: Callable[[list[dict[str, Any]], list[int]], list[dict[str, Any]]]) -> Any:
-    """Apply ``rows_fn(rows, indices) -> new_rows`` to a list of dicts or (batched) to a ``datasets.Dataset``."""
-    if isinstance(dataset, list):
-        return rows_fn([dict(r) for r in dataset], list(range(len(dataset))))
-
-    def batched(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
-        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        new_rows = rows_fn(rows, indices)
-        return {key: [row[key] for row in new_rows] for key in (new_rows[0] if new_rows else {})}
-
-    return dataset.map(batched, batched=True, with_indices=True, remove_columns=dataset.column_names)
-
-
-def make_paired_reasoning_examples(dataset: Any, style: str = SYSTEM_PROMPT_STYLE, **format_kwargs: Any) -> Any:
-    """Two examples per input row, ON then OFF, from data with reasoning traces (Llama-Nemotron's paired SFT data).
-
-    ``dataset`` is a ``datasets.Dataset`` or a list of dicts; ``format_kwargs`` go to :func:`format_reasoning_example`.
-    """
-    return _map_rows(
-        dataset,
-        lambda rows, _: [format_reasoning_example(r, m, style, **format_kwargs) for r in rows for m in (ON, OFF)],
-    )
-
-
-def mix_reasoning_modes(
-    dataset: Any, on_fraction: float, *, seed: int = 0, style: str = SYSTEM_PROMPT_STYLE, **format_kwargs: Any
-) -> Any:
-    """Assign each row a mode, exactly ``round(on_fraction * n)`` of them ON, chosen deterministically from ``seed``.
-
-    Rows keep their order (shuffle in the trainer); the same ``(n, on_fraction, seed)`` always selects the same rows.
-    ``format_kwargs`` go to :func:`format_reasoning_example`.
-    """
-    if not 0.0 <= on_fraction <= 1.0:
-        raise ValueError(f"`on_fraction` must be in [0, 1], got {on_fraction}.")
-    n = len(dataset)
-    on_rows = set(random.Random(seed).sample(range(n), round(on_fraction * n)))
-    return _map_rows(
-        dataset,
-        lambda rows, idx: [
-            format_reasoning_example(r, ON if i in on_rows else OFF, style, **format_kwargs) for r, i in zip(rows, idx)
-        ],
-    )
-
-
-def grpo_chat_template_kwargs(
-    modes: Iterable[Any], base: Mapping[str, Any] | None = None, *, column: str = "reasoning_mode"
-) -> dict[str, Any]:
-    """``GRPOConfig.chat_template_kwargs`` for the ``enable_thinking`` style, checking that all prompts share one mode.
-
-    GRPO (and iGRPO) render every prompt with the same global kwargs and ignore a per-row ``chat_template_kwargs``
-    column, so a dataset that mixes modes would silently be rendered in one mode. Mixed modes raise ``ValueError``:
-    use the ``"system_prompt"`` style, which carries the mode inside each prompt.
-    """
-    distinct = {normalize_reasoning_mode(m, field=column) for m in modes}
-    if len(distinct) != 1:
-        raise ValueError(
-            f"`{column}` holds {sorted(distinct) or 'no'} modes; GRPO applies one global `chat_template_kwargs`, so "
-            "mix modes with style='system_prompt' instead."
-        )
-    return chat_template_kwargs_for_mode(distinct.pop(), base)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Generation
-# --------------------------------------------------------------------------------------------------------------------
-def generation_kwargs_for_mode(mode: Any, **overrides: Any) -> dict[str, Any]:
-    """``generate`` kwargs per mode: ON samples at temperature 0.6, top-p 0.95; OFF decodes greedily (paper §7.1)."""
-    return {**_GENERATION_DEFAULTS[normalize_reasoning_mode(mode)], **overrides}
-
-
-def generation_config_for_mode(mode: Any, base: Any = None, **overrides: Any) -> Any:
-    """A ``transformers.GenerationConfig`` (a copy of ``base`` if given) with the mode's sampling defaults."""
-    import copy
-
-    from transformers import GenerationConfig
-
-    config = copy.deepcopy(base) if base is not None else GenerationConfig()
-    kwargs = generation_kwargs_for_mode(mode, **overrides)
-    if not kwargs.get("do_sample", True):  # greedy: unset sampling knobs so transformers does not warn
-        kwargs = {"temperature": None, "top_p": None, "top_k": None, **kwargs}
-    config.update(**kwargs)
-    return config
-
-
-def generate_with_reasoning_mode(
-    model: Any,
-    tokenizer: Any,
-    conversations: Sequence[Sequence[Mapping[str, Any]]],
-    mode: Any,
-    style: str | None = None,
-    *,
-    max_new_tokens: int = 256,
-    **generate_kwargs: Any,
-) -> list[str]:
-    """Generate one response per conversation in ``mode`` with the mode's sampling defaults; returns decoded text.
-
-    Prompts are rendered with :func:`render_with_reasoning_mode`, left-padded and batched. ``generate_kwargs``
-    override the defaults (e.g. ``temperature``). The decoded text excludes special tokens and any template pre-fill.
-    """
-    import torch
-
-    style = resolve_reasoning_style(tokenizer, style)
-    texts = [render_with_reasoning_mode(tokenizer, conversation, mode, style) for conversation in conversations]
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    finally:
-        tokenizer.padding_side = padding_side
-    config = generation_config_for_mode(mode, getattr(model, "generation_config", None), max_new_tokens=max_new_tokens)
-    if config.pad_token_id is None:
-        config.pad_token_id = tokenizer.pad_token_id
-    with torch.no_grad():
-        output = model.generate(**inputs, generation_config=config, **generate_kwargs)
-    return tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

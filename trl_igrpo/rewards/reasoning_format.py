@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..reasoning.modes import ON, normalize_reasoning_mode, reasoning_mode_from_messages
+from ..reasoning.conversations import reasoning_mode_from_messages
+from ..reasoning.modes import ON, normalize_reasoning_mode
 from ..reasoning.think import THINK_CLOSE, THINK_LIKE_TAG, THINK_OPEN, split_reasoning
 from ._text import completion_text
 

@@ -9,20 +9,24 @@ package's trainers resolve strings first (:func:`resolve_reward_funcs`), in this
 3. a reward model: a local directory, or a Hub id whose config loads; TRL then loads the model as usual.
 
 Anything else raises a ``ValueError`` listing the names and the loading error.
+
+The command lines (``--reward_funcs`` of the training scripts, ``pass-rate --reward-funcs``) take the first two only,
+through :func:`load_reward_func`, which names the closest known name or the import error in one line.
 """
 
 from __future__ import annotations
 
-import importlib
+import difflib
 import os
 from collections.abc import Callable
 from typing import Any
 
+from ..utils.imports import import_dotted
 from .format import think_answer_format_reward
 from .math import math_accuracy_reward
 from .reasoning_format import make_reasoning_format_reward, reasoning_format_reward
 
-__all__ = ["REWARD_FUNCS", "resolve_reward_func", "resolve_reward_funcs"]
+__all__ = ["REWARD_FUNCS", "load_reward_func", "resolve_reward_func", "resolve_reward_funcs"]
 
 #: The package's reward functions by short name (the names ``trl-igrpo igrpo|grpo --reward_funcs`` take).
 REWARD_FUNCS: dict[str, Callable] = {
@@ -43,12 +47,35 @@ def _by_name(name: str, registry: dict[str, Callable]) -> Callable | None:
 def _import_dotted(name: str) -> Callable | None:
     if "." not in name or "/" in name or os.path.exists(name):
         return None
-    module_name, attribute = name.rsplit(".", 1)
     try:
-        func = getattr(importlib.import_module(module_name), attribute)
+        func = import_dotted(name)
     except (ImportError, AttributeError, ValueError):
         return None
     return func if callable(func) else None
+
+
+def load_reward_func(name: str, registry: dict[str, Callable] | None = None, flag: str = "--reward_funcs") -> Callable:
+    """The reward function a command line names: a name of ``registry`` (default :data:`REWARD_FUNCS`) or of one of
+    its functions, or a dotted path ``"pkg.module.func"``. Raises ``ValueError`` in one line: an unknown name with the
+    closest known one (`flag` is the option that took it), or why a dotted path did not import."""
+    registry = REWARD_FUNCS if registry is None else registry
+    func = _by_name(name, registry)
+    if func is not None:
+        return func
+    if "." not in name:
+        close = difflib.get_close_matches(name, sorted(registry), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"unknown reward function {name!r}{hint}; {flag} takes {', '.join(sorted(registry))} or a dotted path "
+            "'pkg.module.func'."
+        )
+    try:
+        func = import_dotted(name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"cannot import reward function {name!r}: {error}") from None
+    if not callable(func):
+        raise ValueError(f"reward function {name!r} is a {type(func).__name__}, not a function.")
+    return func
 
 
 def resolve_reward_func(

@@ -5,7 +5,7 @@
 - :mod:`~trl_igrpo.rpo.config` / :mod:`~trl_igrpo.rpo.online_config`: :class:`RPOConfig`, :class:`OnlineRPOConfig`;
 - :mod:`~trl_igrpo.rpo.trainer`: :class:`RPOTrainer` (offline, on TRL's ``DPOTrainer``);
 - :mod:`~trl_igrpo.rpo.online_trainer`: :class:`OnlineRPOTrainer` (online, on :class:`~trl_igrpo.core.GRPOBaseTrainer`);
-- :mod:`~trl_igrpo.rpo.rewards`, :mod:`~trl_igrpo.rpo.collator`: explicit rewards and the batch layout.
+- :mod:`~trl_igrpo.rpo.explicit_rewards`, :mod:`~trl_igrpo.rpo.collator`: explicit rewards and the batch layout.
 """
 
 from .collator import DataCollatorForRPO

@@ -52,28 +52,37 @@ def validate_rpo_loss_settings(
 
 @dataclass
 class RPOSharedConfigMixin:
-    """Fields the offline (:class:`RPOConfig`) and online (:class:`~trl_igrpo.OnlineRPOConfig`) RPO configs share.
+    r"""
+    Configuration fields the offline ([`~trl_igrpo.RPOConfig`]) and online ([`~trl_igrpo.OnlineRPOConfig`]) RPO
+    configs share (a dataclass mixin). RPO: Reward-aware Preference Optimization
+    ([Nemotron-4 340B](https://huggingface.co/papers/2406.11704);
+    [Sun et al.](https://huggingface.co/papers/2502.00203)).
 
-    Args:
-        eta (`float`, defaults to `1.0`):
+    Parameters:
+        > Parameters that control the RPO loss
+
+        eta (`float`, *optional*, defaults to `1.0`):
             Explicit-reward scale (NeMo-Aligner `gt_reward_scale`). Rewards are used raw, without normalisation; tune
             eta to the reward model's scale (the RPO author used 1).
-        average_log_probs (`bool`, defaults to `False`):
+        average_log_probs (`bool`, *optional*, defaults to `False`):
             Token-average the sequence log-ratios instead of summing them (NeMo-Aligner
             `preference_average_log_probs`). Set `True` to make `"ipo"` equal TRL's `ipo`.
-        rpo_pairing (`str`, defaults to `"best_vs_worst"`):
+        rpo_pairing (`str`, *optional*, defaults to `"best_vs_worst"`):
             How pairwise losses see k > 2 responses: `"best_vs_worst"` (one pair per prompt) or `"all_pairs"` (with
             `rpo_sq` this is the RLOO estimator).
-        rpo_round_steps (`int` or `None`, defaults to `None`):
-            Re-anchor the reference model on the current policy every this many optimizer steps (Nemotron-4 /
-            Llama-Nemotron iterative RPO rounds). Sets TRL's `sync_ref_model=True`, `ref_model_mixup_alpha=1.0` and
-            `ref_model_sync_steps`. Incompatible with `precompute_ref_log_probs` and with PEFT.
-        sft_normalization (`str`, defaults to `"sequence_sum"`):
+        sft_normalization (`str`, *optional*, defaults to `"sequence_sum"`):
             Reduction of the `"sft"` term over the target responses' tokens. `"sequence_sum"`: sum each response's
             token log-probs, mean over examples (NeMo-Aligner `sft_loss_func`, so NeMo-calibrated SFT weights such as
             0.05 carry over). `"sequence_mean"`: token-average each response, mean over examples (NeMo-Aligner
             `sft_average_log_probs=True`). `"token_mean"`: mean over all target tokens of the batch (TRL's `sft`);
             it equals `"sequence_sum"` divided by the batch's mean target length.
+
+        > Parameters that control the reference model
+
+        rpo_round_steps (`int` or `None`, *optional*, defaults to `None`):
+            Re-anchor the reference model on the current policy every this many optimizer steps (Nemotron-4 /
+            Llama-Nemotron iterative RPO rounds). Sets TRL's `sync_ref_model=True`, `ref_model_mixup_alpha=1.0` and
+            `ref_model_sync_steps`. Incompatible with `precompute_ref_log_probs` and with PEFT.
     """
 
     eta: float = field(default=1.0, metadata={"help": "Explicit-reward scale eta (NeMo-Aligner default 1.0)."})
@@ -115,12 +124,14 @@ class RPOSharedConfigMixin:
 @dataclass
 class RPOConfig(RPOSharedConfigMixin, DPOConfig):
     r"""
-    Configuration for [`RPOTrainer`]: offline reward-aware preference optimization.
+    Configuration class for the [`~trl_igrpo.RPOTrainer`]: offline Reward-aware Preference Optimization.
 
-    RPO (Nemotron-4 340B, arXiv 2406.11704; Sun et al., arXiv 2502.00203; NeMo-Aligner) trains the implicit reward gap
-    ``a = beta * (rho_chosen - rho_rejected)`` to match the explicit reward gap ``b = eta * (r_chosen - r_rejected)``
-    under the distance named in `loss_type`. All [`~trl.DPOConfig`] arguments apply; the ones below are added or have
-    RPO-specific defaults.
+    RPO ([Nemotron-4 340B](https://huggingface.co/papers/2406.11704);
+    [Sun et al.](https://huggingface.co/papers/2502.00203); NeMo-Aligner) trains the implicit reward gap
+    `a = beta * (rho_chosen - rho_rejected)` to match the explicit reward gap `b = eta * (r_chosen - r_rejected)` under
+    the distance named in `loss_type`. All [`~trl.DPOConfig`] arguments apply; the ones below are added or have
+    RPO-specific defaults. The shared fields `eta`, `average_log_probs`, `rpo_pairing`, `rpo_round_steps` and
+    `sft_normalization` are those of [`~trl_igrpo.rpo.config.RPOSharedConfigMixin`].
 
     Published settings (see `docs/rpo.md`):
 
@@ -128,36 +139,38 @@ class RPOConfig(RPOSharedConfigMixin, DPOConfig):
     |---|---|---|---|---|
     | NeMo-Aligner defaults (`gpt_dpo.yaml`), used here as defaults | 0.2 | 1.0 | 9e-6 | 64 |
     | Llama-Nemotron Nano 8B, 2 rounds of offline RPO on on-policy data (arXiv 2505.00949) | 3e-2 | n/a | 7e-7 | 512 |
-    | Llama-Nemotron Super 49B, 2 rounds of online RPO (see [`OnlineRPOConfig`]) | 1e-5 | 3.0 | 4e-7 | 64 |
+    | Llama-Nemotron Super 49B, 2 rounds of online RPO (see [`~trl_igrpo.OnlineRPOConfig`]) | 1e-5 | 3.0 | 4e-7 | 64 |
     | Nemotron-4 340B: 1 DPO then 3 RPO (`rpo_bwd_kl`) iterations, each re-anchored on the last | n/a | n/a | n/a | n/a |
     | NeMo-Aligner multi-response PR #311 (listwise) | 0.2 | 0.2 | n/a | n/a |
 
-    Args:
-        loss_type (`list[str]`, defaults to `["rpo_bwd_kl"]`):
+    Parameters:
+        > Parameters that control the loss
+
+        loss_type (`list[str]`, *optional*, defaults to `["rpo_bwd_kl"]`):
             Losses to combine with `loss_weights`. RPO family: `"rpo_bwd_kl"` (KL(Bern(sigmoid(b)) || Bern(sigmoid(a))),
             the Nemotron-4 loss), `"rpo_fwd_kl"`, `"rpo_sq"` ((a - b)^2), `"dpo"`, `"ipo"` (in the same frame) and
             `"rpo_listwise"` (KL(softmax(eta r) || softmax(beta rho)) over k responses; equals `rpo_bwd_kl` at k = 2).
             Can be combined with `"sft"`: NLL of the labelled `chosen` response (pairwise data) or of the
             highest-reward response (k-response data), reduced as `sft_normalization` says.
-        beta (`float`, defaults to `0.2`):
+        beta (`float`, *optional*, defaults to `0.2`):
             Implicit-reward scale (NeMo-Aligner `ref_policy_kl_penalty`, default 0.2).
-        chosen_reward_column (`str`, defaults to `"chosen_reward"`):
+
+        > Parameters that control where the explicit rewards come from
+
+        chosen_reward_column (`str`, *optional*, defaults to `"chosen_reward"`):
             Scalar reward column of the chosen response in a pairwise dataset (`prompt`, `chosen`, `rejected`).
-        rejected_reward_column (`str`, defaults to `"rejected_reward"`):
+        rejected_reward_column (`str`, *optional*, defaults to `"rejected_reward"`):
             Scalar reward column of the rejected response in a pairwise dataset.
-        responses_column (`str`, defaults to `"responses"`):
+        responses_column (`str`, *optional*, defaults to `"responses"`):
             Column of a k-response dataset holding a list of k completions per prompt (the NeMo-Aligner PR #311
             format). All rows must have the same k.
-        rewards_column (`str`, defaults to `"rewards"`):
+        rewards_column (`str`, *optional*, defaults to `"rewards"`):
             Column of a k-response dataset holding the k rewards of `responses_column`, in the same order.
-        default_chosen_reward (`float` or `None`, defaults to `None`):
+        default_chosen_reward (`float` or `None`, *optional*, defaults to `None`):
             NeMo-Aligner's fallback chosen reward (1.0) when the reward columns are absent and no reward function is
-            given. `None` (default) makes a missing column an error instead.
-        default_rejected_reward (`float` or `None`, defaults to `None`):
+            given. `None` makes a missing column an error instead.
+        default_rejected_reward (`float` or `None`, *optional*, defaults to `None`):
             The matching fallback rejected reward (NeMo-Aligner: 0.0).
-
-    The shared fields `eta`, `average_log_probs`, `rpo_pairing`, `rpo_round_steps` and `sft_normalization` are those
-    of [`RPOSharedConfigMixin`].
     """
 
     loss_type: list[str] = field(

@@ -13,31 +13,21 @@ __all__ = ["OnlineRPOConfig"]
 @dataclass
 class OnlineRPOConfig(RPOSharedConfigMixin, GRPOBaseConfig):
     r"""
-    Configuration for [`OnlineRPOTrainer`]: sample k = `num_generations` responses per prompt from the current policy
-    (TRL's GRPO generation: transformers, paged, or vLLM), score them with reward functions or a reward model, and
-    apply an RPO loss over the k responses. Every [`~trl.GRPOConfig`] generation argument applies; GRPO's own loss
-    arguments (`loss_type`, `epsilon`, `scale_rewards`, ...) are unused.
+    Configuration class for the [`~trl_igrpo.OnlineRPOTrainer`]: sample k = `num_generations` responses per prompt
+    from the current policy (TRL's GRPO generation: transformers, paged, or vLLM), score them with reward functions or
+    a reward model, and apply an RPO loss over the k responses. Every [`~trl.GRPOConfig`] generation argument applies;
+    GRPO's own loss arguments (`loss_type`, `epsilon`, `scale_rewards`, ...) are unused.
 
-    Defaults follow Llama-Nemotron Super 49B's iterative online RPO (arXiv 2505.00949 section 6.2): beta 1e-5,
-    eta 3.0, learning rate 4e-7, batch 64 prompts (set `per_device_train_batch_size` x processes x accumulation = 64 x
-    `num_generations` rows yourself), 500 steps per round, 2 rounds (`rpo_round_steps=500`), reward model
-    Llama-3.1-Nemotron-70B-Reward on HelpSteer2 prompts.
-
-    Args:
-        beta (`float`, defaults to `1e-5`):
-            Implicit-reward scale. Must be > 0: it is also what makes GRPO load the reference model and compute its
-            log-probs (`ref_per_token_logps`).
-        eta (`float`, defaults to `3.0`):
-            Explicit-reward scale; rewards are the weighted sum of the reward functions, used raw.
-        rpo_loss_type (`list[str]`, defaults to `["rpo_bwd_kl"]`):
-            `rpo_bwd_kl`, `rpo_fwd_kl`, `rpo_sq`, `dpo`, `ipo`, `rpo_listwise`, optionally plus `sft` (NLL on the
-            best sample of each prompt), combined with `rpo_loss_weights`.
-        rpo_loss_weights (`list[float]` or `None`): one weight per loss (default 1 each).
+    Defaults follow Llama-Nemotron Super 49B's iterative online RPO
+    ([Llama-Nemotron](https://huggingface.co/papers/2505.00949), §6.2): beta 1e-5, eta 3.0, learning rate 4e-7, batch
+    64 prompts (set `per_device_train_batch_size` x processes x accumulation = 64 x `num_generations` rows yourself),
+    500 steps per round, 2 rounds (`rpo_round_steps=500`), reward model Llama-3.1-Nemotron-70B-Reward on HelpSteer2
+    prompts.
 
     The shared RPO fields (`average_log_probs`, `rpo_pairing`, `rpo_round_steps`, `sft_normalization`) are those of
-    [`RPOSharedConfigMixin`]; the checks, vLLM sync and curriculum fields those of [`~trl_igrpo.core.GRPOBaseConfig`]
-    (`dynamic_sampling` is refused: dropping constant-reward groups changes which prompts the RPO loss sees, and a
-    refill would mix prompt groups across rounds).
+    [`~trl_igrpo.rpo.config.RPOSharedConfigMixin`]; the checks, vLLM sync and curriculum fields those of
+    [`~trl_igrpo.core.GRPOBaseConfig`] (`dynamic_sampling` is refused: dropping constant-reward groups changes which
+    prompts the RPO loss sees, and a refill would mix prompt groups across rounds).
 
     Whole prompt groups (enforced here). The RPO losses compare the k samples of a prompt, so the loss must see all k
     in one micro-batch on one rank. TRL shuffles each generation batch and splits it into `steps_per_generation`
@@ -48,6 +38,25 @@ class OnlineRPOConfig(RPOSharedConfigMixin, GRPOBaseConfig):
     or through `generation_batch_size`) is not 1. The cost: with accumulation, generation runs once per micro-step on
     `per_device_train_batch_size` rows instead of once per optimizer step on a larger batch. The same rule applies to
     `per_device_eval_batch_size` and `num_generations_eval` when evaluation is on.
+
+    Parameters:
+        > Parameters that control the RPO loss
+
+        rpo_loss_type (`list[str]`, *optional*, defaults to `["rpo_bwd_kl"]`):
+            `rpo_bwd_kl`, `rpo_fwd_kl`, `rpo_sq`, `dpo`, `ipo`, `rpo_listwise`, optionally plus `sft` (NLL on the
+            best sample of each prompt), combined with `rpo_loss_weights`.
+        rpo_loss_weights (`list[float]` or `None`, *optional*, defaults to `None`):
+            One weight per loss of `rpo_loss_type`; `None` weighs each 1.
+        beta (`float`, *optional*, defaults to `1e-5`):
+            Implicit-reward scale. Must be > 0: it is also what makes GRPO load the reference model and compute its
+            log-probs (`ref_per_token_logps`).
+        eta (`float`, *optional*, defaults to `3.0`):
+            Explicit-reward scale; rewards are the weighted sum of the reward functions, used raw.
+
+        > Parameters whose defaults follow Llama-Nemotron instead of GRPOConfig
+
+        learning_rate (`float`, *optional*, defaults to `4e-7`):
+            Llama-Nemotron Super 49B's online RPO learning rate.
     """
 
     beta: float = field(default=1e-5, metadata={"help": "Implicit-reward scale (Llama-Nemotron online RPO: 1e-5)."})

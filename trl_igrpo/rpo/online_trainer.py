@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import torch
 
-from ..citations import RPO
 from ..core.trainer import GRPOBaseTrainer
+from ..hub.citations import RPO
 from ..rewards.aggregation import weighted_reward_sum
+from .collator import REWARDS_KEY
+from .explicit_rewards import load_reward_funcs
 from .losses import group_rows, sequence_logps, sft_nll
 from .objective import compute_rpo_objective, log_rpo_gap_metrics
 from .online_config import OnlineRPOConfig
-from .rewards import load_reward_funcs
 
 __all__ = ["OnlineRPOTrainer"]
 
-_REWARDS_KEY = "rpo_rewards"
 _GROUP_KEY = "rpo_group_ids"
 
 
@@ -60,7 +60,7 @@ class OnlineRPOTrainer(GRPOBaseTrainer):
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         device = output["completion_ids"].device
-        output[_REWARDS_KEY] = rewards[start : start + num_local].to(device)
+        output[REWARDS_KEY] = rewards[start : start + num_local].to(device)
         # GRPO groups rows globally by index // num_generations; the ids let us regroup after the shuffle.
         output[_GROUP_KEY] = torch.arange(start, start + num_local, device=device) // group_size
         return output
@@ -79,7 +79,7 @@ class OnlineRPOTrainer(GRPOBaseTrainer):
         ref_logps = sequence_logps(inputs["ref_per_token_logps"], mask, args.average_log_probs)
         logratios = policy_logps - ref_logps
 
-        rewards = inputs[_REWARDS_KEY].to(logratios.dtype)
+        rewards = inputs[REWARDS_KEY].to(logratios.dtype)
         scored = torch.isfinite(rewards)
         row_index = torch.arange(rewards.numel(), device=rewards.device, dtype=logratios.dtype)
         grouped_logratios, grouped_rewards, grouped_rows, grouped_scored, present = group_rows(

@@ -4,7 +4,7 @@ What changes relative to DPO (see ``docs/rpo.md``):
 
 - Each example carries explicit rewards: pairwise rows (``prompt``, ``chosen``, ``rejected`` plus two scalar reward
   columns) or k-response rows (``prompt``, a list of k ``responses`` and a list of k ``rewards``), or rewards scored at
-  construction by reward functions/models (:mod:`~trl_igrpo.rpo.rewards`).
+  construction by reward functions/models (:mod:`~trl_igrpo.rpo.explicit_rewards`).
 - Internally every example becomes k responses with a ``rpo_rewards`` list (k = 2 for pairwise data), collated
   response-major (:mod:`~trl_igrpo.rpo.collator`), so for k = 2 the batch is exactly TRL's ``[chosen...; rejected...]``
   layout and TRL's reference machinery (``ref_model``, PEFT adapter switching, ``precompute_ref_log_probs``,
@@ -24,17 +24,17 @@ from datasets import Dataset, IterableDataset
 from trl import DPOTrainer
 from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 
-from ..citations import RPO
 from ..core.checks import check_dataset_fills_a_batch
-from ..distributed import check_requested_engine
-from ..hub import HubMixin
-from ..model_loading import check_model_path
-from ..run_logging import use_compact_console
+from ..core.run_logging import use_compact_console
+from ..hub.citations import RPO
+from ..hub.mixin import HubMixin
+from ..utils.distributed import check_requested_engine
+from ..utils.model_path import check_model_path, default_output_dir
 from .collator import RESPONSES_IDS_KEY, REWARDS_KEY, SFT_TARGET_KEY, DataCollatorForRPO
 from .config import RPOConfig
+from .explicit_rewards import attach_rewards, is_k_response, load_reward_funcs
 from .losses import sequence_logps, sft_nll
 from .objective import compute_rpo_objective, log_rpo_gap_metrics
-from .rewards import attach_rewards, is_k_response, load_reward_funcs
 
 __all__ = ["RPOTrainer"]
 
@@ -73,8 +73,7 @@ class RPOTrainer(HubMixin, DPOTrainer):
     ):
         model = check_model_path(model)  # a missing local directory: one line naming it, not a Hub-id error
         if args is None:
-            model_name = model if isinstance(model, str) else model.config._name_or_path
-            args = RPOConfig(output_dir=f"{str(model_name).rstrip('/').split('/')[-1]}-RPO")
+            args = RPOConfig(output_dir=default_output_dir(model, "RPO"))
         elif not isinstance(args, RPOConfig):
             raise TypeError(f"`args` must be an RPOConfig, got {type(args).__name__}.")
         if train_dataset is None:

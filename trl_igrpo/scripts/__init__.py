@@ -15,8 +15,6 @@ Each module exposes ``make_parser(prog=None)`` (a :class:`~trl.TrlParser`, so ``
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -95,7 +93,7 @@ class PreflightError(ValueError):
 
 @dataclass
 class RunDirArguments:
-    """Script flags about the output folder (see :mod:`trl_igrpo.resume`)."""
+    """Script flags about the output folder (see :mod:`trl_igrpo.scripts.resume`)."""
 
     overwrite_output_dir: bool = field(
         default=False,
@@ -118,8 +116,8 @@ def device_defaults() -> dict:
 
 def check_installed(training_args) -> None:
     """The packages the arguments need (vLLM, the ``report_to`` loggers) are installed; else :class:`PreflightError`
-    naming the extra to install, before any model or data loads (:mod:`trl_igrpo.extras`)."""
-    from trl_igrpo.extras import require_logger_packages, require_vllm_package
+    naming the extra to install, before any model or data loads (:mod:`trl_igrpo.utils.extras`)."""
+    from trl_igrpo.utils.extras import require_logger_packages, require_vllm_package
 
     try:
         if getattr(training_args, "use_vllm", False):
@@ -130,26 +128,15 @@ def check_installed(training_args) -> None:
 
 
 def resolve_rewards(names: list[str], registry: dict) -> list[Callable]:
-    """The reward functions `names` name (short names of `registry` or dotted paths ``pkg.module.func``); one
-    :class:`PreflightError` line with a did-you-mean for a name that does not resolve."""
-    funcs = []
-    for name in names:
-        if name in registry:
-            funcs.append(registry[name])
-            continue
-        if "." not in name:
-            close = difflib.get_close_matches(name, sorted(registry), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise PreflightError(
-                f"unknown reward function {name!r}{hint}; --reward_funcs takes {', '.join(sorted(registry))} or a "
-                "dotted path 'pkg.module.func'."
-            )
-        module_name, function_name = name.rsplit(".", 1)
-        try:
-            funcs.append(getattr(importlib.import_module(module_name), function_name))
-        except (ImportError, AttributeError) as error:
-            raise PreflightError(f"cannot import reward function {name!r}: {error}") from None
-    return funcs
+    """The reward functions `names` name (short names of `registry` or dotted paths ``pkg.module.func``,
+    :func:`~trl_igrpo.rewards.registry.load_reward_func`); one :class:`PreflightError` line with a did-you-mean for a
+    name that does not resolve."""
+    from trl_igrpo.rewards.registry import load_reward_func
+
+    try:
+        return [load_reward_func(name, registry) for name in names]
+    except ValueError as error:
+        raise PreflightError(str(error)) from None
 
 
 def main_process_print(*lines: str) -> None:
@@ -162,8 +149,8 @@ def main_process_print(*lines: str) -> None:
 def check_run(script_args, training_args, delete: bool = False) -> tuple[str | None, list[str]]:
     """The checks every training script runs before loading anything (the CLI runs them too, with ``delete=False``):
     the packages the flags need, ``--resume_from_checkpoint`` and the ``--output_dir`` guard of
-    :mod:`trl_igrpo.resume`. Returns (the checkpoint to resume from or None, the notices to print)."""
-    from trl_igrpo.resume import ResumeError, prepare_run_dir, resolve_checkpoint
+    :mod:`trl_igrpo.scripts.resume`. Returns (the checkpoint to resume from or None, the notices to print)."""
+    from trl_igrpo.scripts.resume import ResumeError, prepare_run_dir, resolve_checkpoint
 
     check_installed(training_args)
     try:
@@ -188,10 +175,10 @@ def finish_run(trainer, training_args, dataset_name: str | None, report: Callabl
     """The end of every script: save to ``output_dir`` with a model card (:func:`~trl_igrpo.hub.write_model_card`),
     report on the main process (`report(trainer)`; then the step count and where the model went), push to the Hub
     when ``push_to_hub`` is set, then end the run on every rank with
-    :func:`~trl_igrpo.distributed.end_distributed_run`, so that a finished multi-process run on CPU (gloo) cannot
+    :func:`~trl_igrpo.utils.distributed.end_distributed_run`, so that a finished multi-process run on CPU (gloo) cannot
     abort or hang on its way out."""
-    from trl_igrpo.distributed import end_distributed_run
     from trl_igrpo.hub import write_model_card
+    from trl_igrpo.utils.distributed import end_distributed_run
 
     trainer.save_model(training_args.output_dir)
     write_model_card(trainer, training_args.output_dir, dataset_name)

@@ -18,7 +18,7 @@ import sys
 from trl import ModelConfig, ScriptArguments, TrlParser
 
 from trl_igrpo.curriculum.config import CurriculumConfigMixin
-from trl_igrpo.curriculum.grpo_config import CurriculumGRPOConfig
+from trl_igrpo.grpo.config import CurriculumGRPOConfig
 from trl_igrpo.rewards import make_reasoning_format_reward, reasoning_format_reward
 from trl_igrpo.scripts import (
     SCRIPT_USAGE,
@@ -32,9 +32,9 @@ from trl_igrpo.scripts import (
     word_negated_flags,
 )
 from trl_igrpo.scripts.igrpo import REWARD_FUNCS as IGRPO_REWARD_FUNCS
-from trl_igrpo.scripts.igrpo import IGRPOScriptArguments, build_trainer, cpu_defaults, load_training_data
+from trl_igrpo.scripts.igrpo import GRPOScriptArguments, build_trainer, demo_defaults, load_training_data
 
-__all__ = ["REWARD_FUNCS", "grpo_cpu_defaults", "main", "make_parser", "preflight"]
+__all__ = ["REWARD_FUNCS", "grpo_demo_defaults", "main", "make_parser", "preflight"]
 
 #: iGRPO's rewards plus the Llama-Nemotron think-format reward: per-row mode (`reasoning_mode` column or a
 #: "detailed thinking on|off" system prompt), or fixed to reasoning ON.
@@ -45,9 +45,9 @@ REWARD_FUNCS = {
 }
 
 
-def grpo_cpu_defaults() -> dict:
+def grpo_demo_defaults() -> dict:
     """The iGRPO demo defaults without the draft field."""
-    defaults = cpu_defaults()
+    defaults = demo_defaults()
     defaults.pop("num_drafts")
     defaults["output_dir"] = "outputs/grpo-demo"
     return defaults
@@ -57,20 +57,20 @@ def make_parser(prog: str | None = None) -> TrlParser:
     """The parser over (script args, CurriculumGRPOConfig, ModelConfig), with the offline CPU defaults preset;
     ``--help`` lists the curriculum and script flags first."""
     parser = TrlParser(
-        (IGRPOScriptArguments, CurriculumGRPOConfig, ModelConfig),
+        (GRPOScriptArguments, CurriculumGRPOConfig, ModelConfig),
         prog=prog,
         usage=SCRIPT_USAGE,
         description="Train with GRPO plus the Llama-Nemotron pass-rate curriculum and dynamic sampling. Their flags "
         "come first; the general options after them are TRL's GRPOConfig / TrainingArguments, ModelConfig and "
         "ScriptArguments flags.",
     )
-    parser.set_defaults(**grpo_cpu_defaults())
+    parser.set_defaults(**grpo_demo_defaults())
     word_negated_flags(parser)
     group_flags(
         parser,
         [
             ("pass-rate curriculum and dynamic sampling", own_fields(CurriculumConfigMixin)),
-            ("script options (data, rewards, default model)", own_fields(IGRPOScriptArguments, ScriptArguments)),
+            ("script options (data, rewards, default model)", own_fields(GRPOScriptArguments, ScriptArguments)),
         ],
     )
     return parser
@@ -85,7 +85,7 @@ def preflight(script_args, training_args, model_args) -> tuple[str | None, list[
 def main(script_args, training_args, model_args):
     """Train plain GRPO (with the curriculum options) on the parsed arguments, save, and push when asked. Every row
     of `dataset_name` is trained on (``num_eval_examples`` only sizes the built-in set's held-out part)."""
-    from trl_igrpo.curriculum.trainer import CurriculumGRPOTrainer
+    from trl_igrpo.grpo.trainer import CurriculumGRPOTrainer
 
     resolve_rewards(script_args.reward_funcs, REWARD_FUNCS)  # an unknown name fails before any data loads
     checkpoint = start_run(script_args, training_args)

@@ -44,16 +44,15 @@ from trl_igrpo.scripts import (
 
 __all__ = [
     "REWARD_FUNCS",
-    "IGRPOScriptArguments",
+    "GRPOScriptArguments",
     "build_trainer",
-    "cpu_defaults",
+    "demo_defaults",
     "load_training_data",
     "main",
     "make_parser",
     "preflight",
     "print_summary",
     "resolve_default_model",
-    "resolve_reward",
 ]
 
 REWARD_FUNCS = {"math_accuracy": math_accuracy_reward, "think_answer_format": think_answer_format_reward}
@@ -62,8 +61,9 @@ DEMO_SECONDS_PER_STEP = 2
 
 
 @dataclass
-class IGRPOScriptArguments(RunDirArguments, ScriptArguments):
-    """Script arguments on top of TRL's (`dataset_name`, `dataset_config`, `dataset_train_split`, ...)."""
+class GRPOScriptArguments(RunDirArguments, ScriptArguments):
+    """The script arguments of the GRPO-based training scripts (``trl-igrpo igrpo`` and ``trl-igrpo grpo``), on top of
+    TRL's (`dataset_name`, `dataset_config`, `dataset_train_split`, ...)."""
 
     dataset_name: str | None = field(
         default=None,
@@ -104,12 +104,6 @@ class IGRPOScriptArguments(RunDirArguments, ScriptArguments):
     max_operand: int = field(
         default=DEMO_MAX_OPERAND, metadata={"help": "Built-in dataset and warm start: largest operand."}
     )
-
-
-def resolve_reward(name: str, registry: dict | None = None):
-    """A reward function from its short name in ``registry`` (default :data:`REWARD_FUNCS`) or a dotted path; raises
-    :class:`~trl_igrpo.scripts.PreflightError` (a ``ValueError``) with a did-you-mean otherwise."""
-    return resolve_rewards([name], REWARD_FUNCS if registry is None else registry)[0]
 
 
 def load_training_data(script_args, hold_out: bool = True, seed: int = 0):
@@ -155,8 +149,10 @@ def load_training_data(script_args, hold_out: bool = True, seed: int = 0):
     return split["train"], split["test"]
 
 
-def cpu_defaults() -> dict:
-    """Defaults for the offline demo that make sense on a laptop CPU; every one can be overridden by a flag."""
+def demo_defaults() -> dict:
+    """The defaults of the offline demo (a run with no flags): small batches and steps that finish in minutes on a
+    laptop CPU, plus :func:`~trl_igrpo.scripts.device_defaults` (bf16 only with a GPU); every one can be overridden by
+    a flag."""
     return dict(
         output_dir="outputs/igrpo-demo",
         **device_defaults(),
@@ -205,10 +201,10 @@ def build_trainer(script_args, training_args, model_args, train_dataset, trainer
     rewards by name, PEFT.
 
     A `model_name_or_path` that looks like a local path but does not exist raises ``FileNotFoundError`` naming it
-    (:func:`~trl_igrpo.model_loading.check_model_path`) before anything is loaded."""
+    (:func:`~trl_igrpo.utils.model_path.check_model_path`) before anything is loaded."""
     from trl import get_peft_config
 
-    from trl_igrpo.model_loading import check_model_path
+    from trl_igrpo.utils.model_path import check_model_path
 
     if trainer_class is None:
         from trl_igrpo.igrpo.trainer import IGRPOTrainer as trainer_class
@@ -374,13 +370,13 @@ def make_parser(prog: str | None = None) -> TrlParser:
     """The parser over (script args, IGRPOConfig, ModelConfig), with the offline demo defaults preset; ``--help``
     lists the iGRPO flags (IGRPOConfig's own fields) first, then the curriculum and script flags, then TRL's."""
     parser = TrlParser(
-        (IGRPOScriptArguments, IGRPOConfig, ModelConfig),
+        (GRPOScriptArguments, IGRPOConfig, ModelConfig),
         prog=prog,
         usage=SCRIPT_USAGE,
         description="Train with iGRPO (arXiv 2602.09000). The iGRPO flags come first; the general options after them "
         "are TRL's GRPOConfig / transformers' TrainingArguments, ModelConfig and ScriptArguments flags.",
     )
-    parser.set_defaults(**cpu_defaults())
+    parser.set_defaults(**demo_defaults())
     word_negated_flags(parser)
     group_flags(
         parser,
@@ -391,7 +387,7 @@ def make_parser(prog: str | None = None) -> TrlParser:
                 "checks and vLLM weight sync (shared by the GRPO-based trainers)",
                 own_fields(GRPOBaseConfig, CurriculumConfigMixin, GRPOConfig),
             ),
-            ("script options (data, rewards, default model)", own_fields(IGRPOScriptArguments, ScriptArguments)),
+            ("script options (data, rewards, default model)", own_fields(GRPOScriptArguments, ScriptArguments)),
         ],
     )
     return parser

@@ -209,7 +209,7 @@ def preflight(script_args, training_args, model_args) -> tuple[str | None, list[
 def main(argv: list[str] | None = None):
     """Parse `argv` and train offline RPO (``--online``: online RPO); without `--output_dir` or `--config`, a tiny
     offline demo into ``outputs/rpo-demo`` (``outputs/online-rpo-demo``)."""
-    from trl_igrpo.model_loading import check_model_path
+    from trl_igrpo.utils.model_path import check_model_path
 
     argv = sys.argv[1:] if argv is None else argv
     online = _is_online(argv)

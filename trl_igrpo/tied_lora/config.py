@@ -99,7 +99,9 @@ UNKNOWN_TIED_LORA_CONFIGURATIONS = ("TL1", "TL2", "TL3", "TL4", "TL7")
 
 @dataclass
 class TiedLoraConfig(PeftConfig):
-    r"""Configuration of a Tied-LoRA adapter: ``delta W_l = scaling * diag(v_l) B diag(u_l) A`` (paper, Sec. 2).
+    r"""
+    Configuration class of a Tied-LoRA adapter ([Tied-LoRA](https://huggingface.co/papers/2311.09578), Renduchintala,
+    Konuk and Kuchaiev, NAACL 2024): `delta W_l = scaling * diag(v_l) B diag(u_l) A` (paper, Sec. 2).
 
     A (``r x in``) and B (``out x r``) are *tied*: one tensor shared by every layer of a tie group; ``u_l`` (``r``) and
     ``v_l`` (``out``) are per-layer scaling vectors. Each of A, B, u, v is trained or frozen (``train_A`` ... ``train_v``);
@@ -117,34 +119,61 @@ class TiedLoraConfig(PeftConfig):
     every other factor is non-zero (A and a frozen B random Kaiming-uniform, u = v = 1). With B trainable this is LoRA's
     convention (B = 0); with B frozen (VeRA-like settings) v (or u, or A) starts at zero instead.
 
-    Args:
-        r: Rank of the tied A and B. At most ``min(in_features, out_features)`` of every target module (a layer's
-            update cannot have a higher rank); a larger ``r`` is refused when the adapter is applied, naming the module.
-        target_modules: Module names (suffix match) or a regex to adapt. ``None`` means ``("q_proj", "k_proj",
-            "v_proj")``, the paper's scope.
-        exclude_modules: Module names (or a regex) never adapted.
-        fused_module_groups: Groups of sibling module names that read the same input and are treated as one fused
-            projection (shared tied A and per-layer u; own tied B and own per-layer v). ``None`` or ``[]`` ties purely
-            by shape. Default ``[["q_proj", "k_proj", "v_proj"]]`` (the paper's fused QKV).
-        train_A: Train the tied down-projection A. Default ``True``; the four ``train_*`` flags all on is TL6, see
-            ``from_configuration`` for the paper's other configurations.
-        train_B: Train the tied up-projection B. Default ``True``.
-        train_u: Train the per-layer scaling vector u (applied to the rank-r activations). Default ``True``.
-        train_v: Train the per-layer scaling vector v (applied to the output). Default ``True``.
-        alpha: LoRA-style scaling numerator, ``scaling = alpha / r``. ``None`` means ``alpha = r`` (scaling 1, paper).
-        dropout: Dropout probability applied to the adapter input, as LoRA's ``lora_dropout``.
-        fan_in_fan_out: ``True`` for layers storing weights as (in, out), e.g. GPT-2's ``Conv1D`` (set automatically).
-        init_weights: ``True`` (default) for the exact no-op initialisation; ``False`` makes every factor random and
-            non-zero (for tests of the merge arithmetic only).
-        modules_to_save: Extra modules trained in full and saved with the adapter (e.g. a classification head).
-        layers_to_transform: Restrict adaptation to these layer indices, as in ``LoraConfig``.
-        layers_pattern: Name of the layer list used with ``layers_to_transform``, as in ``LoraConfig``.
-        export_lora: Also write a standard PEFT LoRA export of the adapter (exact; see
-            [`export_lora`][trl_igrpo.tied_lora.export_lora]) into ``<save_directory>/lora`` whenever the adapter is
-            saved: every training checkpoint, the final ``save_model`` and the folder ``push_to_hub`` uploads.
-            Default ``False``.
-        load_requires: Not a setting. A note saved in ``adapter_config.json`` that says to ``import trl_igrpo``
-            before loading (PEFT cannot find the ``TIEDLORA`` type otherwise); always reset to the current note.
+    Parameters:
+        > Parameters that control the adapter's shape and what it adapts
+
+        r (`int`, *optional*, defaults to `8`):
+            Rank of the tied A and B. At most `min(in_features, out_features)` of every target module (a layer's
+            update cannot have a higher rank); a larger `r` is refused when the adapter is applied, naming the module.
+        target_modules (`list[str]`, `str` or `None`, *optional*, defaults to `None`):
+            Module names (suffix match) or a regex to adapt. `None` means `("q_proj", "k_proj", "v_proj")`, the
+            paper's scope.
+        exclude_modules (`list[str]`, `str` or `None`, *optional*, defaults to `None`):
+            Module names (or a regex) never adapted.
+        fused_module_groups (`list[list[str]]` or `None`, *optional*, defaults to `[["q_proj", "k_proj", "v_proj"]]`):
+            Groups of sibling module names that read the same input and are treated as one fused projection (shared
+            tied A and per-layer u; own tied B and own per-layer v). `None` or `[]` ties purely by shape. The default
+            is the paper's fused QKV.
+        layers_to_transform (`list[int]`, `int` or `None`, *optional*, defaults to `None`):
+            Restrict adaptation to these layer indices, as in `LoraConfig`.
+        layers_pattern (`list[str]`, `str` or `None`, *optional*, defaults to `None`):
+            Name of the layer list used with `layers_to_transform`, as in `LoraConfig`.
+        modules_to_save (`list[str]` or `None`, *optional*, defaults to `None`):
+            Extra modules trained in full and saved with the adapter (e.g. a classification head).
+
+        > Parameters that control which factors train (the paper's configurations)
+
+        train_A (`bool`, *optional*, defaults to `True`):
+            Train the tied down-projection A. The four `train_*` flags all on is TL6; see `from_configuration` for the
+            paper's other configurations.
+        train_B (`bool`, *optional*, defaults to `True`):
+            Train the tied up-projection B.
+        train_u (`bool`, *optional*, defaults to `True`):
+            Train the per-layer scaling vector u (applied to the rank-r activations).
+        train_v (`bool`, *optional*, defaults to `True`):
+            Train the per-layer scaling vector v (applied to the output).
+
+        > Parameters that control the adapter's computation
+
+        alpha (`float` or `None`, *optional*, defaults to `None`):
+            LoRA-style scaling numerator, `scaling = alpha / r`. `None` means `alpha = r` (scaling 1, as in the paper).
+        dropout (`float`, *optional*, defaults to `0.0`):
+            Dropout probability applied to the adapter input, as LoRA's `lora_dropout`.
+        fan_in_fan_out (`bool`, *optional*, defaults to `False`):
+            `True` for layers storing weights as (in, out), e.g. GPT-2's `Conv1D` (set automatically).
+        init_weights (`bool`, *optional*, defaults to `True`):
+            `True` for the exact no-op initialisation; `False` makes every factor random and non-zero (for tests of
+            the merge arithmetic only).
+
+        > Parameters that control saving
+
+        export_lora (`bool`, *optional*, defaults to `False`):
+            Also write a standard PEFT LoRA export of the adapter (exact; see
+            [`~trl_igrpo.tied_lora.export_lora`]) into `<save_directory>/lora` whenever the adapter is saved: every
+            training checkpoint, the final `save_model` and the folder `push_to_hub` uploads.
+        load_requires (`str`, *optional*, defaults to `LOAD_REQUIRES`):
+            Not a setting. A note saved in `adapter_config.json` that says to `import trl_igrpo` before loading (PEFT
+            cannot find the `TIEDLORA` type otherwise); always reset to the current note.
     """
 
     r: int = field(default=8, metadata={"help": "Rank of the tied A (r x in) and B (out x r) matrices."})

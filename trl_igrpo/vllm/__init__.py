@@ -2,7 +2,8 @@
 
 - :mod:`~trl_igrpo.vllm.config`: the ``vllm_weight_sync`` / ``vllm_weight_sync_dir`` / ``vllm_engine_kwargs`` fields;
 - :mod:`~trl_igrpo.vllm.weight_sync`: the sync backends;
-- :mod:`~trl_igrpo.vllm.generation`: the ``VLLMGeneration`` subclass the trainers use;
+- :mod:`~trl_igrpo.vllm.engine`: :class:`~trl_igrpo.vllm.engine.WeightSyncVLLMGeneration`, the ``VLLMGeneration`` the
+  trainers generate with;
 - :mod:`~trl_igrpo.vllm.serve`: ``trl-igrpo serve`` (``python -m trl_igrpo.vllm.serve``).
 """
 

@@ -12,20 +12,29 @@ __all__ = ["VLLMSyncConfigMixin"]
 
 @dataclass
 class VLLMSyncConfigMixin:
-    """How policy weights reach vLLM and which extra engine arguments colocate mode gets (see :mod:`trl_igrpo.vllm`).
+    r"""
+    Configuration fields of the vLLM integration, shared by every GRPO-based config of the package (a dataclass mixin
+    of [`~trl_igrpo.core.GRPOBaseConfig`]): how the policy's weights reach vLLM, and the extra engine arguments of
+    colocate mode (see :mod:`trl_igrpo.vllm`). TRL's own vLLM fields (`use_vllm`, `vllm_mode`, ...) are those of
+    [`~trl.GRPOConfig`].
 
-    Args:
-        vllm_weight_sync (`str`, defaults to `"auto"`):
+    Parameters:
+        > Parameters that control the weight sync
+
+        vllm_weight_sync (`str`, *optional*, defaults to `"auto"`):
             `"nccl"` (TRL's path, needs CUDA), `"reload"` (colocate: vLLM's model runner reloads the weights in
             place) or `"filesystem"` (server: safetensors written to `vllm_weight_sync_dir`, then the server reloads
             them). `"auto"` picks `"nccl"` on CUDA and a reload path otherwise. One sync serves both iGRPO stages.
-        vllm_weight_sync_dir (`str` or `None`, defaults to `None`):
+        vllm_weight_sync_dir (`str` or `None`, *optional*, defaults to `None`):
             `"filesystem"` only: a directory the server can read (a shared path when it runs on another node);
             `None` uses a temporary directory.
-        vllm_engine_kwargs (`dict`, `str` or `None`, defaults to `None`):
+
+        > Parameters that control the colocated engine
+
+        vllm_engine_kwargs (`dict`, `str` or `None`, *optional*, defaults to `None`):
             Extra `vllm.LLM(...)` arguments in colocate mode, e.g. `{"quantization": "fp8"}` for FP8 rollouts as in
-            Llama-Nemotron, or `{"dtype": "float32"}`. A JSON string works on the command line. Server mode: pass
-            them to `trl-igrpo serve` instead.
+            [Llama-Nemotron](https://huggingface.co/papers/2505.00949), or `{"dtype": "float32"}`. A JSON string works
+            on the command line. Server mode: pass them to `trl-igrpo serve` instead.
     """
 
     vllm_weight_sync: str = field(

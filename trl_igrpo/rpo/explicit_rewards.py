@@ -101,44 +101,59 @@ def attach_rewards(dataset, args: RPOConfig, name: str, reward_funcs, reward_pro
         return dataset.map(lambda ex: {REWARDS_KEY: [ex[args.chosen_reward_column], ex[args.rejected_reward_column]]})
     if REWARDS_KEY in columns:
         return dataset
-    extra_columns = lambda ds, skip: {c: ds[c] for c in ds.column_names if c not in skip}  # noqa: E731
-
+    scoring = (reward_funcs, reward_processing_classes, reward_weights)
     if is_k_response(columns, args):
-        responses = dataset[args.responses_column]
-        sizes = {len(item) for item in responses}
-        if len(sizes) != 1 or min(sizes) < 2:
-            raise ValueError(
-                f"{name}: every row of column {args.responses_column!r} must hold the same number k >= 2 of responses; "
-                f"found sizes {sorted(sizes)}."
-            )
-        if args.rewards_column in columns:
-            rewards = dataset[args.rewards_column]
-            for row, (items, values) in enumerate(zip(responses, rewards, strict=True)):
-                if values is None or len(values) != len(items) or _bad_reward_rows(values):
-                    raise ValueError(
-                        f"{name}: column {args.rewards_column!r} row {row} must hold {len(items)} finite rewards "
-                        f"(one per response in {args.responses_column!r}), got {values!r}."
-                    )
-        elif reward_funcs:
-            if "prompt" not in columns:
-                raise ValueError(f"{name}: k-response data needs a 'prompt' column to be scored by reward functions.")
-            k = len(responses[0])
-            prompts = [prompt for prompt in dataset["prompt"] for _ in range(k)]
-            flat = [item for items in responses for item in items]
-            others = extra_columns(dataset, {"prompt", args.responses_column})
-            others = {key: [value for value in values for _ in range(k)] for key, values in others.items()}
-            scores = score_completions(
-                reward_funcs, prompts, flat, reward_processing_classes, reward_weights, **others
-            )
-            _raise_unscored(scores, name, args.rewards_column)
-            rewards = [scores[i * k : (i + 1) * k] for i in range(len(dataset))]
-        else:
-            raise ValueError(
-                f"{name} has no reward column {args.rewards_column!r} (k-response data in {args.responses_column!r}). "
-                "Add it, set `rewards_column`, or pass `reward_funcs` to score the responses."
-            )
-        return dataset.add_column(REWARDS_KEY, [list(map(float, row)) for row in rewards])
+        rewards = _k_response_rewards(dataset, args, name, *scoring)
+    else:
+        dataset, rewards = _pairwise_rewards(dataset, args, name, *scoring)
+    return dataset.add_column(REWARDS_KEY, [[float(value) for value in row] for row in rewards])
 
+
+def _other_columns(dataset, skip) -> dict:
+    """The dataset's columns except ``skip``, passed on to reward functions (e.g. ``solution``)."""
+    return {column: dataset[column] for column in dataset.column_names if column not in skip}
+
+
+def _k_response_rewards(dataset, args: RPOConfig, name: str, reward_funcs, reward_processing_classes, reward_weights):
+    """Per row, the k rewards of a k-response dataset: the checked ``rewards_column``, or the responses scored by the
+    reward functions."""
+    columns, responses = dataset.column_names, dataset[args.responses_column]
+    sizes = {len(item) for item in responses}
+    if len(sizes) != 1 or min(sizes) < 2:
+        raise ValueError(
+            f"{name}: every row of column {args.responses_column!r} must hold the same number k >= 2 of responses; "
+            f"found sizes {sorted(sizes)}."
+        )
+    if args.rewards_column in columns:
+        rewards = dataset[args.rewards_column]
+        for row, (items, values) in enumerate(zip(responses, rewards, strict=True)):
+            if values is None or len(values) != len(items) or _bad_reward_rows(values):
+                raise ValueError(
+                    f"{name}: column {args.rewards_column!r} row {row} must hold {len(items)} finite rewards "
+                    f"(one per response in {args.responses_column!r}), got {values!r}."
+                )
+        return rewards
+    if not reward_funcs:
+        raise ValueError(
+            f"{name} has no reward column {args.rewards_column!r} (k-response data in {args.responses_column!r}). "
+            "Add it, set `rewards_column`, or pass `reward_funcs` to score the responses."
+        )
+    if "prompt" not in columns:
+        raise ValueError(f"{name}: k-response data needs a 'prompt' column to be scored by reward functions.")
+    k = len(responses[0])
+    prompts = [prompt for prompt in dataset["prompt"] for _ in range(k)]
+    flat = [item for items in responses for item in items]
+    others = _other_columns(dataset, {"prompt", args.responses_column})
+    others = {key: [value for value in values for _ in range(k)] for key, values in others.items()}
+    scores = score_completions(reward_funcs, prompts, flat, reward_processing_classes, reward_weights, **others)
+    _raise_unscored(scores, name, args.rewards_column)
+    return [scores[i * k : (i + 1) * k] for i in range(len(dataset))]
+
+
+def _pairwise_rewards(dataset, args: RPOConfig, name: str, reward_funcs, reward_processing_classes, reward_weights):
+    """``(dataset, [(chosen reward, rejected reward), ...])`` of a pairwise dataset: the checked reward columns, the
+    completions scored by the reward functions (after extracting a missing ``prompt``), or the configured defaults."""
+    columns = dataset.column_names
     if "chosen" not in columns or "rejected" not in columns:
         raise ValueError(
             f"{name} must be pairwise ('chosen', 'rejected' and reward columns) or k-response "
@@ -154,11 +169,11 @@ def attach_rewards(dataset, args: RPOConfig, name: str, reward_funcs, reward_pro
                     f"{name}: reward column {column!r} has missing or non-finite values (None/NaN/inf) in rows "
                     f"{bad[:10]}{'...' if len(bad) > 10 else ''}. Fix or drop those rows."
                 )
-        rewards = list(zip(dataset[reward_columns[0]], dataset[reward_columns[1]], strict=True))
-    elif reward_funcs:
+        return dataset, list(zip(dataset[reward_columns[0]], dataset[reward_columns[1]], strict=True))
+    if reward_funcs:
         if "prompt" not in columns:
             dataset = dataset.map(extract_prompt)
-        others = extra_columns(dataset, {"prompt", "chosen", "rejected", *reward_columns})
+        others = _other_columns(dataset, {"prompt", "chosen", "rejected", *reward_columns})
         scored = []
         for completion_column, reward_column in zip(("chosen", "rejected"), reward_columns, strict=True):
             scores = score_completions(
@@ -171,16 +186,14 @@ def attach_rewards(dataset, args: RPOConfig, name: str, reward_funcs, reward_pro
             )
             _raise_unscored(scores, name, reward_column)
             scored.append(scores)
-        rewards = list(zip(*scored, strict=True))
-    elif args.default_chosen_reward is not None and args.default_rejected_reward is not None:
-        rewards = [(args.default_chosen_reward, args.default_rejected_reward)] * len(dataset)
-    else:
-        raise ValueError(
-            f"{name} has no reward column {missing[0]!r} (expected {list(reward_columns)}). Add the column, set "
-            "`chosen_reward_column`/`rejected_reward_column`, pass `reward_funcs` to score the completions, or set "
-            "`default_chosen_reward`/`default_rejected_reward` (NeMo-Aligner's 1.0/0.0 fallback)."
-        )
-    return dataset.add_column(REWARDS_KEY, [[float(c), float(r)] for c, r in rewards])
+        return dataset, list(zip(*scored, strict=True))
+    if args.default_chosen_reward is not None and args.default_rejected_reward is not None:
+        return dataset, [(args.default_chosen_reward, args.default_rejected_reward)] * len(dataset)
+    raise ValueError(
+        f"{name} has no reward column {missing[0]!r} (expected {list(reward_columns)}). Add the column, set "
+        "`chosen_reward_column`/`rejected_reward_column`, pass `reward_funcs` to score the completions, or set "
+        "`default_chosen_reward`/`default_rejected_reward` (NeMo-Aligner's 1.0/0.0 fallback)."
+    )
 
 
 def _raise_unscored(scores: list[float], name: str, column: str) -> None:

@@ -1,4 +1,4 @@
-"""Checks on a ``model_name_or_path`` before anything heavy loads it.
+"""What a ``model_name_or_path`` names, checked before anything heavy loads it (nothing here loads a model).
 
 ``from_pretrained("./out/ckpt")`` on a directory that does not exist treats the string as a Hugging Face Hub id and
 fails, after a long traceback, with ``OSError: Repo id must be in the form 'repo_name' or 'namespace/repo_name'`` --
@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["check_model_path", "looks_like_local_path"]
+__all__ = ["check_model_path", "default_output_dir", "looks_like_local_path"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -57,3 +57,10 @@ def check_model_path(name_or_path: str | os.PathLike | None, what: str = "model 
         "directory (with config.json, as written by save_pretrained) or a Hugging Face Hub id such as "
         "'Qwen/Qwen2.5-Math-1.5B'."
     )
+
+
+def default_output_dir(model, method: str) -> str:
+    """TRL's ``output_dir`` for a trainer built without a config: ``<model name>-<method>`` (``Qwen2.5-Math-1.5B-iGRPO``
+    for ``"Qwen/Qwen2.5-Math-1.5B"``; a loaded model's ``config._name_or_path`` is used)."""
+    name = model if isinstance(model, str) else model.config._name_or_path
+    return f"{str(name).rstrip('/').split('/')[-1]}-{method.replace(' ', '')}"

@@ -6,13 +6,15 @@ config fields, the TRL fields that shape a rollout batch, the reward functions, 
 ``trl_igrpo_run_settings.json`` in each checkpoint; :func:`check_resumed_settings` compares them with the resumed
 run's before its first step. Per setting:
 
-- **error** where the change breaks the run: ``num_drafts`` or ``max_draft_length`` changed while the checkpoint holds
-  prefetched drafts (``prefetch_drafts=True``), which were sampled for the old value (a changed ``num_drafts`` crashed
-  at the first step with "Got 4 completions but 6 solutions"). The message names the setting and both fixes.
+- **error** where the change breaks the run: a setting that state saved in the checkpoint was made for (the config's
+  ``_pinned_settings`` hook; iGRPO: ``num_drafts`` or ``max_draft_length`` while the checkpoint holds prefetched drafts,
+  which were sampled for the old value: a changed ``num_drafts`` crashed at the first step with "Got 4 completions but
+  6 solutions"). The message names the setting and both fixes.
 - **warning** (one block, every change with its old and new value and what it affects) for every other recorded
   setting: the run continues, but it is no longer the run the checkpoint started (a new group size, reward, curriculum
   or batch layout; the last also changes which rows the resumed data loader skips).
-- nothing for :data:`OPERATIONAL_FIELDS` (engine, check and logging settings that do not change what is trained).
+- nothing for the config's operational fields (``_OPERATIONAL_FIELDS``: engine, check and logging settings that do not
+  change what is trained).
 
 A checkpoint without the file (written by another tool, or before this file existed) gets a one-line warning.
 """
@@ -20,14 +22,13 @@ A checkpoint without the file (written by another tool, or before this file exis
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import logging
 import os
 
 from transformers import TrainerCallback
 
-__all__ = ["OPERATIONAL_FIELDS", "SETTINGS_FILE", "RunSettingsCallback", "check_resumed_settings", "run_settings"]
+__all__ = ["SETTINGS_FILE", "RunSettingsCallback", "check_resumed_settings", "run_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,24 +52,6 @@ TRL_FIELDS = (
     "seed",
 )
 
-#: Package fields that may change on resume without a word: they change how, not what, the run trains.
-OPERATIONAL_FIELDS = frozenset(
-    {
-        "vllm_weight_sync",
-        "vllm_weight_sync_dir",
-        "vllm_engine_kwargs",
-        "share_prompt_prefill",
-        "max_unscorable_reward_batches",
-        "context_length",
-        "verify_draft_in_prompt",
-        "draft_success_threshold",
-        "two_stage_eval",
-    }
-)
-
-#: Settings the prefetched drafts saved in a checkpoint depend on (raise when they change and the drafts would be used).
-PREFETCH_DEPENDENT = ("num_drafts", "max_draft_length")
-
 _LAYOUT = {
     "num_generations",
     "per_device_train_batch_size",
@@ -82,13 +65,14 @@ def run_settings(trainer) -> dict:
     """The settings of `trainer`'s run that :func:`check_resumed_settings` compares (JSON-ready)."""
     from trl import GRPOConfig
 
-    from .hub import _plain
+    from ..hub.cards import plain_value
 
     args = trainer.args
     inherited = {field.name for field in dataclasses.fields(GRPOConfig)}
     own = [field.name for field in dataclasses.fields(args) if field.name not in inherited]
-    names = [name for name in own if name not in OPERATIONAL_FIELDS] + [n for n in TRL_FIELDS if hasattr(args, n)]
-    settings = {name: _plain(getattr(args, name)) for name in names}
+    operational: frozenset[str] = getattr(args, "_OPERATIONAL_FIELDS", frozenset())
+    names = [name for name in own if name not in operational] + [n for n in TRL_FIELDS if hasattr(args, n)]
+    settings = {name: plain_value(getattr(args, name)) for name in names}
     settings["trainer"] = type(trainer).__name__
     settings["reward_funcs"] = list(getattr(trainer, "reward_func_names", []) or [])
     settings["world_size"] = int(trainer.accelerator.num_processes)
@@ -107,12 +91,6 @@ class RunSettingsCallback(TrainerCallback):
         if state.is_world_process_zero and os.path.isdir(folder):
             with open(os.path.join(folder, SETTINGS_FILE), "w", encoding="utf-8") as handle:
                 json.dump(run_settings(self.trainer), handle, indent=2, sort_keys=True)
-
-
-def _has_prefetched_drafts(checkpoint: str) -> bool:
-    from .igrpo.prefetch import PREFETCH_FILE
-
-    return bool(glob.glob(os.path.join(checkpoint, PREFETCH_FILE.format(rank="*"))))
 
 
 def _effect(name: str) -> str:
@@ -144,15 +122,14 @@ def check_resumed_settings(trainer, checkpoint: str | bool | None) -> list[str]:
         saved = json.load(handle)
     current = run_settings(trainer)
     changed = [name for name in sorted(set(saved) | set(current)) if saved.get(name) != current.get(name)]
-    prefetch = bool(current.get("prefetch_drafts")) and _has_prefetched_drafts(checkpoint)
-    breaking = [name for name in changed if name in PREFETCH_DEPENDENT and prefetch]
-    if breaking:
+    pinned = trainer.args._pinned_settings(checkpoint)
+    breaking = [name for name in changed if pinned is not None and name in pinned.names]
+    if pinned is not None and breaking:
         was = ", ".join(f"{name}={saved.get(name)!r}" for name in breaking)
         now = ", ".join(f"{name}={current.get(name)!r}" for name in breaking)
         raise ValueError(
-            f"Cannot resume from {checkpoint} with {now}: it holds drafts prefetched for the next batch with {was} "
-            f"(prefetch_drafts=True), which the first step would use. Resume with {was}, or delete its "
-            "igrpo_prefetched_drafts_rank*.json files to sample that batch's drafts anew with the new setting."
+            f"Cannot resume from {checkpoint} with {now}: it holds {pinned.state} with {was}, which the first step "
+            f"would use. Resume with {was}, or {pinned.discard}."
         )
     if changed and trainer.accelerator.is_main_process:
         lines = [f"  {name}: {saved.get(name)!r} -> {current.get(name)!r}  ({_effect(name)})" for name in changed]

@@ -1,4 +1,4 @@
-r"""Data for every command: one loader for local files, saved datasets and Hub ids, and one prompt builder.
+r"""One loader for every command: local files, saved datasets and Hub ids.
 
 Every ``trl-igrpo`` command that takes a dataset (``igrpo``, ``grpo``, ``rpo``, ``pass-rate``, ``eval``) reads it
 through this module, so the same ``--dataset_name`` works everywhere:
@@ -8,14 +8,8 @@ through this module, so the same ``--dataset_name`` works everywhere:
 - any other local folder of data files that ``datasets.load_dataset`` reads;
 - a Hugging Face Hub dataset id.
 
-A name that looks like a local path (:func:`~trl_igrpo.model_loading.looks_like_local_path`) or ends in a data-file
+A name that looks like a local path (:func:`~trl_igrpo.utils.model_path.looks_like_local_path`) or ends in a data-file
 suffix but does not exist is an error naming the path, not a Hub lookup.
-
-Prompts. The trainers and ``trl-igrpo pass-rate`` build a row's prompt the same way (:func:`add_prompt_column`): a
-``prompt`` column is used as it is (text, or chat messages); otherwise the ``problem`` column becomes one user message
-(after an optional system message). The chat template then renders it with the run's ``chat_template_kwargs`` exactly
-as TRL's ``GRPOTrainer`` tokenizes prompts (:func:`tokenize_prompts`), so a pass rate is measured on the prompts the
-trainer trains on.
 """
 
 from __future__ import annotations
@@ -24,17 +18,9 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-__all__ = [
-    "DataError",
-    "add_prompt_column",
-    "build_chat_prompt",
-    "load_data",
-    "load_rows",
-    "resolve_system_prompt",
-    "tokenize_prompts",
-]
+__all__ = ["DataError", "load_data", "load_rows"]
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -51,7 +37,7 @@ class DataError(ValueError):
 
 def _local_path(dataset_name: str) -> Path | None:
     """The local file or folder `dataset_name` names, None for a Hub id; raise for a local path that does not exist."""
-    from .model_loading import looks_like_local_path
+    from ..utils.model_path import looks_like_local_path
 
     path = Path(os.path.expanduser(dataset_name))
     if path.exists():
@@ -189,85 +175,3 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         with path.open(encoding="utf-8", newline="") as handle:
             return list(csv.DictReader(handle))
     raise DataError(f"{path}: unknown file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}.")
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Prompts
-
-
-def resolve_system_prompt(system_prompt: str | None) -> str | None:
-    """`system_prompt` itself, except ``"igrpo"``: the iGRPO paper's training system prompt (App. C)."""
-    if system_prompt == "igrpo":
-        from .igrpo.drafts import IGRPO_SYSTEM_PROMPT
-
-        return IGRPO_SYSTEM_PROMPT
-    return system_prompt or None
-
-
-def _is_messages(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
-
-
-def build_chat_prompt(
-    problem: str | list[dict[str, Any]], system_prompt: str | None = None, template: str = "{problem}"
-) -> list[dict[str, Any]]:
-    """The chat prompt of one problem: ``template`` with ``{problem}`` filled in as one user message, after a system
-    message when `system_prompt` is set. A problem that already is a list of chat messages is kept (with the system
-    message put first when it has none)."""
-    if _is_messages(problem):
-        messages = [dict(m) for m in cast(list, problem)]
-        if system_prompt and not any(m["role"] == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        return messages
-    if "{problem}" not in template:
-        raise DataError(f"the prompt template (--prompt_template) must contain '{{problem}}', got {template!r}.")
-    messages = [{"role": "user", "content": template.replace("{problem}", str(problem))}]
-    if system_prompt:
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    return messages
-
-
-def add_prompt_column(dataset, system_prompt: str | None = None, problem_column: str = "problem"):
-    """`dataset` with the ``prompt`` column the trainers train on, built the one way every command builds it.
-
-    - A ``prompt`` column is kept: text prompts as they are, chat prompts with the system message (if any) first.
-    - Otherwise ``problem_column`` becomes a chat prompt (:func:`build_chat_prompt`).
-
-    Raises :class:`DataError` when neither column exists, or for a system prompt on text prompts (there is no chat
-    turn to put it in).
-    """
-    system_prompt = resolve_system_prompt(system_prompt)
-    columns = list(dataset.column_names)
-    if "prompt" in columns:
-        if not system_prompt:
-            return dataset
-        if not _is_messages(dataset[0]["prompt"]):
-            raise DataError(
-                "the dataset's 'prompt' column holds plain text, which has no chat turns to put a system prompt in; "
-                "drop --system_prompt, or give chat-message prompts (or a 'problem' column instead of 'prompt')."
-            )
-        return dataset.map(lambda row: {"prompt": build_chat_prompt(row["prompt"], system_prompt)})
-    if problem_column not in columns:
-        raise DataError(
-            f"the dataset needs a 'prompt' column (text or chat messages) or a {problem_column!r} column to build one "
-            f"from; it has {columns}."
-        )
-    return dataset.map(lambda row: {"prompt": build_chat_prompt(row[problem_column], system_prompt)})
-
-
-def tokenize_prompts(tokenizer, prompts: list, chat_template_kwargs: dict | None = None) -> list[list[int]]:
-    """Token ids of `prompts` exactly as TRL's ``GRPOTrainer._tokenize_prompts`` builds them for generation: chat
-    prompts through the chat template with the generation prompt and ``chat_template_kwargs``, text prompts through
-    the tokenizer (special tokens added)."""
-    from trl.data_utils import is_conversational
-
-    if prompts and is_conversational({"prompt": prompts[0]}):
-        tokenized = tokenizer.apply_chat_template(
-            conversation=prompts,
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            **(chat_template_kwargs or {}),
-        )
-        return [list(ids) for ids in tokenized["input_ids"]]
-    return [list(ids) for ids in tokenizer(text=list(prompts))["input_ids"]]

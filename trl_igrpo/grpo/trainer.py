@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.trainer import GRPOBaseTrainer
-from .grpo_config import CurriculumGRPOConfig
+from .config import CurriculumGRPOConfig
 
 __all__ = ["CurriculumGRPOConfig", "CurriculumGRPOTrainer"]
 

@@ -30,7 +30,7 @@ def help_requested(argv: list[str]) -> bool:
 
 
 def _source_signature() -> str:
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the trl_igrpo package
     parts = []
     for path in sorted(root.rglob("*.py")):
         stat = path.stat()

@@ -144,9 +144,8 @@ def use_compact_console(trainer) -> None:
 def final_answer(completion: Any) -> str:
     r"""The final answer a completion gives, as the math reward reads it: the last ``<answer>`` block (its
     ``\boxed{}`` content if it has one), else the last ``\boxed{}`` of the text; ``(none)`` if neither exists."""
-    from .eval.metrics import last_boxed_content
-    from .rewards._text import completion_text
-    from .rewards.math import extract_answer_region
+    from ..rewards._text import completion_text, last_boxed_content
+    from ..rewards.math import extract_answer_region
 
     region, tagged = extract_answer_region(completion_text(completion))
     answer = last_boxed_content(region) or (region if tagged else None)
