@@ -312,8 +312,9 @@ def render_markdown(results: dict, analysis: dict, images: dict[str, str]) -> st
     status = (
         f"All {planned} planned runs are finished."
         if analysis["finished_runs"] >= planned
-        else f"**Partial results: {analysis['finished_runs']} of {planned} planned runs are finished**; the "
-        "study is still running and this page is regenerated from the runs."
+        else f"**Partial results: {analysis['finished_runs']} of {planned} planned runs are finished**; the study "
+        "stopped for time, a verdict below names how many seeds it rests on, and rerunning the study's command "
+        "(finished runs are skipped) completes it and regenerates this page."
     )
     failed = results["protocol"].get("failed_runs")
     if failed:

@@ -202,7 +202,7 @@ def verdict(difference: dict, planned_seeds: int) -> str:
     if n < 2 or difference["half_width"] is None:
         return "not enough runs yet"
     low, high = difference["mean"] - difference["half_width"], difference["mean"] + difference["half_width"]
-    partial = f" ({n} of {planned_seeds} seeds so far)" if n < planned_seeds else ""
+    partial = f" ({n} of {planned_seeds} planned seeds)" if n < planned_seeds else ""
     if low > 0:
         return "holds at this scale" + partial
     if high < 0:

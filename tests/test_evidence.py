@@ -44,7 +44,7 @@ def test_verdict_follows_the_paired_interval():
     assert verdict(difference(0.05, 0.03), 5) == "holds at this scale"
     assert verdict(difference(-0.05, 0.03), 5) == "does not hold at this scale: GRPO is better"
     assert verdict(difference(0.02, 0.03), 5).endswith("no significant difference")
-    assert verdict(difference(0.05, 0.03, n=3), 5) == "holds at this scale (3 of 5 seeds so far)"
+    assert verdict(difference(0.05, 0.03, n=3), 5) == "holds at this scale (3 of 5 planned seeds)"
     assert verdict({"n": 1, "mean": 0.1, "half_width": None}, 5) == "not enough runs yet"
 
 
