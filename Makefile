@@ -28,7 +28,7 @@ help:
 	@echo "make warm-start rebuild the demo's shipped warm-started model (after changing its recipe)"
 	@echo "make bench     run the benchmark scripts and refresh docs/benchmarks.md"
 	@echo "make docs      build the documentation site into site/ (mkdocs build --strict)"
-	@echo "make bench-vllm two-stage vs one-stage generation time on the vLLM CPU engine"
+	@echo "make bench-vllm two-stage vs one-stage generation time, then whole steps per phase (step_profile), on the vLLM CPU engine"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,8 @@ test-vllm: install-vllm
 
 bench-vllm: install-vllm
 	VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m benchmarks.generation
+	VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m benchmarks.step_profile --engine vllm --drafts long
+	VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m benchmarks.step_profile --engine vllm --drafts short
 
 demo: $(STAMP)
 	@echo "make demo: iGRPO on the shipped warm-started tiny model, offline on CPU (40 steps, about 1.5 min on 2 cores)"
@@ -85,8 +87,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/rewards.py
-	$(PY) -m benchmarks.step_profile --model warm-start
-	$(PY) -m benchmarks.step_profile --model random --repeats 2
+	$(PY) -m benchmarks.step_profile --engine transformers --drafts short
+	$(PY) -m benchmarks.step_profile --engine transformers --drafts long
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

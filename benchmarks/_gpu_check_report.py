@@ -72,6 +72,7 @@ def summarize(results: dict) -> None:
         entry = {"label": LABELS[variant], "runs": len(ok), "steps_measured": len(measured)}
         entry["median_step_s"] = statistics.median(measured) if measured else None
         entry["peak_memory_gib"] = max(peaks) / 2**30 if peaks else None
+        entry.update(_phase_peaks(ok))
         reasons = sorted({r["reason"] for r in runs if r["status"] not in ("ok",)})
         left_out = [f"{leaked} run(s) left out: {LIGER_LEAK}"] if leaked else []
         if measured:
@@ -89,6 +90,48 @@ def summarize(results: dict) -> None:
             row[out] = top[key] / bottom[key] if top[key] is not None and bottom[key] else None
         comparisons.append(row)
     results["comparisons"] = comparisons
+
+
+def _phase_peaks(runs: list[dict]) -> dict:
+    """Per phase, the largest peak over ``runs`` (GiB), the phase of the variant's peak and what was measured
+    (records older than issue 29 have no phases: empty)."""
+    measured = [r for r in runs if r.get("phase_peak_bytes")]
+    if not measured:
+        return {"phase_peak_gib": {}, "peak_phase": None, "phase_memory": None}
+    phases = {phase for r in measured for phase in r["phase_peak_bytes"]}
+    peaks = {phase: max(r["phase_peak_bytes"].get(phase, 0) for r in measured) / 2**30 for phase in phases}
+    return {
+        "phase_peak_gib": peaks,
+        "peak_phase": max(peaks, key=peaks.__getitem__),
+        "phase_memory": measured[0].get("phase_memory"),
+    }
+
+
+def phase_markdown(results: dict) -> str:
+    """Peak memory per phase and variant (GPU: tensor bytes allocated; CPU dry run: resident set), or "" when no run
+    recorded phases. The phase holding each variant's peak is in bold."""
+    from benchmarks._phases import PHASES
+    from benchmarks._report import markdown_table
+
+    columns = [v for v, s in results["summary"].items() if s.get("phase_peak_gib")]
+    if not columns:
+        return ""
+    summary = results["summary"]
+    rows = []
+    for phase in PHASES:
+        cells = []
+        for variant in columns:
+            value = summary[variant]["phase_peak_gib"].get(phase)
+            text = "-" if value is None else f"{value:.2f}"
+            cells.append(f"**{text}**" if phase == summary[variant]["peak_phase"] else text)
+        rows.append([phase, *cells])
+    memory = summary[columns[0]]["phase_memory"]
+    unit = "GiB of tensors allocated (torch.cuda.max_memory_allocated)" if "GPU" in str(memory) else "GiB resident"
+    return (
+        f"Peak memory per phase ({unit}; largest over the measured steps of all runs; each variant's peak in "
+        "bold). Phases are charged exclusively: weight sync inside generation is its own phase, and so on.\n\n"
+        + markdown_table(["phase", *[summary[v]["label"] for v in columns]], rows)
+    )
 
 
 def _fmt(value, digits: int = 3, suffix: str = "") -> str:
@@ -131,7 +174,8 @@ def results_markdown(results: dict) -> str:
             ],
         ),
     ]
-    return "\n".join(lines)
+    phases = phase_markdown(results)
+    return "\n".join(lines + (["", phases] if phases else []))
 
 
 DOCS_INTRO = """\
@@ -142,7 +186,9 @@ tokenizer), bf16, sdpa, gradient checkpointing, transformers generation. Per pro
 iGRPO N=4 drafts + G=4 refinements (the same 8 rollouts); every draft and completion is exactly
 `--completion_length` tokens. It reports the median step time and the peak GPU memory of each variant and their
 ratios: iGRPO / GRPO (defaults; `share_prompt_prefill=False`; `prefetch_drafts=True`), the same with
-`use_liger_kernel=True` (skipped, with the reason, when Liger cannot run), and Tied-LoRA / LoRA on q/k/v. Variants
+`use_liger_kernel=True` (skipped, with the reason, when Liger cannot run), and Tied-LoRA / LoRA on q/k/v, and the
+peak GPU memory of each phase of a step (Stage-1 generation, generation, loss forward, backward, ...: records from
+issue 29 on) so the phase that holds the peak is known. Variants
 alternate (GRPO, iGRPO, GRPO, ...) so noise hits both. Every run is its own Python process: liger-kernel
 (`pip install "trl-igrpo[liger]"`, CUDA only) patches transformers' module globals for the whole process, so in one
 process every later "no Liger" model gets Liger layers; each run records whether its model has Liger layers and fails

@@ -149,3 +149,13 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def plot_mean_band(axis, steps: list, samples: list[list[float]], style: str, label: str) -> None:
+    """One method's curve: the mean over seeds at each step, with a ± one-standard-deviation band."""
+    means = [statistics.mean(values) for values in samples]
+    spread = [statistics.stdev(values) if len(values) > 1 else 0.0 for values in samples]
+    axis.plot(steps, means, style, marker="o", markersize=3, label=label)
+    axis.fill_between(
+        steps, [m - e for m, e in zip(means, spread)], [m + e for m, e in zip(means, spread)], alpha=0.15
+    )

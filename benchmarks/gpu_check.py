@@ -27,7 +27,10 @@ with its variant; runs of single-process records that ran after a Liger run are 
 (``flag_liger_leaks`` in ``benchmarks/_gpu_check_report.py``, which reads and renders the records). Reported per
 variant: the median step time (wall clock from the start to the end of an optimizer step, generation included, after
 ``--warmup_steps`` warm-up steps of each run, CUDA synchronised) and the peak GPU memory of its runs
-(``torch.cuda.max_memory_allocated`` minus what was allocated before the run); and the ratios of each pair. Results go to ``--output_dir/gpu_check.{json,md}``, rewritten after every run, so a run stopped by the time
+(``torch.cuda.max_memory_allocated`` minus what was allocated before the run); and the ratios of each pair. Each step
+is also split into phases (``benchmarks/_phases.py``: Stage-1 generation and reward, generation, reward, old/ref
+log-probs, loss forward, backward + optimizer + rest), each with its time and its own peak memory (the allocator's
+peak is read and reset at every phase boundary), so the tables say which phase holds each variant's peak. Results go to ``--output_dir/gpu_check.{json,md}``, rewritten after every run, so a run stopped by the time
 limit still leaves what it measured; ``--time_budget_s`` skips (and records) runs that would not fit.
 
 On the device machine (no network; the wheels it lacks travel in ``.whl/``, see ``scripts/prepare_gpu_wheels.sh``):
@@ -70,6 +73,7 @@ from benchmarks._gpu_check_report import (  # noqa: E402  (the variants, and how
     results_markdown,
     summarize,
 )
+from benchmarks._phases import phase_record  # noqa: E402
 
 #: Qwen2.5-0.5B's shape (its config.json), without downloading anything.
 QWEN25_05B_SHAPE = dict(
@@ -310,6 +314,21 @@ def _step_timer(cuda: bool):
     return StepTimer()
 
 
+def _profile_phases(trainer, cuda: bool, igrpo: bool):
+    """Charge each step's time and peak memory to its phases (``benchmarks/_phases.py``): peak GPU memory allocated
+    on a GPU, the resident set on the CPU dry run. Returns the profiler and the list its per-step records go to."""
+    import torch
+
+    from benchmarks._phases import CudaProbe, PhaseProfiler, RssProbe, instrument, step_callback
+
+    probe = CudaProbe() if cuda else RssProbe()
+    profiler = PhaseProfiler(probe, synchronize=torch.cuda.synchronize if cuda else None)
+    instrument(trainer, profiler, igrpo=igrpo)
+    steps: list[dict] = []
+    trainer.add_callback(step_callback(profiler, steps))
+    return profiler, steps
+
+
 def run_once(setup: Setup, variant: str, round_index: int) -> dict:
     import resource
 
@@ -327,9 +346,12 @@ def run_once(setup: Setup, variant: str, round_index: int) -> dict:
         trainer = setup.trainer(variant, seed=round_index)
         timer = _step_timer(setup.cuda)
         trainer.add_callback(timer)
+        setup_peak = torch.cuda.max_memory_allocated() if setup.cuda else 0
+        profiler, phase_steps = _profile_phases(trainer, setup.cuda, igrpo=VARIANTS[variant][0] == "igrpo")
         trainer.train()
         warmup = setup.args.warmup_steps
         record.update(status="ok", step_times_s=timer.times, measured_s=timer.times[warmup:])
+        record.update(phase_record(phase_steps[warmup:], profiler.probe.name if profiler.probe else None))
         logs = [entry for entry in trainer.state.log_history if "completions/mean_length" in entry]
         for key in (
             "completions/mean_length",
@@ -340,8 +362,10 @@ def run_once(setup: Setup, variant: str, round_index: int) -> dict:
             values = [entry[key] for entry in logs if key in entry]
             if values:
                 record[key] = statistics.mean(values)
-        if setup.cuda:
-            record["peak_memory_bytes"] = torch.cuda.max_memory_allocated() - record["allocated_before_bytes"]
+        if setup.cuda:  # the phase profiler resets the peak at every phase boundary: take the largest of them
+            step_peaks = [peak for step in phase_steps for peak in step["peaks"].values()]
+            run_peak = max([setup_peak, profiler.outside_peak, *step_peaks])
+            record["peak_memory_bytes"] = run_peak - record["allocated_before_bytes"]
         record["liger_layers"] = liger_layers(trainer.model)
         if record["liger_layers"] != VARIANTS[variant][1]:
             raise RuntimeError(

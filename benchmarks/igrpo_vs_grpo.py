@@ -44,6 +44,7 @@ from benchmarks._matched_budget import (  # noqa: E402
     fill_task_defaults,
     make_trainer,
     mean_std,
+    plot_mean_band,
     run_in_subprocess,
     training_log,
 )
@@ -271,13 +272,7 @@ def _plot(results: list[dict], args) -> None:
         for axis, variant in zip(axes, args.variants):
             for method, style in zip(METHODS, ("-", "--")):
                 curve = _mean_curve([r for r in results if r["variant"] == variant and r["method"] == method])
-                steps = list(curve)
-                means = [statistics.mean(curve[s]) for s in steps]
-                spread = [statistics.stdev(curve[s]) if len(curve[s]) > 1 else 0.0 for s in steps]
-                axis.plot(steps, means, style, marker="o", markersize=3, label=method)
-                axis.fill_between(
-                    steps, [m - e for m, e in zip(means, spread)], [m + e for m, e in zip(means, spread)], alpha=0.15
-                )
+                plot_mean_band(axis, list(curve), list(curve.values()), style, method)
             axis.set_title(f"loss: {variant}")
             axis.set_xlabel("optimizer step")
         axes[0].set_ylabel("held-out accuracy")

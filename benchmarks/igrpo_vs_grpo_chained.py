@@ -35,6 +35,7 @@ from benchmarks._matched_budget import (  # noqa: E402
     fill_task_defaults,
     make_trainer,
     mean_std,
+    plot_mean_band,
     run_in_subprocess,
     training_log,
 )
@@ -406,12 +407,7 @@ def _chained_plots(results: list[dict], args) -> None:
             runs = [r for r in results if r["method"] == method]
             steps = [point["step"] for point in runs[0]["curve"]]
             values = [[r["curve"][i][key] for r in runs] for i in range(len(steps))]
-            means = [statistics.mean(v) for v in values]
-            spread = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-            axis.plot(steps, means, style, marker="o", markersize=3, label=method)
-            axis.fill_between(
-                steps, [m - e for m, e in zip(means, spread)], [m + e for m, e in zip(means, spread)], alpha=0.15
-            )
+            plot_mean_band(axis, steps, values, style, method)
         axis.set_title(f"held-out {title}")
         axis.set_xlabel("optimizer step")
     axes[0].set_ylabel("accuracy (mean ± std over seeds)")

@@ -18,6 +18,18 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory):
+    """Tiny Qwen3 (hidden 64, 1 layer) with TRL's Qwen3 chat template: TRL parses its tool calls."""
+    return build_tiny_model(
+        tmp_path_factory.mktemp("tiny-qwen3"),
+        architecture="qwen3",
+        chat_template="qwen3",
+        hidden_size=64,
+        num_layers=1,
+    )
+
+
+@pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), architecture="llama")
 

@@ -12,7 +12,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
-    "script", ["gpu_check", "igrpo_vs_grpo", "igrpo_vs_grpo_chained", "step_profile", "generation", "rewards"]
+    "script",
+    [
+        "gpu_check",
+        "igrpo_vs_grpo",
+        "igrpo_vs_grpo_chained",
+        "step_profile",
+        "generation",
+        "rewards",
+        "agent_igrpo_vs_grpo",
+    ],
 )
 def test_benchmark_scripts_import_their_report_helpers_when_run_as_files(script, tmp_path):
     """Run as `python benchmarks/X.py` (not `-m`), a script that imports `benchmarks._report` only when it writes its

@@ -454,7 +454,7 @@ def test_help_comes_from_the_cache_without_importing_transformers(tmp_path, monk
     assert "HEAVY ['torch', 'transformers', 'trl']" in first.stderr and "HEAVY []" in second.stderr
     assert second.stdout == first.stdout and first.stdout.startswith("usage: trl-igrpo igrpo")
     assert len(list((tmp_path / "trl-igrpo" / "help").glob("igrpo-*.txt"))) == 1
-    from trl_igrpo import help_cache
+    from trl_igrpo.scripts import help_cache
 
     key = help_cache._path("igrpo", ["--help"])
     monkeypatch.setattr(help_cache, "_source_signature", lambda: "an edited source file")

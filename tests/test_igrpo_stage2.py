@@ -444,3 +444,32 @@ def test_the_guard_catches_a_dropped_short_draft_that_the_question_also_contains
     with pytest.raises(RuntimeError, match="does not contain the selected draft"):
         trainer._generate_and_score_completions([row for row in rows[:2] for _ in range(2)])
     assert len(calls) == 1  # stopped before any refinement was generated
+
+
+def test_each_groups_q_prime_is_encoded_once_with_the_ids_of_one_row_at_a_time(control_trainer, monkeypatch):
+    """The fast path (q' rendered and encoded once per group, shared by its G rows) gives every row exactly the ids the
+    plain path (each row encoded alone) gives, unmarked rows included, and each row its own list."""
+    trainer = control_trainer
+    monkeypatch.setattr(trainer, "chat_template", OUR_TEMPLATE.read_text())
+    monkeypatch.setattr(trainer.args, "conversational_draft_style", "append_to_user")
+    questions = ["What is 3 + 4?", "What is 12 - 5?"]
+    drafts = [_spelled_draft(), "12 - 5 = 7, so \\boxed{7}."]
+    prompt_rows = [{"prompt": [{"role": "user", "content": q}]} for q in questions]
+    refined = [trainer._refinement_prompt(row["prompt"], d) for row, d in zip(prompt_rows, drafts)]
+    unmarked = [{"role": "user", "content": "What is 1 + 1?"}]
+    rows = [refined[0], refined[1], refined[0], unmarked, refined[1], refined[0]]  # groups interleaved, one stranger
+
+    plain = []
+    for row in rows:  # one row per call, each in a fresh block: no sharing possible
+        with trainer._drafts_as_text(prompt_rows, drafts, refined):
+            plain.append(trainer._tokenize_prompts([copy.deepcopy(row)])[0][0])
+    encoded = []
+    original = trainer._encode_marked_prompts
+    monkeypatch.setattr(trainer, "_encode_marked_prompts", lambda ps: encoded.extend(ps) or original(ps))
+    with trainer._drafts_as_text(prompt_rows, drafts, refined):
+        fast = trainer._tokenize_prompts([copy.deepcopy(row) for row in rows])[0]
+        again = trainer._tokenize_prompts([copy.deepcopy(row) for row in rows])[0]  # a second call encodes nothing
+    assert fast == plain and again == plain
+    assert len(encoded) == 3  # two q' and the stranger, once each
+    fast[0].append(-1)
+    assert fast[2] == plain[2] and fast[5] == plain[5]  # rows do not share a list

@@ -514,7 +514,8 @@ def test_trl_igrpo_trainer_card_of_a_tied_lora_run_keeps_the_loading_note(tmp_pa
     """TRL's create_model_card rewrites README.md (dropping PEFT's card); HubMixin puts the loading note back."""
     from transformers import TrainingArguments
 
-    from trl_igrpo.hub import LORA, TIED_LORA, HubMixin
+    from trl_igrpo.hub import HubMixin
+    from trl_igrpo.hub.citations import LORA, TIED_LORA
 
     class _TrlTrainer:
         def create_model_card(self, model_name=None, dataset_name=None, tags=None):

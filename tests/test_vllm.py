@@ -164,6 +164,10 @@ def test_colocate_prefetch_runs_one_generation_call_per_step(tiny_llama_dir, tmp
     args = _args(tmp_path, "colocate", prefetch_drafts=True, max_steps=3)
     trainer = _trainer_class()(model=tiny_llama_dir, reward_funcs=varied_reward, args=args, train_dataset=_dataset(16))
     generation = trainer.vllm_generation
+    # the engine holds the whole merged call at once (refinements + next drafts), not TRL's one generation batch
+    rows = BATCH * args.steps_per_generation  # TRL's max_num_seqs: one generation batch
+    merged = rows + rows // NUM_GENERATIONS * NUM_DRAFTS
+    assert generation.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs == merged > rows
     calls = []
     original_generate = generation.generate
 

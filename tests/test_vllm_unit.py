@@ -111,3 +111,26 @@ def test_vllm_engine_class_is_swapped_only_while_the_trainer_is_built():
         assert grpo_module.VLLMGeneration is sentinel
         raise RuntimeError("constructor failed")
     assert grpo_module.VLLMGeneration is original
+
+
+@pytest.mark.parametrize(
+    ("num_drafts", "num_generations", "prefetch", "expected"),
+    [(4, 4, False, 64), (4, 4, True, 128), (8, 4, False, 128), (2, 4, True, 96), (2, 8, False, 64)],
+)
+def test_the_colocated_engine_fits_igrpos_largest_generation_call(
+    monkeypatch, tmp_path, num_drafts, num_generations, prefetch, expected
+):
+    """TRL sizes max_num_seqs to one generation batch (64 rows here); iGRPO's Stage 1 (B/G*N drafts) or a prefetching
+    Stage-2 call (B + B/G*N) is larger and would otherwise run in waves. Every other engine argument is passed on."""
+    from trl_igrpo import IGRPOConfig, IGRPOTrainer
+    from trl_igrpo.core.trainer import GRPOBaseTrainer
+
+    seen: dict = {}
+    monkeypatch.setattr(GRPOBaseTrainer, "_make_vllm_generation", lambda self, **kwargs: seen.update(kwargs))
+    trainer = object.__new__(IGRPOTrainer)  # only the engine's arguments are under test: no model needed
+    trainer.args = IGRPOConfig(
+        output_dir=str(tmp_path), num_drafts=num_drafts, num_generations=num_generations, prefetch_drafts=prefetch,
+        per_device_train_batch_size=64, use_cpu=True, report_to="none",
+    )  # fmt: skip
+    trainer._make_vllm_generation(max_num_seqs=64, temperature=0.7, mode="colocate")
+    assert seen == {"max_num_seqs": expected, "temperature": 0.7, "mode": "colocate"}

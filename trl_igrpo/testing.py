@@ -14,17 +14,33 @@ Design constraints:
   hidden / heads, so hidden 128 with 4 heads).
 - ``<think>``, ``</think>``, ``<answer>``, ``</answer>`` are single, non-special added tokens, so they survive
   ``skip_special_tokens=True`` decoding exactly as the format rewards expect.
+- ``chat_template="qwen3"`` gives the tokenizer Qwen3's chat template exactly as TRL ships it
+  (``trl/chat_templates/qwen3.jinja``), so TRL recognises it, attaches its response schema and parses tool calls
+  (``parse_response``); Qwen3's tool tags are single added tokens, as in Qwen3's own tokenizer.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["TINY_ARCHITECTURES", "CHATML_TEMPLATE", "REASONING_TAGS", "build_tiny_model", "cpu_training_kwargs"]
+__all__ = [
+    "CHATML_TEMPLATE",
+    "CHAT_TEMPLATES",
+    "REASONING_TAGS",
+    "TINY_ARCHITECTURES",
+    "TOOL_TAGS",
+    "build_tiny_model",
+    "cpu_training_kwargs",
+]
 
-TINY_ARCHITECTURES = ("qwen2", "llama", "nemotron_h")
+TINY_ARCHITECTURES = ("qwen2", "qwen3", "llama", "nemotron_h")
+#: ``"chatml"``: a minimal ChatML template (no tools). ``"qwen3"``: TRL's copy of Qwen3's template (tool calling).
+CHAT_TEMPLATES = ("chatml", "qwen3")
 REASONING_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+#: Qwen3's tool-calling tags (single added tokens in Qwen3's tokenizer; added with ``chat_template="qwen3"``).
+TOOL_TAGS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
 _SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -75,7 +91,34 @@ def _tokenizer_corpus() -> list[str]:
     return texts
 
 
-def _build_tokenizer(architecture: str, vocab_size: int):
+def _tool_corpus() -> list[str]:
+    """Tool-calling text as Qwen3's template renders it (tool schemas, calls, results), so that BPE merges it."""
+    preamble = (
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with "
+        "function signatures within <tools></tools> XML tags:\n<tools>\n</tools>\n\nFor each function call, return "
+        "a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+    )
+    names = ("multiply", "add", "subtract", "lookup", "increment", "calculator", "search", "get_value")
+    texts = []
+    for i in range(200):
+        a, b, name = (i * 7919) % 9973, (i * 104729) % 997, names[i % len(names)]
+        texts.append(preamble)
+        texts.append(
+            f'{{"type": "function", "function": {{"name": "{name}", "description": "Returns the {name} of two '
+            f'integers.", "parameters": {{"type": "object", "properties": {{"a": {{"type": "integer", "description": '
+            f'"The first integer."}}, "b": {{"type": "integer", "description": "The second integer."}}}}, '
+            f'"required": ["a", "b"]}}, "return": {{"type": "integer", "description": "The result."}}}}}}'
+        )
+        texts.append(f'<tool_call>\n{{"name": "{name}", "arguments": {{"a": {a}, "b": {b}}}}}\n</tool_call>')
+        texts.append(f"<tool_response>\n{a * b}\n</tool_response> The answer is \\boxed{{{a * b}}}. Done!")
+        texts.append("<think>\n\n</think>\n\n{'error': \"unexpected keyword argument 'c'\"}")
+    return texts
+
+
+def _build_tokenizer(
+    architecture: str, vocab_size: int, chat_template: str = "chatml", extra_corpus: Sequence[str] = ()
+):
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -96,21 +139,32 @@ def _build_tokenizer(architecture: str, vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_tokenizer_corpus(), trainer)
+    corpus = _tokenizer_corpus() + (_tool_corpus() if chat_template == "qwen3" else []) + list(extra_corpus)
+    tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         padding_side="left",
-        chat_template=CHATML_TEMPLATE,
+        chat_template=_chat_template_text(chat_template),
         model_max_length=2048,
     )
-    fast.add_tokens(list(REASONING_TAGS))
+    fast.add_tokens(list(REASONING_TAGS) + (list(TOOL_TAGS) if chat_template == "qwen3" else []))
     return fast
 
 
+def _chat_template_text(chat_template: str) -> str:
+    if chat_template == "chatml":
+        return CHATML_TEMPLATE
+    if chat_template == "qwen3":
+        from trl.chat_template_utils import qwen3_chat_template  # TRL's copy: TRL recognises it by equality
+
+        return qwen3_chat_template
+    raise ValueError(f"Unknown chat_template {chat_template!r}; choose one of {CHAT_TEMPLATES}.")
+
+
 def _build_config(architecture: str, vocab_size: int, tokenizer, hidden_size: int, num_layers: int):
-    from transformers import LlamaConfig, NemotronHConfig, Qwen2Config
+    from transformers import LlamaConfig, NemotronHConfig, Qwen2Config, Qwen3Config
 
     heads = hidden_size // 32  # head_dim 32 for vLLM's CPU attention
     common = dict(
@@ -126,6 +180,14 @@ def _build_config(architecture: str, vocab_size: int, tokenizer, hidden_size: in
     if architecture == "qwen2":
         return Qwen2Config(
             intermediate_size=2 * hidden_size, num_hidden_layers=num_layers, num_key_value_heads=heads // 2, **common
+        )
+    if architecture == "qwen3":  # tied input/output embeddings, as Qwen3's small models (0.6B-4B) have
+        return Qwen3Config(
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=num_layers,
+            num_key_value_heads=heads // 2,
+            head_dim=32,
+            **{**common, "tie_word_embeddings": True},
         )
     if architecture == "llama":
         return LlamaConfig(
@@ -170,18 +232,25 @@ def build_tiny_model(
     hidden_size: int = 128,
     num_layers: int = 2,
     overwrite: bool = False,
+    chat_template: str = "chatml",
+    extra_corpus: Sequence[str] = (),
 ) -> str:
     """Build and save a tiny random causal LM plus an offline-trained fast tokenizer.
 
     Args:
         output_dir: Directory to write ``config.json``, ``model.safetensors``, ``generation_config.json`` and the
             tokenizer files to. If it already holds a model and ``overwrite`` is False, it is reused as is.
-        architecture: ``"qwen2"``, ``"llama"`` or ``"nemotron_h"`` (hybrid Mamba-attention-MoE; at least 3 layers).
+        architecture: ``"qwen2"``, ``"qwen3"``, ``"llama"`` or ``"nemotron_h"`` (hybrid Mamba-attention-MoE; at least
+            3 layers).
         seed: Seeds the weights; the tokenizer is deterministic regardless.
         vocab_size: BPE vocabulary size before the four reasoning tags are added.
         hidden_size: Multiple of 32 (head_dim is 32 for vLLM's CPU backend).
         num_layers: Decoder layers.
         overwrite: Rebuild even if ``output_dir`` already holds a model.
+        chat_template: ``"chatml"`` (default) or ``"qwen3"``: Qwen3's template as TRL ships it, with Qwen3's tool tags
+            as added tokens and tool-calling text in the tokenizer corpus, for tool and environment training.
+        extra_corpus: More text for the tokenizer's BPE training (e.g. a task's vocabulary, so its words become
+            single tokens).
 
     Returns:
         ``str(output_dir)``, ready for ``from_pretrained`` or as the ``model`` argument of TRL trainers.
@@ -191,6 +260,8 @@ def build_tiny_model(
 
     if architecture not in TINY_ARCHITECTURES:
         raise ValueError(f"Unknown architecture {architecture!r}; choose one of {TINY_ARCHITECTURES}.")
+    if chat_template not in CHAT_TEMPLATES:
+        raise ValueError(f"Unknown chat_template {chat_template!r}; choose one of {CHAT_TEMPLATES}.")
     if hidden_size % 64:
         raise ValueError(f"hidden_size must be a multiple of 64 (head_dim 32, even GQA split), got {hidden_size}.")
     output_dir = Path(output_dir)
@@ -198,7 +269,7 @@ def build_tiny_model(
         return str(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = _build_tokenizer(architecture, vocab_size)
+    tokenizer = _build_tokenizer(architecture, vocab_size, chat_template, extra_corpus)
     config = _build_config(architecture, len(tokenizer), tokenizer, hidden_size, num_layers)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"warm start written to {path}")
 
 
-SFTPairs = list[tuple[list[int], list[int]]]
+#: ``(prompt_ids, completion_ids)``, or ``(prompt_ids, completion_ids, loss_mask)`` where ``loss_mask`` (one 0/1 per
+#: completion token) leaves tokens the model does not produce out of the loss, e.g. tool results in a trajectory.
+SFTPairs = list[tuple[list[int], ...]]
 
 
 def run_sft_steps(
@@ -206,9 +208,10 @@ def run_sft_steps(
     scheduler,
     progress: str | None = None,
 ) -> None:
-    """The supervised loop of both warm starts: each step draws a batch of one kind, a refinement batch with
+    """The supervised loop of the warm starts: each step draws a batch of one kind, a refinement batch with
     probability ``refinement_fraction`` (similar lengths, little padding), of ``(prompt_ids, completion_ids)`` pairs,
-    and trains on the completion tokens only (labels -100 on the prompt and padding)."""
+    and trains on the completion tokens only (labels -100 on the prompt and padding, and on completion tokens whose
+    optional third element, a loss mask, is 0)."""
     import torch
 
     bar = None
@@ -223,14 +226,17 @@ def run_sft_steps(
         sequences = refinement if use_refinement else plain
         indices = torch.randint(len(sequences), (batch_size,), generator=generator).tolist()
         batch = [sequences[i] for i in indices]
-        length = max(len(p) + len(c) for p, c in batch)
+        length = max(len(example[0]) + len(example[1]) for example in batch)
         input_ids = torch.full((batch_size, length), pad_token_id)
         labels = torch.full((batch_size, length), -100)
         attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
-        for row, (prompt_ids, completion_ids) in enumerate(batch):
+        for row, (prompt_ids, completion_ids, *loss_mask) in enumerate(batch):
             ids = prompt_ids + completion_ids
             input_ids[row, : len(ids)] = torch.tensor(ids)
-            labels[row, len(prompt_ids) : len(ids)] = torch.tensor(completion_ids)
+            targets = torch.tensor(completion_ids)
+            if loss_mask:
+                targets = targets.masked_fill(torch.tensor(loss_mask[0]) == 0, -100)
+            labels[row, len(prompt_ids) : len(ids)] = targets
             attention_mask[row, : len(ids)] = 1
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         loss.backward()

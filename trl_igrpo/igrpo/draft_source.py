@@ -10,9 +10,10 @@
   state and is the only place that knows about it.
 
 A source takes part in the rest of a training step only through the hooks below, which do nothing here: the Stage-2
-generation call (:meth:`DraftSource.refining`, :meth:`DraftSource.generate`), the data loader
-(:meth:`DraftSource.next_batches`) and resuming (:meth:`DraftSource.restore`). Another Stage 1 (multi-turn drafts
-through TRL's tool loop, drafts from another engine, ...) is another subclass returning :class:`Drafts`.
+generation call (:meth:`DraftSource.refining`, :meth:`DraftSource.generate`, :meth:`DraftSource.generated`), the
+Stage-2 result (:meth:`DraftSource.refined`), the data loader (:meth:`DraftSource.next_batches`) and resuming
+(:meth:`DraftSource.restore`). Another Stage 1 is another subclass returning :class:`Drafts`: multi-turn drafts
+through TRL's tool loop are :class:`~trl_igrpo.igrpo.agents.TrajectoryDraftSource`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ class Drafts:
 
     ``completions`` is what reward functions receive (TRL's decoding: text, or ``[message]`` with reasoning and tool
     calls parsed), ``texts`` the literal text each draft puts into q'. ``policy_lag`` counts the optimizer steps
-    between the policy that sampled them and the current one (0: sampled now).
+    between the policy that sampled them and the current one (0: sampled now). Multi-turn sources
+    (:mod:`~trl_igrpo.igrpo.agents`) also give ``rows`` (the rows reward functions receive with each draft: a
+    ``rollout_func``'s extra fields merged), ``trajectories`` (what q' shows instead of ``texts``) and
+    ``model_tokens`` (tokens the model generated per draft, tool results excluded).
     """
 
     prompts: list
@@ -43,6 +47,9 @@ class Drafts:
     completions: list
     texts: list[str]
     policy_lag: int = 0
+    rows: list[dict[str, Any]] | None = None
+    trajectories: list | None = None
+    model_tokens: list[int] | None = None
 
 
 def draft_prompts(prompt_rows: list[dict[str, Any]], num_drafts: int) -> list:
@@ -90,6 +97,13 @@ class DraftSource:
     def generate(self, generate: Callable, prompt_ids, images, multimodal_fields, num_generations, **kwargs):
         """TRL's ``_generate_single_turn`` (``generate``) for one generation call of the trainer."""
         return generate(prompt_ids, images, multimodal_fields, num_generations, **kwargs)
+
+    def generated(self, prompts: list, output: tuple) -> tuple:
+        """What TRL's ``_generate(prompts)`` returned, on its way back to TRL (unchanged here)."""
+        return output
+
+    def refined(self, output: dict[str, Any], drafts: list, mode: str) -> None:
+        """Stage 2's rollout ``output`` for the chosen ``drafts`` (nothing to log here)."""
 
     def next_batches(self, epoch_iterator, num_batches: int) -> list | None:
         """The micro-batches of an optimizer step if the source fetches them itself; None: Trainer's own fetch."""
