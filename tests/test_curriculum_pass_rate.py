@@ -88,6 +88,22 @@ def test_compute_pass_rates_on_tiny_model_resumes_after_crash(tiny_model_dir, tm
     assert read_shard(shard)[5]["num_passed"] == 5
 
 
+def test_compute_pass_rates_samples_the_full_distribution_like_the_trainer(tiny_model_dir):
+    """TRL samples training completions with top_k=0; transformers' generate defaults to top_k=50, which would cap a
+    prompt's next token to 50 candidates. At a very high temperature (near-uniform over ~1,000 tokens) 300 one-token
+    samples of one prompt show far more than 50 distinct tokens only when no top-k cut applies."""
+    seen = []
+
+    def record(completions, **kwargs):
+        seen.extend(completions)
+        return [0.0] * len(completions)
+
+    compute_pass_rates(_dataset(1), tiny_model_dir, reward_funcs=record, num_samples=300, max_new_tokens=1,
+                       temperature=50.0, batch_size=1)  # fmt: skip
+    assert len(seen) == 300
+    assert len(set(seen)) > 80
+
+
 def test_cli_writes_column_resumes_and_filters(tiny_model_dir, tmp_path):
     source = tmp_path / "prompts.jsonl"
     _dataset(8).to_json(str(source))

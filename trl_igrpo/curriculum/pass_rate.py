@@ -104,6 +104,7 @@ class _TransformersSampler:
                 do_sample=True,
                 temperature=self.temperature,
                 top_p=self.top_p,
+                top_k=0,  # as the trainer samples (TRL: top_k=0); transformers would otherwise apply its top_k=50
                 max_new_tokens=self.max_new_tokens,
                 num_return_sequences=num_samples,
                 pad_token_id=self.tokenizer.pad_token_id,
