@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),  # the ``trl-igrpo`` command (its --version reads __init__)
     ("__main__",),  # ``python -m trl_igrpo``
 )
-#: Folders the core must never import (TEAM.md: "the core never imports a feature folder").
+#: Folders the core must never import (the core never imports a method or a feature built on one).
 ABOVE_CORE = {unit for layer in LAYERS[LAYERS.index(("core",)) + 1 :] for unit in layer}
 
 
@@ -100,7 +100,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_every_unit_has_a_layer():
     layered = {unit for layer in LAYERS for unit in layer}
     assert set(folder_graph()) == layered, (
-        "a new folder or root module needs a place in LAYERS (and in TEAM.md's graph)"
+        "a new folder or root module needs a place in LAYERS (LAYERS, with its comments, is the documented folder graph)"
     )
 
 
