@@ -27,14 +27,17 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def vllm_server(model_dir: str, max_model_len: int, log_path: Path, env: dict, timeout: float = 900.0):
-    """Serve ``model_dir`` on 127.0.0.1 until the block ends; yields ``(base_url, pid)``."""
+def vllm_server(
+    model_dir: str, max_model_len: int, log_path: Path, env: dict, timeout: float = 900.0, extra_args: tuple = ()
+):
+    """Serve ``model_dir`` on 127.0.0.1 until the block ends (``extra_args`` go to ``trl-igrpo serve``); yields
+    ``(base_url, pid)``. Also the server fixture of ``tests/test_vllm.py``."""
     import requests
 
     port = _free_port()
     command = [
         sys.executable, "-m", "trl_igrpo.vllm.serve", "--model", model_dir, "--host", "127.0.0.1", "--port", str(port),
-        "--max_model_len", str(max_model_len), "--gpu_memory_utilization", "0.3",
+        "--max_model_len", str(max_model_len), "--gpu_memory_utilization", "0.3", *extra_args,
     ]  # fmt: skip
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -43,12 +46,12 @@ def vllm_server(model_dir: str, max_model_len: int, log_path: Path, env: dict, t
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with {process.returncode}: see {log_path}")
+                raise RuntimeError(f"vLLM server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{base_url}/health", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"vLLM server not healthy after {timeout:.0f} s: see {log_path}")
+                raise RuntimeError(f"vLLM server not healthy after {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
             time.sleep(2)
         yield base_url, process.pid
     finally:

@@ -7,7 +7,6 @@ mode. The trainer under test is IGRPOTrainer (N=3 drafts, G=2), which includes t
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,6 @@ pytest.importorskip("vllm")
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-import requests  # noqa: E402
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
@@ -333,39 +331,15 @@ def test_exported_tied_lora_adapter_serves_in_vllm_like_transformers_peft(tiny_l
 # ---------------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vllm_server(tiny_llama_dir, tmp_path_factory):
-    """`python -m trl_igrpo.vllm.serve` on 127.0.0.1:<free port>, started with setsid, stopped by PID."""
-    port = free_port()
+    """`python -m trl_igrpo.vllm.serve` on 127.0.0.1:<free port>, started with setsid, stopped by PID (the step
+    benchmark's server, benchmarks/_vllm_server.py)."""
+    from benchmarks._vllm_server import vllm_server as serve
+
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    command = [
-        sys.executable, "-m", "trl_igrpo.vllm.serve", "--model", str(tiny_llama_dir), "--host", "127.0.0.1",
-        "--port", str(port), "--max_model_len", str(SERVER_MAX_MODEL_LEN), "--dtype", "float32",
-        "--enforce_eager", "--gpu_memory_utilization", "0.3",
-    ]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{base_url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"vLLM server not healthy after 300 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
-        yield base_url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    extra_args = ("--dtype", "float32", "--enforce_eager")
+    with serve(str(tiny_llama_dir), SERVER_MAX_MODEL_LEN, log_path, env, timeout=300, extra_args=extra_args) as served:
+        yield served[0]
 
 
 def test_server_max_model_len_too_small_fails_at_start(tiny_llama_dir, tmp_path, vllm_server):
